@@ -1,0 +1,155 @@
+"""Retrieval quality on a labelled question file (``supportbot eval``).
+
+Definitions (binary relevance; ``relevant`` = the labelled doc ids of a question):
+
+* Recall@k — share of answerable questions with at least one relevant doc in the top k
+  (a.k.a. success@k: the bot's reply cites a right page).
+* MRR@10 — mean of 1/rank of the first relevant doc within the top 10 (0 if none).
+* nDCG@10 — DCG of the top 10 over the ideal DCG for that question's relevant set.
+* unanswerable_below_threshold — share of questions labelled not answerable from the docs
+  whose confidence stays under the reply threshold (the bot stays quiet).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class LabelledQuestion:
+    id: str
+    question: str
+    relevant: tuple[str, ...]
+    answerable: bool
+
+
+def load_questions(path: Path) -> list[LabelledQuestion]:
+    """Parse a questions JSONL file; a malformed line stops with its line number and reason."""
+    out: list[LabelledQuestion] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            relevant = tuple(str(r) for r in obj.get("relevant", []))
+            out.append(
+                LabelledQuestion(
+                    id=str(obj.get("id", f"line-{lineno}")),
+                    question=str(obj["question"]),
+                    relevant=relevant,
+                    answerable=bool(obj.get("answerable_from_docs", bool(relevant))),
+                )
+            )
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"{path}:{lineno}: not a question object ({exc})") from None
+    return out
+
+
+def first_hit_rank(ranked: Sequence[str], relevant: Sequence[str]) -> int | None:
+    wanted = set(relevant)
+    for rank, doc_id in enumerate(ranked, start=1):
+        if doc_id in wanted:
+            return rank
+    return None
+
+
+def ndcg_at(ranked: Sequence[str], relevant: Sequence[str], k: int = 10) -> float:
+    wanted = set(relevant)
+    if not wanted:
+        return 0.0
+    dcg = sum(1.0 / math.log2(i + 2) for i, d in enumerate(ranked[:k]) if d in wanted)
+    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(wanted), k)))
+    return dcg / ideal
+
+
+@dataclass
+class EvalReport:
+    mode: str
+    n: int
+    recall_at_1: float
+    recall_at_5: float
+    recall_at_10: float
+    mrr_at_10: float
+    ndcg_at_10: float
+    n_unanswerable: int
+    unanswerable_below_threshold: float | None
+    per_question: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "n": self.n,
+            "recall@1": round(self.recall_at_1, 4),
+            "recall@5": round(self.recall_at_5, 4),
+            "recall@10": round(self.recall_at_10, 4),
+            "mrr@10": round(self.mrr_at_10, 4),
+            "ndcg@10": round(self.ndcg_at_10, 4),
+            "n_unanswerable": self.n_unanswerable,
+            "unanswerable_below_threshold": (
+                None if self.unanswerable_below_threshold is None
+                else round(self.unanswerable_below_threshold, 4)
+            ),
+        }
+
+
+def evaluate(
+    questions: Sequence[LabelledQuestion],
+    ask: Callable[[str], tuple[list[str], float]],
+    *,
+    mode: str,
+    threshold: float,
+) -> EvalReport:
+    """``ask(question) -> (ranked doc ids, confidence)``; metrics as defined in the module doc."""
+    ranks: list[int | None] = []
+    ndcgs: list[float] = []
+    quiet = 0
+    unanswerable = 0
+    rows: list[dict[str, Any]] = []
+    for q in questions:
+        ranked, conf = ask(q.question)
+        if q.answerable and q.relevant:
+            rank = first_hit_rank(ranked[:10], q.relevant)
+            ranks.append(rank)
+            ndcgs.append(ndcg_at(ranked, q.relevant, 10))
+            rows.append({"id": q.id, "rank": rank, "confidence": conf, "top": ranked[:3]})
+        else:
+            unanswerable += 1
+            quiet += conf < threshold
+            rows.append({"id": q.id, "rank": None, "confidence": conf, "top": ranked[:3],
+                         "unanswerable": True})
+    n = len(ranks)
+
+    def recall(k: int) -> float:
+        return sum(1 for r in ranks if r is not None and r <= k) / n if n else 0.0
+
+    return EvalReport(
+        mode=mode,
+        n=n,
+        recall_at_1=recall(1),
+        recall_at_5=recall(5),
+        recall_at_10=recall(10),
+        mrr_at_10=sum(1.0 / r for r in ranks if r is not None) / n if n else 0.0,
+        ndcg_at_10=sum(ndcgs) / n if n else 0.0,
+        n_unanswerable=unanswerable,
+        unanswerable_below_threshold=quiet / unanswerable if unanswerable else None,
+        per_question=rows,
+    )
+
+
+def iter_table(reports: Sequence[EvalReport]) -> Iterator[list[str]]:
+    yield ["mode", "n", "R@1", "R@5", "R@10", "MRR@10", "nDCG@10", "unans. quiet"]
+    for r in reports:
+        quiet = "-" if r.unanswerable_below_threshold is None else f"{r.unanswerable_below_threshold:.2f}"
+        yield [r.mode, str(r.n), f"{r.recall_at_1:.3f}", f"{r.recall_at_5:.3f}",
+               f"{r.recall_at_10:.3f}", f"{r.mrr_at_10:.3f}", f"{r.ndcg_at_10:.3f}", quiet]

@@ -1,0 +1,156 @@
+"""A published index on disk, and loading it for search.
+
+Layout of ``<data_dir>/indexes``::
+
+    CURRENT                 name of the live version (replaced atomically)
+    <version>/manifest.json model, dimension, counts, sources and their versions, build time
+    <version>/documents.jsonl   one object per document (id, title, url, kind, names, ...)
+    <version>/chunks.jsonl      one object per chunk (document row, section, text)
+    <version>/dense.faiss       FAISS inner-product index over normalised chunk vectors
+    <version>/lexical/          bm25s index over the same chunks, same order
+
+Readers only ever open a complete folder: writers build elsewhere and rename it into place
+before pointing ``CURRENT`` at it (see ``index_builder.publish``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bot.errors import IndexCorruptError, IndexNotFoundError
+from bot.retrieval.symbols import SymbolTable
+
+FORMAT_VERSION = 1
+CURRENT_POINTER = "CURRENT"
+MANIFEST = "manifest.json"
+DOCUMENTS = "documents.jsonl"
+CHUNKS = "chunks.jsonl"
+DENSE = "dense.faiss"
+LEXICAL = "lexical"
+
+
+@dataclass(frozen=True)
+class DocInfo:
+    doc_id: str
+    title: str
+    url: str
+    kind: str
+    source: str
+    names: tuple[str, ...] = ()  # public API names (id + aliases) for API documents
+    symbols: tuple[str, ...] = ()  # symbols an overview page documents
+
+
+@dataclass(frozen=True)
+class ChunkInfo:
+    doc: int  # row in LoadedIndex.docs
+    section: str
+    text: str
+
+
+@dataclass
+class LoadedIndex:
+    """Everything search needs, in memory. Immutable once loaded; swap, don't mutate."""
+
+    path: Path
+    manifest: dict[str, Any]
+    docs: list[DocInfo]
+    chunks: list[ChunkInfo]
+    chunk_doc: np.ndarray  # int32 [n_chunks]: chunk row -> doc row
+    dense: Any  # faiss.Index
+    lexical: Any  # bm25s.BM25
+    symbols: SymbolTable
+    doc_rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def model(self) -> str:
+        return str(self.manifest["model"])
+
+
+def current_version(index_root: Path) -> str | None:
+    pointer = index_root / CURRENT_POINTER
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return name or None
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IndexCorruptError(f"{folder} has no {MANIFEST}") from None
+    except json.JSONDecodeError as exc:
+        raise IndexCorruptError(f"{folder / MANIFEST} is not valid JSON: {exc}") from None
+    if data.get("format") != FORMAT_VERSION:
+        raise IndexCorruptError(
+            f"{folder} has index format {data.get('format')!r}; this version reads "
+            f"{FORMAT_VERSION}: rebuild with `supportbot index build`"
+        )
+    return dict(data)
+
+
+def load_index(index_root: Path, version: str | None = None) -> LoadedIndex:
+    """Load the given (default: current) version; raise if missing or inconsistent."""
+    import bm25s
+    import faiss
+
+    version = version or current_version(index_root)
+    if version is None:
+        raise IndexNotFoundError(
+            f"no published index under {index_root}: run `supportbot index build` first"
+        )
+    folder = index_root / version
+    if not folder.is_dir():
+        raise IndexNotFoundError(f"{index_root / CURRENT_POINTER} names {version}, which is missing")
+    manifest = read_manifest(folder)
+    try:
+        docs = [
+            DocInfo(
+                doc_id=d["doc_id"], title=d["title"], url=d["url"], kind=d["kind"],
+                source=d["source"], names=tuple(d.get("names", ())),
+                symbols=tuple(d.get("symbols", ())),
+            )
+            for d in _read_jsonl(folder / DOCUMENTS)
+        ]
+        chunks = [
+            ChunkInfo(doc=int(c["doc"]), section=c["section"], text=c["text"])
+            for c in _read_jsonl(folder / CHUNKS)
+        ]
+        dense = faiss.read_index(str(folder / DENSE))
+        lexical = bm25s.BM25.load(str(folder / LEXICAL))
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        raise IndexCorruptError(f"cannot read index {folder}: {exc}") from exc
+    if not (len(docs) == manifest["documents"] and len(chunks) == manifest["chunks"] == dense.ntotal):
+        raise IndexCorruptError(
+            f"index {folder} is inconsistent: manifest says {manifest['documents']} documents / "
+            f"{manifest['chunks']} chunks, found {len(docs)} / {len(chunks)} / {dense.ntotal} vectors"
+        )
+    if dense.d != manifest["dim"]:
+        raise IndexCorruptError(f"index {folder}: vectors have dim {dense.d}, manifest {manifest['dim']}")
+    table = SymbolTable.build((d.doc_id, d.names) for d in docs if d.kind == "api")
+    return LoadedIndex(
+        path=folder,
+        manifest=manifest,
+        docs=docs,
+        chunks=chunks,
+        chunk_doc=np.fromiter((c.doc for c in chunks), dtype=np.int32, count=len(chunks)),
+        dense=dense,
+        lexical=lexical,
+        symbols=table,
+        doc_rows={d.doc_id: i for i, d in enumerate(docs)},
+    )
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]

@@ -1,0 +1,202 @@
+"""Hybrid search over a loaded index: dense + lexical + API symbols, fused per document.
+
+``search`` is pure given a query vector; :class:`Retriever` adds the encoder for callers that
+just have text (CLI, eval, and the service's worker thread).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+
+from bot.retrieval.encoder import Encoder
+from bot.retrieval.fusion import DocScore, aggregate_chunks, order_by_score, top_k, weighted_rrf
+from bot.retrieval.index import LoadedIndex
+from bot.retrieval.symbols import SymbolMatch, match_symbols
+from bot.retrieval.text import clean_query, lexical_tokens
+
+Mode = Literal["hybrid", "dense", "lexical"]
+MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    chunk_candidates: int = 300
+    rrf_k: float = 60.0
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+    symbol_weight: float = 1.0
+    second_chunk_weight: float = 0.1
+    dense_query_words: int = 120  # MiniLM reads ~256 word pieces; keep the prose, trim code
+    # Confidence = sigmoid(slope * (top cosine - midpoint) + symbol_bonus * strength)
+    conf_slope: float = 12.0
+    conf_midpoint: float = 0.5
+    conf_symbol_bonus: float = 1.0
+
+
+@dataclass(frozen=True)
+class Hit:
+    doc_id: str
+    title: str
+    url: str
+    kind: str
+    score: float  # fused score (mode-specific scale)
+    dense: float | None  # best chunk cosine similarity
+    lexical: float | None  # best chunk BM25 score
+    symbol: SymbolMatch | None
+    section: str
+    excerpt: str  # text of the best-matching chunk
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    query: str
+    mode: Mode
+    hits: list[Hit]
+    confidence: float
+    symbols: list[SymbolMatch]
+
+
+def dense_query_text(prose: str, code: str, *, max_words: int = 120) -> str:
+    words = prose.split()
+    if len(words) < max_words and code:
+        words += code.split()[: max_words - len(words)]
+    return " ".join(words[:max_words])
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def search(
+    index: LoadedIndex,
+    query: str,
+    query_vector: np.ndarray | None,
+    *,
+    mode: Mode = "hybrid",
+    k: int = 10,
+    params: SearchParams | None = None,
+) -> SearchResult:
+    p = params or SearchParams()
+    prose, code = clean_query(query)
+    n_chunks = len(index.chunks)
+    candidates = min(p.chunk_candidates, n_chunks)
+
+    dense_docs: list[DocScore] = []
+    if mode in ("hybrid", "dense") and n_chunks:
+        if query_vector is None:
+            raise ValueError("dense and hybrid search need a query vector")
+        qv = np.ascontiguousarray(query_vector, dtype=np.float32).reshape(1, -1)
+        sims, rows = index.dense.search(qv, candidates)
+        keep = rows[0] >= 0
+        dense_docs = aggregate_chunks(
+            rows[0][keep], sims[0][keep], index.chunk_doc, second_weight=p.second_chunk_weight
+        )
+
+    lexical_docs: list[DocScore] = []
+    if mode in ("hybrid", "lexical") and n_chunks:
+        vocab = index.lexical.vocab_dict
+        tokens = [t for t in lexical_tokens(f"{prose}\n{code}") if t in vocab]
+        if tokens:
+            scores = np.asarray(index.lexical.get_scores(tokens), dtype=np.float32)
+            rows_l = top_k(scores, candidates)
+            rows_l = rows_l[scores[rows_l] > 0]
+            lexical_docs = aggregate_chunks(
+                rows_l, scores[rows_l], index.chunk_doc, second_weight=p.second_chunk_weight
+            )
+
+    symbol_matches = match_symbols(f"{prose}\n{code}", index.symbols) if mode == "hybrid" else []
+    symbol_docs = [
+        (index.doc_rows[m.doc_id], m) for m in symbol_matches if m.doc_id in index.doc_rows
+    ]
+
+    dense_by_doc = {d.doc: d for d in dense_docs}
+    lexical_by_doc = {d.doc: d for d in lexical_docs}
+    symbol_by_doc = {doc: m for doc, m in symbol_docs}
+
+    if mode == "dense":
+        fused = {d.doc: d.score for d in dense_docs}
+    elif mode == "lexical":
+        fused = {d.doc: d.score for d in lexical_docs}
+    else:
+        fused = weighted_rrf(
+            [([d.doc for d in dense_docs], p.dense_weight),
+             ([d.doc for d in lexical_docs], p.lexical_weight)],
+            k=p.rrf_k,
+        )
+        # Symbol evidence counts in proportion to how explicit the mention was.
+        for rank, (doc, m) in enumerate(symbol_docs, start=1):
+            fused[doc] = fused.get(doc, 0.0) + p.symbol_weight * m.strength / (p.rrf_k + rank)
+
+    hits: list[Hit] = []
+    for doc in order_by_score(fused)[:k]:
+        info = index.docs[doc]
+        d = dense_by_doc.get(doc)
+        lx = lexical_by_doc.get(doc)
+        chunk_row = d.best_chunk if d else lx.best_chunk if lx else _first_chunk(index, doc)
+        chunk = index.chunks[chunk_row] if chunk_row >= 0 else None
+        hits.append(
+            Hit(
+                doc_id=info.doc_id,
+                title=info.title,
+                url=info.url,
+                kind=info.kind,
+                score=float(fused[doc]),
+                dense=float(d.best) if d else None,
+                lexical=float(lx.score) if lx else None,
+                symbol=symbol_by_doc.get(doc),
+                section=chunk.section if chunk else info.title,
+                excerpt=chunk.text if chunk else "",
+            )
+        )
+    return SearchResult(
+        query=query, mode=mode, hits=hits, confidence=confidence(hits, p), symbols=symbol_matches
+    )
+
+
+def _first_chunk(index: LoadedIndex, doc: int) -> int:
+    rows = np.flatnonzero(index.chunk_doc == doc)
+    return int(rows[0]) if rows.size else -1
+
+
+def confidence(hits: list[Hit], p: SearchParams) -> float:
+    """Probability-like score that the top hit answers the question (see BENCHMARKS.md)."""
+    if not hits:
+        return 0.0
+    top = hits[0]
+    cos = top.dense if top.dense is not None else 0.0
+    strength = top.symbol.strength if top.symbol else 0.0
+    return sigmoid(p.conf_slope * (cos - p.conf_midpoint) + p.conf_symbol_bonus * strength)
+
+
+class Retriever:
+    """An encoder plus a loaded index: text in, ranked documents out (synchronous)."""
+
+    def __init__(self, index: LoadedIndex, encoder: Encoder, params: SearchParams | None = None):
+        if encoder.name != index.model:
+            from bot.errors import IndexCorruptError
+
+            raise IndexCorruptError(
+                f"index {index.version} was built with model {index.model!r} but the configured "
+                f"model is {encoder.name!r}: rebuild the index or change SUPPORTBOT_EMBEDDING_MODEL"
+            )
+        self.index = index
+        self.encoder = encoder
+        self.params = params or SearchParams()
+
+    def with_index(self, index: LoadedIndex) -> Retriever:
+        return Retriever(index, self.encoder, self.params)
+
+    def with_params(self, **changes: object) -> Retriever:
+        return Retriever(self.index, self.encoder, replace(self.params, **changes))  # type: ignore[arg-type]
+
+    def search(self, query: str, *, mode: Mode = "hybrid", k: int = 10) -> SearchResult:
+        vector = None
+        if mode != "lexical":
+            prose, code = clean_query(query)
+            text = dense_query_text(prose, code, max_words=self.params.dense_query_words)
+            vector = self.encoder.encode([text or query[:500]])[0]
+        return search(self.index, query, vector, mode=mode, k=k, params=self.params)

@@ -1,0 +1,213 @@
+"""sources → documents → chunks → embeddings → published index (one build)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bot.errors import BuildError, SupportBotError
+from bot.retrieval.encoder import Encoder
+from bot.retrieval.index import FORMAT_VERSION, current_version, read_manifest
+from bot.settings import Settings
+from bot.store import Database
+from index_builder.chunking import chunk_documents
+from index_builder.documents import Chunk, Document, content_hash
+from index_builder.embedding import embed_chunks
+from index_builder.publish import prune_versions, set_current, write_version
+from index_builder.sources.keras_io import (
+    docs_version,
+    iter_keras_io_documents,
+    iter_site_map_symbol_documents,
+)
+from index_builder.sources.python_api import iter_api_documents, package_version
+from index_builder.sources.site_map import SiteMap
+
+log = logging.getLogger(__name__)
+
+# (phase name, total or None) -> advance(n) callback; lets the CLI draw progress bars.
+ProgressFactory = Callable[[str, int | None], Callable[[int], None]]
+
+
+def _no_progress(_name: str, _total: int | None) -> Callable[[int], None]:
+    return lambda _n: None
+
+
+@dataclass
+class BuildReport:
+    version: str
+    published: bool  # False when nothing changed since the current version
+    documents: int
+    chunks: int
+    embedded: int
+    cached: int
+    seconds: float
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    path: Path | None = None
+    pruned: list[str] = field(default_factory=list)
+
+
+def collect_documents(settings: Settings) -> tuple[list[Document], dict[str, dict[str, Any]]]:
+    """All documents from the configured sources, ids unique (first source wins)."""
+    site_map: SiteMap | None = None
+    site_map_path = settings.site_map
+    if site_map_path is None and settings.docs_dir is not None:
+        candidate = settings.docs_dir / "site_map.json"
+        site_map_path = candidate if candidate.is_file() else None
+    if site_map_path is not None:
+        try:
+            site_map = SiteMap.load(site_map_path)
+        except (OSError, ValueError) as exc:
+            raise BuildError(f"cannot read site map {site_map_path}: {exc}") from exc
+
+    batches: list[tuple[str, str, Iterator[Document]]] = []
+    if settings.include_keras_api:
+        pkg = settings.api_package
+        sm = site_map
+
+        def url_for(symbol: Any) -> str | None:
+            if sm is None:
+                return None
+            for name in (symbol.name, *symbol.aliases):
+                url = sm.symbol_url(name)
+                if url:
+                    return url
+            return None
+
+        try:
+            batches.append((
+                f"python-api:{pkg}", package_version(pkg),
+                iter_api_documents(pkg, preferred_names=site_map.symbols if site_map else (),
+                                   url_for=url_for),
+            ))
+        except LookupError as exc:
+            raise BuildError(f"cannot index the {pkg!r} package: {exc}") from exc
+    if settings.docs_dir is not None:
+        if not settings.docs_dir.is_dir():
+            raise BuildError(f"docs dir {settings.docs_dir} is not a folder")
+        batches.append(("keras-io", docs_version(settings.docs_dir),
+                        iter_keras_io_documents(settings.docs_dir, site_map=site_map)))
+
+    documents: list[Document] = []
+    seen: set[str] = set()
+    sources: dict[str, dict[str, Any]] = {}
+    known_symbols: set[str] = set()
+    for name, version, docs in batches:
+        count = 0
+        for doc in docs:
+            if doc.doc_id in seen:
+                log.warning("duplicate document id %s from %s: kept the first", doc.doc_id, name)
+                continue
+            seen.add(doc.doc_id)
+            documents.append(doc)
+            count += 1
+            if doc.kind == "api":
+                known_symbols.update((doc.doc_id, *doc.aliases))
+        sources[name] = {"version": version, "documents": count}
+    if site_map is not None:
+        stubs = [
+            d for d in iter_site_map_symbol_documents(
+                site_map, known_symbols=known_symbols,
+                version=docs_version(settings.docs_dir) if settings.docs_dir else "unknown",
+            )
+            if d.doc_id not in seen
+        ]
+        documents.extend(stubs)
+        sources["site-map"] = {"version": str(site_map_path), "documents": len(stubs)}
+    if not documents:
+        raise BuildError(
+            "no documents: enable the keras API source or pass --docs-dir with a keras-io checkout"
+        )
+    return documents, sources
+
+
+def build_index(
+    settings: Settings,
+    *,
+    encoder: Encoder | None = None,
+    progress: ProgressFactory = _no_progress,
+    force: bool = False,
+) -> BuildReport:
+    """Run one build; publish it unless it is identical to the current version."""
+    started = time.perf_counter()
+    index_root = settings.index_root
+    try:
+        documents, sources = collect_documents(settings)
+        documents.sort(key=lambda d: d.doc_id)
+        chunk_progress = progress("chunk", len(documents))
+        chunks: list[Chunk] = []
+        for doc in documents:
+            chunks.extend(chunk_documents(
+                [doc], max_words=settings.chunk_max_words, overlap_words=settings.chunk_overlap_words
+            ))
+            chunk_progress(1)
+        fingerprint = content_hash(
+            str(FORMAT_VERSION), settings.embedding_model,
+            *(d.content_hash for d in documents), *(c.hash for c in chunks),
+        )
+        current = current_version(index_root)
+        if current and not force:
+            try:
+                if read_manifest(index_root / current).get("fingerprint") == fingerprint:
+                    return BuildReport(
+                        version=current, published=False, documents=len(documents),
+                        chunks=len(chunks), embedded=0, cached=len(chunks),
+                        seconds=time.perf_counter() - started, sources=sources,
+                        path=index_root / current,
+                    )
+            except SupportBotError:
+                pass  # unreadable current index: build a fresh one
+
+        db = Database(settings.resolved_database_url)
+        try:
+            db.create_schema()
+            db.replace_corpus(documents, chunks)
+            embed_progress = progress("embed", len(chunks))
+            vectors, stats = embed_chunks(
+                chunks,
+                db=db,
+                model_name=settings.embedding_model,
+                encoder_factory=lambda: encoder or Encoder(
+                    settings.embedding_model, device=settings.device,
+                    batch_size=settings.embed_batch_size,
+                ),
+                on_progress=embed_progress,
+            )
+        finally:
+            db.close()
+
+        now = datetime.now(timezone.utc)
+        version = f"{now:%Y%m%dT%H%M%S}-{fingerprint[:8]}"
+        progress("publish", None)(0)
+        path = write_version(
+            index_root, version, documents=documents, chunks=chunks, vectors=vectors,
+            approximate_above=settings.approximate_index_above,
+            manifest={
+                "format": FORMAT_VERSION,
+                "model": settings.embedding_model,
+                "built_at": now.isoformat(),
+                "fingerprint": fingerprint,
+                "sources": sources,
+                "chunking": {"max_words": settings.chunk_max_words,
+                             "overlap_words": settings.chunk_overlap_words},
+                "embedded": stats.embedded,
+                "build_seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+        set_current(index_root, version)
+        pruned = prune_versions(index_root, settings.keep_index_versions)
+    except BuildError:
+        raise
+    except SupportBotError:
+        raise
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise BuildError(f"index build failed: {exc}") from exc
+    return BuildReport(
+        version=version, published=True, documents=len(documents), chunks=len(chunks),
+        embedded=stats.embedded, cached=stats.cached, seconds=time.perf_counter() - started,
+        sources=sources, path=path, pruned=pruned,
+    )

@@ -1,0 +1,213 @@
+"""The keras.io page tree (``site_map.json``): page paths, titles, breadcrumbs and API symbols.
+
+``site_map.json`` is the keras-io repository's ``*_master.py`` dicts as data. Each node has a
+``path`` fragment, a ``title``, optional ``children`` and, for API pages, ``generate``: the
+public symbols documented on that page. A page's URL path is the concatenation of the
+fragments from the root, e.g. ``api/`` + ``callbacks/`` + ``early_stopping``.
+
+The file also carries ``KT_API_MASTER``, ``CV_GUIDES_MASTER``, ... which are already nested
+inside ``API_MASTER`` / ``GUIDES_MASTER``; walking them as roots would invent wrong paths
+(``keras_tuner/tuners`` instead of ``api/keras_tuner/tuners``), so only the three real roots
+are walked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+KERAS_IO = "https://keras.io"
+
+#: The roots of the site; every other ``*_MASTER`` key is a subtree of one of these.
+ROOT_KEYS = ("API_MASTER", "GUIDES_MASTER", "EXAMPLES_MASTER")
+
+_NON_ALNUM = re.compile(r"[^a-z0-9]")
+
+
+@dataclass(frozen=True)
+class SitePage:
+    """One page of keras.io as the site map describes it."""
+
+    path: str  # "api/callbacks/early_stopping" (no leading/trailing slash)
+    title: str
+    breadcrumb: tuple[str, ...]  # titles of ancestors, root first
+    symbols: tuple[str, ...]  # the page's own "generate" list, may be empty
+    children: tuple[str, ...]  # child page paths, in site order
+
+
+def symbol_anchor(symbol: str) -> str:
+    """The keras.io heading anchor of a symbol's entry on its API page.
+
+    keras.io renders "`EarlyStopping` class", "`fit` method" and "`save_model` function"
+    headings and slugs them to lowercase alphanumerics plus the kind. A member of a
+    capitalised parent (``keras.Model.fit``, ``keras_tuner.HyperParameters.Int``) is a
+    method even when its own name is capitalised, so the parent is checked first.
+    """
+    parts = symbol.split(".")
+    name = parts[-1]
+    slug = _NON_ALNUM.sub("", name.lower())
+    parent = parts[-2] if len(parts) > 1 else ""
+    if parent[:1].isupper():
+        kind = "method"
+    elif name[:1].isupper():
+        kind = "class"
+    else:
+        kind = "function"
+    return f"{slug}-{kind}"
+
+
+def _join(prefix: str, fragment: str) -> str:
+    # Fragments normally end with "/" when they have children, but don't rely on it.
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    return prefix + fragment.lstrip("/")
+
+
+def _dedup(items: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+class SiteMap:
+    """The keras.io page tree, keyed by page path."""
+
+    def __init__(self, pages: Mapping[str, SitePage]) -> None:
+        self.pages: dict[str, SitePage] = dict(pages)
+        # First page (in site order) wins for a symbol listed on two pages, e.g.
+        # keras.Model.get_config is on both the model-config page and the base-layer page.
+        self._symbol_page: dict[str, str] = {}
+        for page in self.pages.values():
+            for symbol in page.symbols:
+                self._symbol_page.setdefault(symbol, page.path)
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: Path) -> SiteMap:
+        """Read ``site_map.json``; ``ValueError`` when it is not JSON or not a page tree."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text: {exc}") from exc
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path}: expected a JSON object at the top level")
+        try:
+            return cls.from_dict(data)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SiteMap:
+        """Build from the parsed JSON: a mapping of ``*_MASTER`` roots, or one root node."""
+        if not isinstance(data, Mapping):
+            raise ValueError("site map must be a mapping")
+        if "path" in data:
+            roots: list[tuple[str, Any]] = [("root", data)]
+        else:
+            roots = [(key, data[key]) for key in ROOT_KEYS if key in data]
+            if not roots:
+                raise ValueError(f"site map has none of the root keys {', '.join(ROOT_KEYS)}")
+
+        titles: dict[str, str] = {}
+        crumbs: dict[str, tuple[str, ...]] = {}
+        symbols: dict[str, list[str]] = {}
+        children: dict[str, list[str]] = {}
+
+        def visit(node: Any, prefix: str, breadcrumb: tuple[str, ...], where: str) -> str:
+            if not isinstance(node, Mapping):
+                raise ValueError(f"{where}: a page node must be an object")
+            frag, title = node.get("path"), node.get("title")
+            if not isinstance(frag, str):
+                raise ValueError(f"{where}: 'path' must be a string")
+            if not isinstance(title, str):
+                raise ValueError(f"{where}: 'title' must be a string")
+            where = f"{where} > {title}"
+            url_path = _join(prefix, frag)
+            key = url_path.strip("/")
+            generate = node.get("generate", [])
+            if not isinstance(generate, list) or not all(isinstance(s, str) for s in generate):
+                raise ValueError(f"{where}: 'generate' must be a list of strings")
+            kids = node.get("children", [])
+            if not isinstance(kids, list):
+                raise ValueError(f"{where}: 'children' must be a list")
+            # A path listed twice (the real map has two) is one page: merge, first title wins.
+            titles.setdefault(key, title)
+            crumbs.setdefault(key, breadcrumb)
+            symbols.setdefault(key, []).extend(generate)
+            child_paths = children.setdefault(key, [])
+            for i, kid in enumerate(kids):
+                child_paths.append(visit(kid, url_path, (*breadcrumb, title), f"{where}[{i}]"))
+            return key
+
+        for name, root in roots:
+            visit(root, "", (), name)
+
+        pages = {
+            key: SitePage(
+                path=key,
+                title=titles[key],
+                breadcrumb=crumbs[key],
+                symbols=_dedup(symbols[key]),
+                children=_dedup(children[key]),
+            )
+            for key in titles
+        }
+        return cls(pages)
+
+    # -- queries ------------------------------------------------------------------------
+
+    def get(self, path: str) -> SitePage | None:
+        """The page at a URL path (slashes at either end are ignored)."""
+        return self.pages.get(path.strip("/"))
+
+    def page_for_symbol(self, symbol: str) -> SitePage | None:
+        """The page whose ``generate`` list documents ``symbol``."""
+        path = self._symbol_page.get(symbol)
+        return self.pages[path] if path is not None else None
+
+    def symbol_url(self, symbol: str) -> str | None:
+        """Deep link to a symbol's entry, e.g. ``.../model_training_apis/#fit-method``."""
+        page = self.page_for_symbol(symbol)
+        if page is None:
+            return None
+        return f"{self.url_for_path(page.path)}#{symbol_anchor(symbol)}"
+
+    def url_for_path(self, path: str) -> str:
+        """``https://keras.io/<path>/`` (the site always uses a trailing slash)."""
+        path = path.strip("/")
+        return f"{KERAS_IO}/{path}/" if path else f"{KERAS_IO}/"
+
+    def iter_subtree(self, path: str) -> Iterator[SitePage]:
+        """The page at ``path`` and all its descendants, depth first in site order."""
+        page = self.get(path)
+        if page is None:
+            return
+        stack = [page]
+        seen: set[str] = set()
+        while stack:
+            page = stack.pop()
+            if page.path in seen:  # guard against a malformed map listing a page twice
+                continue
+            seen.add(page.path)
+            yield page
+            stack.extend(self.pages[c] for c in reversed(page.children) if c in self.pages)
+
+    def subtree_symbols(self, path: str) -> tuple[str, ...]:
+        """Symbols documented on a page and its descendants (what an overview page covers)."""
+        return _dedup([s for page in self.iter_subtree(path) for s in page.symbols])
+
+    @property
+    def symbols(self) -> frozenset[str]:
+        """Every symbol the site documents."""
+        return frozenset(self._symbol_page)
+
+    def __len__(self) -> int:
+        return len(self.pages)
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, str) and path.strip("/") in self.pages
