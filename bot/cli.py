@@ -199,7 +199,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         def ask(q: str, mode: Any = mode) -> tuple[list[str], float]:
             result = retriever.search(q, mode=mode, k=10)
             return [h.doc_id for h in result.hits], result.confidence
-        reports.append(evaluate(questions, ask, mode=mode, threshold=settings.reply_threshold))
+        reports.append(evaluate(questions, ask, mode=mode, threshold=settings.reply_threshold,
+                                canonical=retriever.index.canonical_id))
     if args.json:
         payload: Any = [r.to_json() for r in reports] if args.mode == "all" else reports[0].to_json()
         print(json.dumps(payload, indent=2))

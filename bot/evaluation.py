@@ -109,8 +109,14 @@ def evaluate(
     *,
     mode: str,
     threshold: float,
+    canonical: Callable[[str], str] = lambda doc_id: doc_id,
 ) -> EvalReport:
-    """``ask(question) -> (ranked doc ids, confidence)``; metrics as defined in the module doc."""
+    """``ask(question) -> (ranked doc ids, confidence)``; metrics as defined in the module doc.
+
+    ``canonical`` maps a labelled id to the index's id for the same document: an API symbol
+    exported under several names (``keras.optimizers.Optimizer`` and ``keras.Optimizer``) is
+    one document, and a hit on it counts whichever of its names the label used.
+    """
     ranks: list[int | None] = []
     ndcgs: list[float] = []
     quiet = 0
@@ -119,9 +125,10 @@ def evaluate(
     for q in questions:
         ranked, conf = ask(q.question)
         if q.answerable and q.relevant:
-            rank = first_hit_rank(ranked[:10], q.relevant)
+            relevant = tuple(dict.fromkeys(canonical(r) for r in q.relevant))
+            rank = first_hit_rank(ranked[:10], relevant)
             ranks.append(rank)
-            ndcgs.append(ndcg_at(ranked, q.relevant, 10))
+            ndcgs.append(ndcg_at(ranked, relevant, 10))
             rows.append({"id": q.id, "rank": rank, "confidence": conf, "top": ranked[:3]})
         else:
             unanswerable += 1

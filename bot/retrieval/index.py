@@ -74,6 +74,12 @@ class LoadedIndex:
     def model(self) -> str:
         return str(self.manifest["model"])
 
+    def canonical_id(self, name: str) -> str:
+        """The id of the document known under ``name`` (an API alias maps to its document)."""
+        if name in self.doc_rows:
+            return name
+        return self.symbols.by_full.get(name, name)
+
 
 def current_version(index_root: Path) -> str | None:
     pointer = index_root / CURRENT_POINTER
