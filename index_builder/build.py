@@ -182,6 +182,10 @@ def build_index(
 
         now = datetime.now(timezone.utc)
         version = f"{now:%Y%m%dT%H%M%S}-{fingerprint[:8]}"
+        n = 1
+        while (index_root / version).exists():  # same corpus published twice in one second
+            n += 1
+            version = f"{now:%Y%m%dT%H%M%S}-{fingerprint[:8]}-{n}"
         progress("publish", None)(0)
         path = write_version(
             index_root, version, documents=documents, chunks=chunks, vectors=vectors,
