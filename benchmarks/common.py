@@ -112,8 +112,19 @@ def load_average() -> list[float] | None:
         return None
 
 
-def machine_info(device: str | None = None) -> dict[str, Any]:
-    """Where and when a benchmark ran: CPU, cores, library versions, device, git state."""
+def run_started() -> dict[str, Any]:
+    """Call first thing: the run's date and the machine's load before the benchmark's own."""
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "load_average_at_start": load_average(),
+    }
+
+
+def machine_info(device: str | None, started: dict[str, Any]) -> dict[str, Any]:
+    """Where and when a benchmark ran: CPU, cores, library versions, device, git state.
+
+    ``started`` comes from :func:`run_started`; the load average at the end is taken here.
+    """
     import torch
 
     versions: dict[str, str] = {}
@@ -131,7 +142,7 @@ def machine_info(device: str | None = None) -> dict[str, Any]:
         gpu = torch.cuda.get_device_name(torch.cuda.current_device())
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": started["date"],
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "usable_cores": usable,
@@ -144,7 +155,8 @@ def machine_info(device: str | None = None) -> dict[str, Any]:
         "packages": versions,
         "git_commit": _git("rev-parse", "--short", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,
-        "load_average_at_start": load_average(),
+        "load_average_at_start": started["load_average_at_start"],
+        "load_average_at_end": load_average(),
     }
 
 

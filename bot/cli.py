@@ -20,8 +20,12 @@ SAMPLE_QUESTION = "How do I stop training when the validation loss stops improvi
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", type=Path, help="data folder (default: $SUPPORTBOT_DATA_DIR or ./data)")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    p.add_argument(
+        "--data-dir", type=Path, help="data folder (default: $SUPPORTBOT_DATA_DIR or ./data)"
+    )
+    p.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,14 +40,23 @@ def build_parser() -> argparse.ArgumentParser:
     index = sub.add_parser("index", help="build or inspect the search index")
     index_sub = index.add_subparsers(dest="index_command", required=True, metavar="ACTION")
     build = index_sub.add_parser(
-        "build", help="build the index from the sources and publish it atomically",
+        "build",
+        help="build the index from the sources and publish it atomically",
         description="Index the installed keras package's public API and, optionally, a keras-io "
         "checkout. Unchanged text is not re-embedded; an unchanged corpus is not republished.",
     )
-    build.add_argument("--docs-dir", type=Path, help="keras-io checkout (guides/, examples/, templates/)")
-    build.add_argument("--site-map", type=Path, help="site_map.json (default: DOCS_DIR/site_map.json)")
-    build.add_argument("--no-keras", action="store_true", help="skip the installed keras package's API")
-    build.add_argument("--force", action="store_true", help="publish a new version even if unchanged")
+    build.add_argument(
+        "--docs-dir", type=Path, help="keras-io checkout (guides/, examples/, templates/)"
+    )
+    build.add_argument(
+        "--site-map", type=Path, help="site_map.json (default: DOCS_DIR/site_map.json)"
+    )
+    build.add_argument(
+        "--no-keras", action="store_true", help="skip the installed keras package's API"
+    )
+    build.add_argument(
+        "--force", action="store_true", help="publish a new version even if unchanged"
+    )
     build.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_common(build)
     status = index_sub.add_parser("status", help="show the published index")
@@ -52,18 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     ask = sub.add_parser("ask", help="print the suggested reply to a question")
     ask.add_argument("question", help="the question, as a user would type it")
-    ask.add_argument("--json", action="store_true", help="print JSON (doc ids, titles, urls, scores)")
+    ask.add_argument(
+        "--json", action="store_true", help="print JSON (doc ids, titles, urls, scores)"
+    )
     ask.add_argument("--mode", choices=("hybrid", "dense", "lexical"), default="hybrid")
     _add_common(ask)
 
     ev = sub.add_parser(
-        "eval", help="measure retrieval quality on a labelled JSONL file",
+        "eval",
+        help="measure retrieval quality on a labelled JSONL file",
         description="Recall@1/5/10, MRR@10, nDCG@10 over answerable questions; for unanswerable "
         "ones, the share whose confidence stays under the reply threshold.",
     )
-    ev.add_argument("file", type=Path, help="questions JSONL (id, question, relevant, answerable_from_docs)")
+    ev.add_argument(
+        "file", type=Path, help="questions JSONL (id, question, relevant, answerable_from_docs)"
+    )
     ev.add_argument("--mode", choices=("hybrid", "dense", "lexical", "all"), default="hybrid")
-    ev.add_argument("--json", action="store_true", help="print one JSON object (a list with --mode all)")
+    ev.add_argument(
+        "--json", action="store_true", help="print one JSON object (a list with --mode all)"
+    )
     ev.add_argument("--per-question", action="store_true", help="also list each question's rank")
     _add_common(ev)
     return parser
@@ -72,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(
-        level=level, stream=sys.stderr,
+        level=level,
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # Quiet third-party chatter unless asked for debug output.
@@ -92,8 +113,11 @@ def _retriever(settings: Settings) -> Any:
     index = load_index(settings.index_root)
     encoder = Encoder(index.model, device=settings.device, batch_size=settings.embed_batch_size)
     if index.model != settings.embedding_model:
-        log.warning("index built with %s; configured model is %s: using the index's",
-                    index.model, settings.embedding_model)
+        log.warning(
+            "index built with %s; configured model is %s: using the index's",
+            index.model,
+            settings.embedding_model,
+        )
     return Retriever(index, encoder)
 
 
@@ -107,7 +131,9 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         overrides["include_keras_api"] = False
     settings = _settings(args, **overrides)
     console = Console(stderr=True)
-    progress_factory, finish = _progress(console, enabled=not args.no_progress and console.is_terminal)
+    progress_factory, finish = _progress(
+        console, enabled=not args.no_progress and console.is_terminal
+    )
     try:
         report = build_index(settings, progress=progress_factory, force=args.force)
     finally:
@@ -126,17 +152,27 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(console: Any, *, enabled: bool) -> tuple[Callable[[str, int | None], Callable[[int], None]], Callable[[], None]]:
+def _progress(
+    console: Any, *, enabled: bool
+) -> tuple[Callable[[str, int | None], Callable[[int], None]], Callable[[], None]]:
     if not enabled:
+
         def quiet(name: str, total: int | None) -> Callable[[int], None]:
             if total:
                 log.info("%s: %d items", name, total)
             return lambda _n: None
+
         return quiet, lambda: None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    bars = Progress(TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=False)
+    bars = Progress(
+        TextColumn("{task.description:>8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
     bars.start()
 
     def factory(name: str, total: int | None) -> Callable[[int], None]:
@@ -161,8 +197,11 @@ def cmd_index_status(args: argparse.Namespace) -> int:
         print(json.dumps(manifest, indent=2))
         return 0
     print(f"current index: {version}  ({settings.index_root / version})")
-    print(f"  built {manifest.get('built_at')} with {manifest.get('model')} (dim {manifest.get('dim')}, "
-          f"{manifest.get('dense_index')})")
+    print(
+        f"  built {manifest.get('built_at')} with {manifest.get('model')} "
+        f"(dim {manifest.get('dim')}, "
+        f"{manifest.get('dense_index')})"
+    )
     print(f"  {manifest.get('documents')} documents, {manifest.get('chunks')} chunks")
     for name, info in manifest.get("sources", {}).items():
         print(f"  source {name} @ {info.get('version')}: {info.get('documents')} documents")
@@ -175,15 +214,21 @@ def cmd_ask(args: argparse.Namespace) -> int:
     settings = _settings(args)
     retriever = _retriever(settings)
     result = retriever.search(args.question, mode=args.mode, k=10)
-    reply = compose_reply(result, threshold=settings.reply_threshold,
-                          max_sources=settings.max_sources, index_version=retriever.index.version)
+    reply = compose_reply(
+        result,
+        threshold=settings.reply_threshold,
+        max_sources=settings.max_sources,
+        index_version=retriever.index.version,
+    )
     if args.json:
         print(json.dumps(reply.to_json(), indent=2, ensure_ascii=False))
     else:
         print(reply.markdown)
         if not reply.would_reply:
-            print(f"\n(below the reply threshold {settings.reply_threshold:.0%}: in the room this "
-                  "would only go to the maintainers' queue)")
+            print(
+                f"\n(below the reply threshold {settings.reply_threshold:.0%}: in the room this "
+                "would only go to the maintainers' queue)"
+            )
     return 0
 
 
@@ -196,25 +241,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
     modes = ("hybrid", "dense", "lexical") if args.mode == "all" else (args.mode,)
     reports = []
     for mode in modes:
+
         def ask(q: str, mode: Any = mode) -> tuple[list[str], float]:
             result = retriever.search(q, mode=mode, k=10)
             return [h.doc_id for h in result.hits], result.confidence
-        reports.append(evaluate(questions, ask, mode=mode, threshold=settings.reply_threshold,
-                                canonical=retriever.index.canonical_id))
+
+        reports.append(
+            evaluate(
+                questions,
+                ask,
+                mode=mode,
+                threshold=settings.reply_threshold,
+                canonical=retriever.index.canonical_id,
+            )
+        )
     if args.json:
-        payload: Any = [r.to_json() for r in reports] if args.mode == "all" else reports[0].to_json()
+        payload: Any = (
+            [r.to_json() for r in reports] if args.mode == "all" else reports[0].to_json()
+        )
         print(json.dumps(payload, indent=2))
     else:
         rows = list(iter_table(reports))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for row in rows:
             print("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
-        print(f"index {retriever.index.version}; {len(questions)} questions; "
-              f"reply threshold {settings.reply_threshold}")
+        print(
+            f"index {retriever.index.version}; {len(questions)} questions; "
+            f"reply threshold {settings.reply_threshold}"
+        )
     if args.per_question:
         for r in reports:
-            for row in r.per_question:
-                print(json.dumps({"mode": r.mode, **row}), file=sys.stderr)
+            for item in r.per_question:
+                print(json.dumps({"mode": r.mode, **item}), file=sys.stderr)
     return 0
 
 

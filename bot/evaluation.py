@@ -97,7 +97,8 @@ class EvalReport:
             "ndcg@10": round(self.ndcg_at_10, 4),
             "n_unanswerable": self.n_unanswerable,
             "unanswerable_below_threshold": (
-                None if self.unanswerable_below_threshold is None
+                None
+                if self.unanswerable_below_threshold is None
                 else round(self.unanswerable_below_threshold, 4)
             ),
         }
@@ -133,8 +134,15 @@ def evaluate(
         else:
             unanswerable += 1
             quiet += conf < threshold
-            rows.append({"id": q.id, "rank": None, "confidence": conf, "top": ranked[:3],
-                         "unanswerable": True})
+            rows.append(
+                {
+                    "id": q.id,
+                    "rank": None,
+                    "confidence": conf,
+                    "top": ranked[:3],
+                    "unanswerable": True,
+                }
+            )
     n = len(ranks)
 
     def recall(k: int) -> float:
@@ -157,6 +165,18 @@ def evaluate(
 def iter_table(reports: Sequence[EvalReport]) -> Iterator[list[str]]:
     yield ["mode", "n", "R@1", "R@5", "R@10", "MRR@10", "nDCG@10", "unans. quiet"]
     for r in reports:
-        quiet = "-" if r.unanswerable_below_threshold is None else f"{r.unanswerable_below_threshold:.2f}"
-        yield [r.mode, str(r.n), f"{r.recall_at_1:.3f}", f"{r.recall_at_5:.3f}",
-               f"{r.recall_at_10:.3f}", f"{r.mrr_at_10:.3f}", f"{r.ndcg_at_10:.3f}", quiet]
+        quiet = (
+            "-"
+            if r.unanswerable_below_threshold is None
+            else f"{r.unanswerable_below_threshold:.2f}"
+        )
+        yield [
+            r.mode,
+            str(r.n),
+            f"{r.recall_at_1:.3f}",
+            f"{r.recall_at_5:.3f}",
+            f"{r.recall_at_10:.3f}",
+            f"{r.mrr_at_10:.3f}",
+            f"{r.ndcg_at_10:.3f}",
+            quiet,
+        ]

@@ -66,7 +66,9 @@ class Settings(BaseSettings):
     chunk_max_words: int = Field(160, ge=20, le=2000)
     chunk_overlap_words: int = Field(30, ge=0, le=500)
     approximate_index_above: int = Field(
-        200_000, ge=1, description="Use an HNSW index instead of exact search above this many chunks."
+        200_000,
+        ge=1,
+        description="Use an HNSW index instead of exact search above this many chunks.",
     )
     keep_index_versions: int = Field(3, ge=1, description="Published versions kept on disk.")
 

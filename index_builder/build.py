@@ -79,18 +79,27 @@ def collect_documents(settings: Settings) -> tuple[list[Document], dict[str, dic
             return None
 
         try:
-            batches.append((
-                f"python-api:{pkg}", package_version(pkg),
-                iter_api_documents(pkg, preferred_names=site_map.symbols if site_map else (),
-                                   url_for=url_for),
-            ))
+            batches.append(
+                (
+                    f"python-api:{pkg}",
+                    package_version(pkg),
+                    iter_api_documents(
+                        pkg, preferred_names=site_map.symbols if site_map else (), url_for=url_for
+                    ),
+                )
+            )
         except LookupError as exc:
             raise BuildError(f"cannot index the {pkg!r} package: {exc}") from exc
     if settings.docs_dir is not None:
         if not settings.docs_dir.is_dir():
             raise BuildError(f"docs dir {settings.docs_dir} is not a folder")
-        batches.append(("keras-io", docs_version(settings.docs_dir),
-                        iter_keras_io_documents(settings.docs_dir, site_map=site_map)))
+        batches.append(
+            (
+                "keras-io",
+                docs_version(settings.docs_dir),
+                iter_keras_io_documents(settings.docs_dir, site_map=site_map),
+            )
+        )
 
     documents: list[Document] = []
     seen: set[str] = set()
@@ -110,8 +119,10 @@ def collect_documents(settings: Settings) -> tuple[list[Document], dict[str, dic
         sources[name] = {"version": version, "documents": count}
     if site_map is not None:
         stubs = [
-            d for d in iter_site_map_symbol_documents(
-                site_map, known_symbols=known_symbols,
+            d
+            for d in iter_site_map_symbol_documents(
+                site_map,
+                known_symbols=known_symbols,
                 version=docs_version(settings.docs_dir) if settings.docs_dir else "unknown",
             )
             if d.doc_id not in seen
@@ -141,22 +152,33 @@ def build_index(
         chunk_progress = progress("chunk", len(documents))
         chunks: list[Chunk] = []
         for doc in documents:
-            chunks.extend(chunk_documents(
-                [doc], max_words=settings.chunk_max_words, overlap_words=settings.chunk_overlap_words
-            ))
+            chunks.extend(
+                chunk_documents(
+                    [doc],
+                    max_words=settings.chunk_max_words,
+                    overlap_words=settings.chunk_overlap_words,
+                )
+            )
             chunk_progress(1)
         fingerprint = content_hash(
-            str(FORMAT_VERSION), settings.embedding_model,
-            *(d.content_hash for d in documents), *(c.hash for c in chunks),
+            str(FORMAT_VERSION),
+            settings.embedding_model,
+            *(d.content_hash for d in documents),
+            *(c.hash for c in chunks),
         )
         current = current_version(index_root)
         if current and not force:
             try:
                 if read_manifest(index_root / current).get("fingerprint") == fingerprint:
                     return BuildReport(
-                        version=current, published=False, documents=len(documents),
-                        chunks=len(chunks), embedded=0, cached=len(chunks),
-                        seconds=time.perf_counter() - started, sources=sources,
+                        version=current,
+                        published=False,
+                        documents=len(documents),
+                        chunks=len(chunks),
+                        embedded=0,
+                        cached=len(chunks),
+                        seconds=time.perf_counter() - started,
+                        sources=sources,
                         path=index_root / current,
                     )
             except SupportBotError:
@@ -171,9 +193,13 @@ def build_index(
                 chunks,
                 db=db,
                 model_name=settings.embedding_model,
-                encoder_factory=lambda: encoder or Encoder(
-                    settings.embedding_model, device=settings.device,
-                    batch_size=settings.embed_batch_size,
+                encoder_factory=lambda: (
+                    encoder
+                    or Encoder(
+                        settings.embedding_model,
+                        device=settings.device,
+                        batch_size=settings.embed_batch_size,
+                    )
                 ),
                 on_progress=embed_progress,
             )
@@ -188,7 +214,11 @@ def build_index(
             version = f"{now:%Y%m%dT%H%M%S}-{fingerprint[:8]}-{n}"
         progress("publish", None)(0)
         path = write_version(
-            index_root, version, documents=documents, chunks=chunks, vectors=vectors,
+            index_root,
+            version,
+            documents=documents,
+            chunks=chunks,
+            vectors=vectors,
             approximate_above=settings.approximate_index_above,
             manifest={
                 "format": FORMAT_VERSION,
@@ -196,8 +226,10 @@ def build_index(
                 "built_at": now.isoformat(),
                 "fingerprint": fingerprint,
                 "sources": sources,
-                "chunking": {"max_words": settings.chunk_max_words,
-                             "overlap_words": settings.chunk_overlap_words},
+                "chunking": {
+                    "max_words": settings.chunk_max_words,
+                    "overlap_words": settings.chunk_overlap_words,
+                },
                 "embedded": stats.embedded,
                 "build_seconds": round(time.perf_counter() - started, 3),
             },
@@ -211,7 +243,14 @@ def build_index(
     except (OSError, ValueError, RuntimeError) as exc:
         raise BuildError(f"index build failed: {exc}") from exc
     return BuildReport(
-        version=version, published=True, documents=len(documents), chunks=len(chunks),
-        embedded=stats.embedded, cached=stats.cached, seconds=time.perf_counter() - started,
-        sources=sources, path=path, pruned=pruned,
+        version=version,
+        published=True,
+        documents=len(documents),
+        chunks=len(chunks),
+        embedded=stats.embedded,
+        cached=stats.cached,
+        seconds=time.perf_counter() - started,
+        sources=sources,
+        path=path,
+        pruned=pruned,
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 
 def content_hash(*parts: str) -> str:
-    """Stable hash of text parts (sha256, hex); used for change detection and the embedding cache."""
+    """Stable sha256 (hex) of text parts: change detection and the embedding cache key."""
     h = hashlib.sha256()
     for part in parts:
         h.update(part.encode("utf-8"))

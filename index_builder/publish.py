@@ -8,6 +8,7 @@ staging folders are removed by the next build.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -41,10 +42,9 @@ def _fsync_file(path: Path) -> None:
 
 
 def _fsync_dir(path: Path) -> None:
-    try:
+    # Some filesystems refuse fsync on directories; the rename is still ordered after the data.
+    with contextlib.suppress(OSError):
         _fsync_file(path)
-    except OSError:  # some filesystems refuse fsync on directories; the rename still orders
-        pass
 
 
 def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
@@ -59,6 +59,7 @@ def build_dense_index(vectors: np.ndarray, *, approximate_above: int) -> tuple[A
     import faiss
 
     dim = int(vectors.shape[1])
+    index: Any
     if vectors.shape[0] > approximate_above:
         index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 80
@@ -107,8 +108,12 @@ def write_version(
         staging / DOCUMENTS,
         [
             {
-                "doc_id": d.doc_id, "title": d.title, "url": d.url, "kind": d.kind,
-                "source": d.source, "names": [d.doc_id, *d.aliases] if d.kind == "api" else [],
+                "doc_id": d.doc_id,
+                "title": d.title,
+                "url": d.url,
+                "kind": d.kind,
+                "source": d.source,
+                "names": [d.doc_id, *d.aliases] if d.kind == "api" else [],
                 "symbols": list(d.symbols),
             }
             for d in documents

@@ -74,17 +74,36 @@ def test_index_status(data_dir: Path) -> None:
 def test_eval_json(data_dir: Path, tmp_path: Path) -> None:
     questions = tmp_path / "q.jsonl"
     rows = [
-        {"id": "a", "question": QUESTION, "relevant": ["guides/training_loops"],
-         "answerable_from_docs": True},
-        {"id": "b", "question": "How do I save my model to a single file?",
-         "relevant": ["guides/saving_models"], "answerable_from_docs": True},
-        {"id": "c", "question": "Why does my GPU driver crash on boot?", "relevant": [],
-         "answerable_from_docs": False},
+        {
+            "id": "a",
+            "question": QUESTION,
+            "relevant": ["guides/training_loops"],
+            "answerable_from_docs": True,
+        },
+        {
+            "id": "b",
+            "question": "How do I save my model to a single file?",
+            "relevant": ["guides/saving_models"],
+            "answerable_from_docs": True,
+        },
+        {
+            "id": "c",
+            "question": "Why does my GPU driver crash on boot?",
+            "relevant": [],
+            "answerable_from_docs": False,
+        },
     ]
     questions.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     report = json.loads(run_cli("eval", str(questions), "--json", data_dir=data_dir).stdout)
-    assert set(report) >= {"n", "recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10",
-                           "unanswerable_below_threshold"}
+    assert set(report) >= {
+        "n",
+        "recall@1",
+        "recall@5",
+        "recall@10",
+        "mrr@10",
+        "ndcg@10",
+        "unanswerable_below_threshold",
+    }
     assert report["n"] == 2 and report["recall@1"] == 1.0 and report["mrr@10"] == 1.0
     table = run_cli("eval", str(questions), "--mode", "all", data_dir=data_dir).stdout
     assert all(mode in table for mode in ("hybrid", "dense", "lexical"))
@@ -99,7 +118,9 @@ def test_errors_are_one_clear_line(tmp_path: Path) -> None:
     proc = run_cli("eval", str(bad), data_dir=tmp_path, check=False)
     assert proc.returncode == 2 and f"{bad}:1" in proc.stderr
     env_proc = subprocess.run(
-        [sys.executable, "-m", "bot", "index", "status"], capture_output=True, text=True,
+        [sys.executable, "-m", "bot", "index", "status"],
+        capture_output=True,
+        text=True,
         env={**os.environ, "SUPPORTBOT_DATA_DIR": str(tmp_path), "SUPPORTBOT_DEVICE": "gpu"},
         timeout=60,
     )

@@ -1,4 +1,4 @@
-"""Index builds on a tiny corpus with the real model: publish, cache, no-op rebuild, crash safety."""
+"""Index builds on a tiny corpus with the real model: publish, cache, no-op rebuild, crashes."""
 
 from __future__ import annotations
 
@@ -78,9 +78,13 @@ def test_changed_page_reembeds_only_its_chunks(
     assert second.chunks == first.chunks + 1
 
 
-def test_approximate_index_above_threshold(tmp_path: Path, mini_docs: Path, encoder: object) -> None:
+def test_approximate_index_above_threshold(
+    tmp_path: Path, mini_docs: Path, encoder: object
+) -> None:
     settings = load_settings(
-        data_dir=tmp_path / "data", docs_dir=mini_docs, include_keras_api=False,
+        data_dir=tmp_path / "data",
+        docs_dir=mini_docs,
+        include_keras_api=False,
         approximate_index_above=1,
     )
     build_index(settings, encoder=encoder)  # type: ignore[arg-type]
@@ -129,7 +133,9 @@ def test_build_killed_halfway_leaves_old_index_serving(
     script.write_text(_KILL_SCRIPT)
     proc = subprocess.run(
         [sys.executable, str(script), str(data), str(docs), stage],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
 
@@ -152,7 +158,10 @@ def test_build_killed_halfway_leaves_old_index_serving(
 
 def test_old_versions_are_pruned(tmp_path: Path, mini_docs: Path, encoder: object) -> None:
     settings = load_settings(
-        data_dir=tmp_path / "data", docs_dir=mini_docs, include_keras_api=False, keep_index_versions=2
+        data_dir=tmp_path / "data",
+        docs_dir=mini_docs,
+        include_keras_api=False,
+        keep_index_versions=2,
     )
     versions = [
         build_index(settings, encoder=encoder, force=True).version  # type: ignore[arg-type]

@@ -72,17 +72,27 @@ def choose_sources(hits: list[Hit], max_sources: int) -> list[Hit]:
     if not hits:
         return []
     top = hits[0].score
-    return [h for i, h in enumerate(hits[:max_sources]) if i == 0 or h.score >= _SECONDARY_SHARE * top]
+    return [
+        h for i, h in enumerate(hits[:max_sources]) if i == 0 or h.score >= _SECONDARY_SHARE * top
+    ]
 
 
 def compose_reply(
-    result: SearchResult, *, threshold: float, max_sources: int = 3, index_version: str | None = None
+    result: SearchResult,
+    *,
+    threshold: float,
+    max_sources: int = 3,
+    index_version: str | None = None,
 ) -> SuggestedReply:
     chosen = choose_sources(result.hits, max_sources)
     sources = [
         Source(
-            doc_id=h.doc_id, title=h.title, url=h.url, section=h.section,
-            excerpt=best_excerpt(h.excerpt, result.query), score=h.score,
+            doc_id=h.doc_id,
+            title=h.title,
+            url=h.url,
+            section=h.section,
+            excerpt=best_excerpt(h.excerpt, result.query),
+            score=h.score,
         )
         for h in chosen
     ]

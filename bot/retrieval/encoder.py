@@ -95,8 +95,9 @@ class Encoder:
         except Exception as exc:  # any loader failure is the same problem for the operator
             raise ModelLoadError(f"could not load embedding model from {self.path}: {exc}") from exc
         # sentence-transformers 5 renamed the getter; support both without a FutureWarning.
-        getter = getattr(self._model, "get_embedding_dimension", None) or getattr(
-            self._model, "get_sentence_embedding_dimension"
+        getter = (
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
         )
         dim = getter()
         if dim is None:
@@ -106,7 +107,7 @@ class Encoder:
 
     @property
     def max_seq_length(self) -> int:
-        return int(self._model.max_seq_length)
+        return int(self._model.max_seq_length or 0)
 
     def encode(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
         if not texts:

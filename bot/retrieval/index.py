@@ -117,13 +117,19 @@ def load_index(index_root: Path, version: str | None = None) -> LoadedIndex:
         )
     folder = index_root / version
     if not folder.is_dir():
-        raise IndexNotFoundError(f"{index_root / CURRENT_POINTER} names {version}, which is missing")
+        raise IndexNotFoundError(
+            f"{index_root / CURRENT_POINTER} names {version}, which is missing"
+        )
     manifest = read_manifest(folder)
     try:
         docs = [
             DocInfo(
-                doc_id=d["doc_id"], title=d["title"], url=d["url"], kind=d["kind"],
-                source=d["source"], names=tuple(d.get("names", ())),
+                doc_id=d["doc_id"],
+                title=d["title"],
+                url=d["url"],
+                kind=d["kind"],
+                source=d["source"],
+                names=tuple(d.get("names", ())),
                 symbols=tuple(d.get("symbols", ())),
             )
             for d in _read_jsonl(folder / DOCUMENTS)
@@ -136,13 +142,18 @@ def load_index(index_root: Path, version: str | None = None) -> LoadedIndex:
         lexical = bm25s.BM25.load(str(folder / LEXICAL))
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         raise IndexCorruptError(f"cannot read index {folder}: {exc}") from exc
-    if not (len(docs) == manifest["documents"] and len(chunks) == manifest["chunks"] == dense.ntotal):
+    if not (
+        len(docs) == manifest["documents"] and len(chunks) == manifest["chunks"] == dense.ntotal
+    ):
         raise IndexCorruptError(
             f"index {folder} is inconsistent: manifest says {manifest['documents']} documents / "
-            f"{manifest['chunks']} chunks, found {len(docs)} / {len(chunks)} / {dense.ntotal} vectors"
+            f"{manifest['chunks']} chunks, found {len(docs)} / {len(chunks)} / "
+            f"{dense.ntotal} vectors"
         )
     if dense.d != manifest["dim"]:
-        raise IndexCorruptError(f"index {folder}: vectors have dim {dense.d}, manifest {manifest['dim']}")
+        raise IndexCorruptError(
+            f"index {folder}: vectors have dim {dense.d}, manifest {manifest['dim']}"
+        )
     table = SymbolTable.build((d.doc_id, d.names) for d in docs if d.kind == "api")
     return LoadedIndex(
         path=folder,

@@ -123,8 +123,10 @@ def search(
         fused = {d.doc: d.score for d in lexical_docs}
     else:
         fused = weighted_rrf(
-            [([d.doc for d in dense_docs], p.dense_weight),
-             ([d.doc for d in lexical_docs], p.lexical_weight)],
+            [
+                ([d.doc for d in dense_docs], p.dense_weight),
+                ([d.doc for d in lexical_docs], p.lexical_weight),
+            ],
             k=p.rrf_k,
         )
         # Symbol evidence counts in proportion to how explicit the mention was.

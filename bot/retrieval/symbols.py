@@ -13,11 +13,24 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 # Receivers users write for instances, mapped to the class whose methods they call.
-_INSTANCE_NAMES = {"model": "Model", "layer": "Layer", "optimizer": "Optimizer",
-                   "opt": "Optimizer", "callback": "Callback", "tuner": "Tuner",
-                   "metric": "Metric", "loss": "Loss", "seq": "Sequential"}
-_FRAMEWORK_PREFIXES = ("tf.keras.", "tensorflow.keras.", "tensorflow.python.keras.",
-                       "keras_core.", "tf_keras.")
+_INSTANCE_NAMES = {
+    "model": "Model",
+    "layer": "Layer",
+    "optimizer": "Optimizer",
+    "opt": "Optimizer",
+    "callback": "Callback",
+    "tuner": "Tuner",
+    "metric": "Metric",
+    "loss": "Loss",
+    "seq": "Sequential",
+}
+_FRAMEWORK_PREFIXES = (
+    "tf.keras.",
+    "tensorflow.keras.",
+    "tensorflow.python.keras.",
+    "keras_core.",
+    "tf_keras.",
+)
 _DOTTED = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
 _CALL = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\s*\(")
 _CAMEL = re.compile(r"\b[A-Z][a-z0-9]+(?:[A-Z][A-Za-z0-9]*)+\b|\b[A-Z][A-Z0-9]{1,}[a-z]?\b")
@@ -25,13 +38,99 @@ _SNAKE = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
 _WORD = re.compile(r"\b[A-Za-z][A-Za-z0-9]{3,}\b")
 # Plain words that are also symbol names but mean the everyday thing far more often.
 _WEAK_STOP = frozenset(
-    "model models layer layers input inputs output outputs loss losses metric metrics callback "
-    "callbacks optimizer optimizers sequential function functions training train fit predict "
-    "evaluate compile save load summary call build config variable variables tensor shape "
-    "mean sum error errors value data dataset image images text random ones zeros stack "
-    "concatenate reshape average maximum minimum multiply subtract add dot where sort split "
-    "any all round sign abs log exp sqrt square norm split take min max clip cast copy size "
-    "accuracy precision recall policy version get set update reset state states result".split()
+    [
+        "model",
+        "models",
+        "layer",
+        "layers",
+        "input",
+        "inputs",
+        "output",
+        "outputs",
+        "loss",
+        "losses",
+        "metric",
+        "metrics",
+        "callback",
+        "callbacks",
+        "optimizer",
+        "optimizers",
+        "sequential",
+        "function",
+        "functions",
+        "training",
+        "train",
+        "fit",
+        "predict",
+        "evaluate",
+        "compile",
+        "save",
+        "load",
+        "summary",
+        "call",
+        "build",
+        "config",
+        "variable",
+        "variables",
+        "tensor",
+        "shape",
+        "mean",
+        "sum",
+        "error",
+        "errors",
+        "value",
+        "data",
+        "dataset",
+        "image",
+        "images",
+        "text",
+        "random",
+        "ones",
+        "zeros",
+        "stack",
+        "concatenate",
+        "reshape",
+        "average",
+        "maximum",
+        "minimum",
+        "multiply",
+        "subtract",
+        "add",
+        "dot",
+        "where",
+        "sort",
+        "split",
+        "any",
+        "all",
+        "round",
+        "sign",
+        "abs",
+        "log",
+        "exp",
+        "sqrt",
+        "square",
+        "norm",
+        "split",
+        "take",
+        "min",
+        "max",
+        "clip",
+        "cast",
+        "copy",
+        "size",
+        "accuracy",
+        "precision",
+        "recall",
+        "policy",
+        "version",
+        "get",
+        "set",
+        "update",
+        "reset",
+        "state",
+        "states",
+        "result",
+    ]
 )
 
 
@@ -87,7 +186,7 @@ class SymbolMatch:
 def _normalise_dotted(name: str) -> str:
     for prefix in _FRAMEWORK_PREFIXES:
         if name.startswith(prefix):
-            return "keras." + name[len(prefix):]
+            return "keras." + name[len(prefix) :]
     return name
 
 

@@ -17,13 +17,123 @@ _CAMEL_PARTS = re.compile(r"[A-Z]+(?=[A-Z][a-z]|\d|\b)|[A-Z]?[a-z]+|[A-Z]+|\d+")
 
 # A compact English stop list plus words that carry no signal in a Keras support room.
 STOPWORDS = frozenset(
-    """a an and are as at be but by for from has have how i if in into is it its of on or
-    so such that the their then there these this to was were what when where which while who
-    why will with would you your my me we our can could should do does did not no yes am been
-    being get got using use used just also any some very than too only other about after before
-    here out up down over under again further once all both each few more most own same s t
-    don now want trying tried try please thanks thank hi hello help anyone someone way
-    """.split()
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "so",
+        "such",
+        "that",
+        "the",
+        "their",
+        "then",
+        "there",
+        "these",
+        "this",
+        "to",
+        "was",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "my",
+        "me",
+        "we",
+        "our",
+        "can",
+        "could",
+        "should",
+        "do",
+        "does",
+        "did",
+        "not",
+        "no",
+        "yes",
+        "am",
+        "been",
+        "being",
+        "get",
+        "got",
+        "using",
+        "use",
+        "used",
+        "just",
+        "also",
+        "any",
+        "some",
+        "very",
+        "than",
+        "too",
+        "only",
+        "other",
+        "about",
+        "after",
+        "before",
+        "here",
+        "out",
+        "up",
+        "down",
+        "over",
+        "under",
+        "again",
+        "further",
+        "once",
+        "all",
+        "both",
+        "each",
+        "few",
+        "more",
+        "most",
+        "own",
+        "same",
+        "s",
+        "t",
+        "don",
+        "now",
+        "want",
+        "trying",
+        "tried",
+        "try",
+        "please",
+        "thanks",
+        "thank",
+        "hi",
+        "hello",
+        "help",
+        "anyone",
+        "someone",
+        "way",
+    ]
 )
 
 _MAX_QUERY_CHARS = 4000
@@ -35,7 +145,7 @@ def _stemmer() -> Stemmer.Stemmer:
 
 
 def split_identifier(token: str) -> list[str]:
-    """``image_dataset_from_directory`` -> its words; ``EarlyStopping`` -> ``Early``, ``Stopping``."""
+    """Words of an identifier: ``image_dataset_from_directory``, ``EarlyStopping`` -> parts."""
     parts: list[str] = []
     for piece in token.split("_"):
         if piece:
@@ -79,7 +189,7 @@ def clean_query(text: str) -> tuple[str, str]:
     Tracebacks keep only their final ``SomeError: message`` line; fenced and indented code goes
     to ``code`` (scanned for API symbols, lightly weighted); URLs and HTML tags are dropped.
     """
-    text = text.replace("\r\n", "\n")[:_MAX_QUERY_CHARS * 4]
+    text = text.replace("\r\n", "\n")[: _MAX_QUERY_CHARS * 4]
     code_parts = [m.group(1) for m in _FENCE.finditer(text)]
     prose = _FENCE.sub("\n", text)
     prose = _TRACE_HEAD.sub("", prose)

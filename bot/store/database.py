@@ -69,9 +69,10 @@ class Database:
         for chunk in chunks:
             by_doc.setdefault(chunk.doc_id, []).append(chunk)
         with self.session() as s:
-            existing = {row.doc_id: row.content_hash for row in s.execute(
-                select(DocumentRow.doc_id, DocumentRow.content_hash)
-            )}
+            existing = {
+                row.doc_id: row.content_hash
+                for row in s.execute(select(DocumentRow.doc_id, DocumentRow.content_hash))
+            }
             keep = {d.doc_id for d in documents}
             stale = [doc_id for doc_id in existing if doc_id not in keep]
             for start in range(0, len(stale), _IN_BATCH):
@@ -97,7 +98,11 @@ class Database:
                 )
                 s.add_all(
                     ChunkRow(
-                        doc_id=c.doc_id, ordinal=c.ordinal, section=c.section, text=c.text, hash=c.hash
+                        doc_id=c.doc_id,
+                        ordinal=c.ordinal,
+                        section=c.section,
+                        text=c.text,
+                        hash=c.hash,
                     )
                     for c in by_doc.get(doc.doc_id, [])
                 )
@@ -130,6 +135,9 @@ class Database:
                 arr = np.ascontiguousarray(vec, dtype=np.float32)
                 s.merge(
                     EmbeddingCacheRow(
-                        model=model, chunk_hash=chunk_hash, dim=int(arr.shape[0]), vector=arr.tobytes()
+                        model=model,
+                        chunk_hash=chunk_hash,
+                        dim=int(arr.shape[0]),
+                        vector=arr.tobytes(),
                     )
                 )

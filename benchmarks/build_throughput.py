@@ -1,0 +1,336 @@
+"""Index build throughput: bare chunk embedding vs the project's full ``build_index``.
+
+1. Collect the documents (keras API + keras-io docs, as configured) and chunk them with the
+   project's chunker, in build order; report counts and how long that took (cold).
+2. Load the encoder once; encode a warm-up batch.
+3. (optional, ``--limit-chunks N``) bare ``encoder.encode(texts)`` of the first N chunks.
+4. ``build_index`` on a fresh data dir with that encoder (wall time, chunks/s over all of its
+   chunks, and its phases), then bare ``encoder.encode(texts)`` of exactly the chunk texts the
+   build published (read back from its ``chunks.jsonl``): same texts, same model, same
+   batch size. Goal: build chunks/s >= 0.9 x bare chunks/s.
+5. ``build_index`` again with nothing changed: seconds (goal: a few) and chunks embedded (0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.common import (  # noqa: E402
+    SHARED,
+    add_common_args,
+    machine_info,
+    machine_markdown,
+    markdown_table,
+    progress,
+    ratio,
+    run_started,
+    setup,
+    verdict,
+    write_json,
+)
+
+GOAL_RATIO = 0.9
+DOC_TOPS = ("guides", "examples", "templates")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0]
+        + ". Builds into a fresh temporary data dir; never touches the repository's data/.",
+        epilog="Prints a Markdown table to stdout. Quick check: python "
+        "benchmarks/build_throughput.py --no-keras --docs-subset 10 --no-site-map",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--docs-dir",
+        type=Path,
+        default=SHARED / "keras-io-docs",
+        help="keras-io docs export to index",
+    )
+    parser.add_argument(
+        "--no-keras", action="store_true", help="leave out the installed keras package's API"
+    )
+    parser.add_argument(
+        "--docs-subset",
+        type=int,
+        default=None,
+        metavar="N",
+        help="index only the first N Markdown pages (sorted by relative path), copied with "
+        "their relative paths (and site_map.json) into the work dir",
+    )
+    parser.add_argument(
+        "--no-site-map",
+        action="store_true",
+        help="copy the docs without site_map.json (no site-map stub documents; with "
+        "--no-keras these are ~900 of the ~1,200 documents)",
+    )
+    parser.add_argument(
+        "--limit-chunks",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also time bare encoding of only the first N chunks (the build comparison always "
+        "uses every chunk of the corpus: restrict that with --no-keras / --docs-subset)",
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="where to build (must be missing or empty; kept afterwards, its index is in "
+        "WORK_DIR/data for query_latency.py --data-dir). Default: a temp dir, deleted at the end",
+    )
+    parser.add_argument(
+        "--noop-goal-s",
+        type=float,
+        default=5.0,
+        help="goal for the unchanged rebuild, in seconds",
+    )
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    for name in ("docs_subset", "limit_chunks"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not args.docs_dir.is_dir():
+        parser.error(f"--docs-dir {args.docs_dir} is not a folder")
+    if args.work_dir is not None and args.work_dir.exists():
+        if not args.work_dir.is_dir() or any(args.work_dir.iterdir()):
+            parser.error(f"--work-dir {args.work_dir} must be missing or empty (a fresh build)")
+    return args
+
+
+# -- corpus ----------------------------------------------------------------------------------------
+
+
+def page_files(docs_dir: Path) -> list[PurePosixPath]:
+    """Relative paths of the Markdown files the keras-io source reads as pages, sorted."""
+    from index_builder.sources.keras_io import page_path_for
+
+    found = []
+    for top in DOC_TOPS:
+        root = docs_dir / top
+        if root.is_dir():
+            for file in root.rglob("*.md"):
+                rel = PurePosixPath(file.relative_to(docs_dir).as_posix())
+                if file.is_file() and page_path_for(rel) is not None:
+                    found.append(rel)
+    return sorted(found)
+
+
+def copy_docs(src: Path, dest: Path, *, limit: int | None, site_map: bool) -> int:
+    """Copy (the first ``limit``) page files keeping relative paths; returns files copied."""
+    files = page_files(src)
+    if limit is not None:
+        files = files[:limit]
+    for rel in files:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / rel, target)
+    if site_map and (src / "site_map.json").is_file():
+        shutil.copy2(src / "site_map.json", dest / "site_map.json")
+    dest.mkdir(parents=True, exist_ok=True)
+    return len(files)
+
+
+def read_chunk_texts(index_path: Path) -> list[str]:
+    from bot.retrieval.index import CHUNKS
+
+    with (index_path / CHUNKS).open(encoding="utf-8") as fh:
+        return [json.loads(line)["text"] for line in fh if line.strip()]
+
+
+class PhaseClock:
+    """A ``build_index`` progress factory that records when each phase starts."""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[str, float]] = []
+
+    def __call__(self, name: str, _total: int | None) -> Callable[[int], None]:
+        self.marks.append((name, time.perf_counter()))
+        return lambda _n: None
+
+    def phases(self, start: float, end: float) -> dict[str, float]:
+        """Seconds per phase; the first (before any mark) is document collection."""
+        labels = {
+            "collect": "collect documents",
+            "chunk": "chunk + fingerprint + DB corpus write",
+            "embed": "embed (cache lookup, encode, cache write)",
+            "publish": "publish (files, FAISS, BM25, CURRENT)",
+        }
+        names = ["collect", *(name for name, _ in self.marks)]
+        times = [start, *(t for _, t in self.marks), end]
+        return {
+            labels.get(name, name): times[i + 1] - times[i] for i, name in enumerate(names)
+        }
+
+
+# -- benchmark -------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from bot.retrieval.encoder import Encoder
+    from bot.settings import load_settings
+    from index_builder.build import build_index, collect_documents
+    from index_builder.chunking import chunk_documents
+
+    docs_dir = args.docs_dir.resolve()
+    copied = None
+    if args.docs_subset is not None or args.no_site_map:
+        docs_dir = work / "docs"
+        copied = copy_docs(
+            args.docs_dir, docs_dir, limit=args.docs_subset, site_map=not args.no_site_map
+        )
+        progress(args, f"copied {copied} page files to {docs_dir}")
+    data_dir = work / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    site_map = docs_dir / "site_map.json"
+    settings = load_settings(
+        data_dir=data_dir,
+        database_url=f"sqlite:///{(data_dir / 'supportbot.db').resolve()}",
+        docs_dir=docs_dir,
+        site_map=site_map if site_map.is_file() else None,
+        include_keras_api=not args.no_keras,
+        device=args.device,
+    )
+
+    # 1. Corpus, in build order (build_index sorts documents by id).
+    progress(args, "collecting and chunking documents")
+    t0 = time.perf_counter()
+    documents, sources = collect_documents(settings)
+    documents.sort(key=lambda d: d.doc_id)
+    collect_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    chunks = chunk_documents(
+        documents, max_words=settings.chunk_max_words, overlap_words=settings.chunk_overlap_words
+    )
+    chunk_s = time.perf_counter() - t0
+    texts = [c.text for c in chunks]
+    if not texts:
+        raise SystemExit("the corpus has no chunks")
+    progress(args, f"{len(documents)} documents, {len(texts)} chunks")
+
+    # 2. Encoder, loaded once, warmed up.
+    t0 = time.perf_counter()
+    encoder = Encoder(
+        settings.embedding_model, device=settings.device, batch_size=settings.embed_batch_size
+    )
+    load_model_s = time.perf_counter() - t0
+    warm = texts[: encoder.batch_size]
+    encoder.encode(warm)
+
+    def bare(batch: list[str]) -> float:
+        t = time.perf_counter()
+        encoder.encode(batch)
+        return time.perf_counter() - t
+
+    # 3. Optional: bare encoding of the first N chunks.
+    limited = None
+    if args.limit_chunks is not None:
+        subset = texts[: args.limit_chunks]
+        progress(args, f"bare encode of the first {len(subset)} chunks")
+        seconds = bare(subset)
+        limited = {"chunks": len(subset), "seconds": seconds, "chunks_per_s": len(subset) / seconds}
+
+    # 4. Full build on the fresh data dir, then bare encoding of exactly its chunk texts.
+    progress(args, "build_index on a fresh data dir")
+    clock = PhaseClock()
+    t0 = time.perf_counter()
+    first = build_index(settings, encoder=encoder, progress=clock)
+    t1 = time.perf_counter()
+    build_s = t1 - t0
+    if not first.published or first.path is None:
+        raise SystemExit(f"the first build did not publish an index: {first}")
+    built_texts = read_chunk_texts(first.path)
+    progress(args, f"bare encode of the build's {len(built_texts)} chunk texts")
+    bare_s = bare(built_texts)
+
+    # 5. Rebuild with nothing changed.
+    progress(args, "build_index again, nothing changed")
+    clock2 = PhaseClock()
+    t0 = time.perf_counter()
+    second = build_index(settings, encoder=encoder, progress=clock2)
+    t2 = time.perf_counter()
+    noop_s = t2 - t0
+
+    build_cps = first.chunks / build_s
+    bare_cps = len(built_texts) / bare_s
+    r = ratio(build_cps, bare_cps)
+    noop_ok = second.embedded == 0 and not second.published and noop_s <= args.noop_goal_s
+    return {
+        "benchmark": "build_throughput",
+        "corpus": {
+            "docs_dir": str(args.docs_dir),
+            "docs_copy": str(docs_dir) if copied is not None else None,
+            "docs_subset": args.docs_subset,
+            "page_files_copied": copied,
+            "site_map": site_map.is_file(),
+            "keras_api": not args.no_keras,
+            "sources": sources,
+            "documents": len(documents),
+            "chunks": len(texts),
+            "distinct_chunk_texts": len(set(texts)),
+            "mean_words_per_chunk": sum(len(t.split()) for t in texts) / len(texts),
+            "build_texts_match_collected": sorted(built_texts) == sorted(texts),
+        },
+        "setup": {
+            "work_dir": str(work),
+            "data_dir": str(data_dir),
+            "model": settings.embedding_model,
+            "device": encoder.device,
+            "batch_size": encoder.batch_size,
+            "chunk_max_words": settings.chunk_max_words,
+            "chunk_overlap_words": settings.chunk_overlap_words,
+            "warmup_texts": len(warm),
+            "load_model_s": load_model_s,
+            "collect_cold_s": collect_s,
+            "chunk_s": chunk_s,
+        },
+        "results": {
+            "bare_first_n": limited,
+            "bare_build_texts": {
+                "chunks": len(built_texts),
+                "seconds": bare_s,
+                "chunks_per_s": bare_cps,
+            },
+            "build": {
+                "chunks": first.chunks,
+                "documents": first.documents,
+                "embedded": first.embedded,
+                "cached": first.cached,
+                "seconds": build_s,
+                "seconds_reported": first.seconds,
+                "chunks_per_s": build_cps,
+                "version": first.version,
+                "phases_s": clock.phases(t0 - build_s - (t0 - t0), t1)
+                if False
+                else None,
+            },
+            "noop_rebuild": {
+                "chunks": second.chunks,
+                "embedded": second.embedded,
+                "published": second.published,
+                "seconds": noop_s,
+                "version": second.version,
+            },
+        },
+        "checks": {
+            "build_over_bare_chunks_per_s": r,
+            "goal_ratio": GOAL_RATIO,
+            "ratio_pass": bool(r >= GOAL_RATIO),
+            "noop_goal_s": args.noop_goal_s,
+            "noop_pass": bool(noop_ok),
+        },
+        "_clocks": (clock, clock2),
+    }
