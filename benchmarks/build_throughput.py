@@ -29,6 +29,7 @@ if str(REPO) not in sys.path:
 
 from benchmarks.common import (  # noqa: E402
     SHARED,
+    HelpFormatter,
     add_common_args,
     machine_info,
     machine_markdown,
@@ -47,11 +48,11 @@ DOC_TOPS = ("guides", "examples", "templates")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0]
+        description=__doc__.split("\n\n")[0].rstrip(".")
         + ". Builds into a fresh temporary data dir; never touches the repository's data/.",
         epilog="Prints a Markdown table to stdout. Quick check: python "
         "benchmarks/build_throughput.py --no-keras --docs-subset 10 --no-site-map",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--docs-dir",
@@ -105,9 +106,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if not args.docs_dir.is_dir():
         parser.error(f"--docs-dir {args.docs_dir} is not a folder")
-    if args.work_dir is not None and args.work_dir.exists():
-        if not args.work_dir.is_dir() or any(args.work_dir.iterdir()):
-            parser.error(f"--work-dir {args.work_dir} must be missing or empty (a fresh build)")
+    work = args.work_dir
+    if work is not None and work.exists() and (not work.is_dir() or any(work.iterdir())):
+        parser.error(f"--work-dir {work} must be missing or empty (a fresh build)")
     return args
 
 
@@ -171,9 +172,7 @@ class PhaseClock:
         }
         names = ["collect", *(name for name, _ in self.marks)]
         times = [start, *(t for _, t in self.marks), end]
-        return {
-            labels.get(name, name): times[i + 1] - times[i] for i, name in enumerate(names)
-        }
+        return {labels.get(name, name): times[i + 1] - times[i] for i, name in enumerate(names)}
 
 
 # -- benchmark -------------------------------------------------------------------------------------
@@ -246,10 +245,11 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     # 4. Full build on the fresh data dir, then bare encoding of exactly its chunk texts.
     progress(args, "build_index on a fresh data dir")
     clock = PhaseClock()
-    t0 = time.perf_counter()
+    start = time.perf_counter()
     first = build_index(settings, encoder=encoder, progress=clock)
-    t1 = time.perf_counter()
-    build_s = t1 - t0
+    end = time.perf_counter()
+    build_s = end - start
+    build_phases = clock.phases(start, end)
     if not first.published or first.path is None:
         raise SystemExit(f"the first build did not publish an index: {first}")
     built_texts = read_chunk_texts(first.path)
@@ -258,11 +258,12 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     # 5. Rebuild with nothing changed.
     progress(args, "build_index again, nothing changed")
-    clock2 = PhaseClock()
-    t0 = time.perf_counter()
-    second = build_index(settings, encoder=encoder, progress=clock2)
-    t2 = time.perf_counter()
-    noop_s = t2 - t0
+    clock = PhaseClock()
+    start = time.perf_counter()
+    second = build_index(settings, encoder=encoder, progress=clock)
+    end = time.perf_counter()
+    noop_s = end - start
+    noop_phases = clock.phases(start, end)
 
     build_cps = first.chunks / build_s
     bare_cps = len(built_texts) / bare_s
@@ -313,9 +314,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 "seconds_reported": first.seconds,
                 "chunks_per_s": build_cps,
                 "version": first.version,
-                "phases_s": clock.phases(t0 - build_s - (t0 - t0), t1)
-                if False
-                else None,
+                "phases_s": build_phases,
             },
             "noop_rebuild": {
                 "chunks": second.chunks,
@@ -323,6 +322,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 "published": second.published,
                 "seconds": noop_s,
                 "version": second.version,
+                "phases_s": noop_phases,
             },
         },
         "checks": {
@@ -332,5 +332,125 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "noop_goal_s": args.noop_goal_s,
             "noop_pass": bool(noop_ok),
         },
-        "_clocks": (clock, clock2),
     }
+
+
+def report(data: dict[str, Any]) -> str:
+    corpus, setup_, res, checks = data["corpus"], data["setup"], data["results"], data["checks"]
+    build, bare_all, noop = res["build"], res["bare_build_texts"], res["noop_rebuild"]
+    what = []
+    if corpus["keras_api"]:
+        what.append("keras API")
+    if corpus["docs_subset"] is not None:
+        what.append(f"first {corpus['page_files_copied']} keras-io pages")
+    else:
+        what.append("keras-io docs")
+    what.append("site-map stubs" if corpus["site_map"] else "no site map")
+    per_source = ", ".join(f"{k} {v['documents']:,}" for k, v in corpus["sources"].items())
+    rows: list[tuple[Any, ...]] = []
+    if res["bare_first_n"]:
+        b = res["bare_first_n"]
+        rows.append(
+            (
+                "bare `encoder.encode`, first N chunks",
+                b["chunks"],
+                b["seconds"],
+                b["chunks_per_s"],
+                "",
+            )
+        )
+    rows += [
+        (
+            "bare `encoder.encode`, the build's chunk texts",
+            bare_all["chunks"],
+            bare_all["seconds"],
+            bare_all["chunks_per_s"],
+            "one call",
+        ),
+        (
+            "full `build_index`, fresh data dir",
+            build["chunks"],
+            build["seconds"],
+            build["chunks_per_s"],
+            f"embedded {build['embedded']:,}, cached {build['cached']:,}",
+        ),
+        (
+            "`build_index` again, nothing changed",
+            noop["chunks"],
+            noop["seconds"],
+            "",
+            f"embedded {noop['embedded']:,}, published: {'yes' if noop['published'] else 'no'}",
+        ),
+    ]
+    phase_rows = [
+        (name, secs, 100.0 * secs / build["seconds"]) for name, secs in build["phases_s"].items()
+    ]
+    out = [
+        "## Index build throughput",
+        "",
+        machine_markdown(data["machine"]),
+        "",
+        f"Corpus: {' + '.join(what)} ({per_source}): {corpus['documents']:,} documents, "
+        f"{corpus['chunks']:,} chunks ({corpus['distinct_chunk_texts']:,} distinct texts, "
+        f"{corpus['mean_words_per_chunk']:.0f} words on average). Model `{setup_['model']}` on "
+        f"{setup_['device']}, batch size {setup_['batch_size']}, chunks of "
+        f"{setup_['chunk_max_words']} words (overlap {setup_['chunk_overlap_words']}). Not timed: "
+        f"model load {setup_['load_model_s']:.1f} s, first (cold) collection "
+        f"{setup_['collect_cold_s']:.1f} s + chunking {setup_['chunk_s']:.1f} s, warm-up encode "
+        f"of {setup_['warmup_texts']} chunks.",
+        "",
+        markdown_table(("measurement", "chunks", "seconds", "chunks/s", "notes"), rows),
+        "",
+        markdown_table(("first build, by phase", "seconds", "% of build"), phase_rows),
+        "",
+        markdown_table(
+            ("check", "measured", "goal", "result"),
+            [
+                (
+                    "build chunks/s / bare chunks/s",
+                    f"{checks['build_over_bare_chunks_per_s']:.2f}x",
+                    f">= {checks['goal_ratio']}x",
+                    verdict(checks["ratio_pass"]),
+                ),
+                (
+                    "unchanged rebuild",
+                    f"{noop['seconds']:.2f} s, embedded {noop['embedded']}",
+                    f"<= {checks['noop_goal_s']:g} s, embedded 0",
+                    verdict(checks["noop_pass"]),
+                ),
+            ],
+        ),
+    ]
+    if not corpus["build_texts_match_collected"]:
+        out += [
+            "",
+            "Note: the build's chunk texts differ from the separately collected corpus "
+            "(did the docs change during the run?).",
+        ]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup(args)
+    started = run_started()
+    if args.work_dir is not None:
+        work = args.work_dir.resolve()
+        work.mkdir(parents=True, exist_ok=True)
+        remove = False
+    else:
+        work = Path(tempfile.mkdtemp(prefix="supportbot-bench-"))
+        remove = True
+    try:
+        data = run(args, work)
+    finally:
+        if remove:
+            shutil.rmtree(work, ignore_errors=True)
+    data["machine"] = machine_info(data["setup"]["device"], started)
+    print(report(data))
+    write_json(args.json, data)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -39,6 +39,15 @@ _PACKAGES = (
 # -- command line ------------------------------------------------------------------------------
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except the uninformative None/False of optional flags."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",
@@ -188,8 +197,14 @@ def machine_markdown(info: dict[str, Any]) -> str:
 def summarize(seconds: Sequence[float]) -> dict[str, float]:
     """n, p50, p99, mean, min, max of durations in seconds, reported in milliseconds."""
     if not seconds:
-        return {"n": 0, "p50_ms": float("nan"), "p99_ms": float("nan"), "mean_ms": float("nan"),
-                "min_ms": float("nan"), "max_ms": float("nan")}
+        return {
+            "n": 0,
+            "p50_ms": float("nan"),
+            "p99_ms": float("nan"),
+            "mean_ms": float("nan"),
+            "min_ms": float("nan"),
+            "max_ms": float("nan"),
+        }
     ms = np.asarray(seconds, dtype=np.float64) * 1000.0
     p50, p99 = np.percentile(ms, [50, 99])
     return {

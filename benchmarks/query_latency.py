@@ -20,6 +20,7 @@ import argparse
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,14 @@ if str(REPO) not in sys.path:
 
 from benchmarks.common import (  # noqa: E402
     SHARED,
+    HelpFormatter,
     add_common_args,
     machine_info,
     machine_markdown,
     markdown_table,
     progress,
-    run_started,
     ratio,
+    run_started,
     setup,
     summarize,
     verdict,
@@ -48,11 +50,11 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0]
+        description=__doc__.split("\n\n")[0].rstrip(".")
         + ". Loads the published index and the encoder once, then times each query.",
         epilog="Prints a Markdown table to stdout. Example: python benchmarks/query_latency.py "
         "--data-dir data --json /tmp/query_latency.json",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--data-dir",
@@ -180,10 +182,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
 
     def breakdown_ops(query: str, vector: Any) -> list[tuple[str, Any]]:
+        def run_search(mode: Any, vec: Any) -> Callable[[], Any]:
+            return lambda: search(index, query, vec, mode=mode, k=args.k, params=params)
+
         return [
-            ("hybrid", lambda: search(index, query, vector, mode="hybrid", k=args.k, params=params)),
-            ("dense", lambda: search(index, query, vector, mode="dense", k=args.k, params=params)),
-            ("lexical", lambda: search(index, query, None, mode="lexical", k=args.k, params=params)),
+            ("hybrid", run_search("hybrid", vector)),
+            ("dense", run_search("dense", vector)),
+            ("lexical", run_search("lexical", None)),
         ]
 
     progress(args, f"warm-up: {len(warm)} queries")
@@ -308,7 +313,8 @@ def report(data: dict[str, Any]) -> str:
         f"Index `{idx['version']}` ({idx['documents']:,} documents, {idx['chunks']:,} chunks, "
         f"{idx['dense_index'] or 'dense'} index, model `{idx['model']}`); "
         f"{setup_['queries_timed']} timed queries after {setup_['warmup_queries']} warm-up "
-        f"({setup_['questions']} questions + variants: {kinds}); k = {setup_['k']}. "
+        f"(drawn from {setup_['questions']} questions and variants: {kinds}); "
+        f"k = {setup_['k']}. "
         f"Model load {setup_['load_model_s']:.1f} s, index load {setup_['load_index_s']:.1f} s "
         "(not in the timings).",
         "",

@@ -74,7 +74,7 @@ class Settings(BaseSettings):
 
     # --- retrieval & answering -------------------------------------------------------------
     reply_threshold: float = Field(
-        0.5, ge=0.0, le=1.0, description="Minimum confidence for the bot to suggest a reply."
+        0.6, ge=0.0, le=1.0, description="Minimum confidence for the bot to suggest a reply."
     )
     max_sources: int = Field(3, ge=1, le=10)
 

@@ -197,7 +197,10 @@ def match_symbols(text: str, table: SymbolTable, *, max_per_mention: int = 3) ->
     def offer(doc_ids: Sequence[str], strength: float, mention: str) -> None:
         if not doc_ids or len(doc_ids) > max_per_mention * 2:
             return  # a name shared by many symbols says little about which one
-        for doc_id in doc_ids[:max_per_mention]:
+        # A mention that fits several symbols is split between them: it is evidence for one.
+        picked = doc_ids[:max_per_mention]
+        strength /= len(picked)
+        for doc_id in picked:
             old = found.get(doc_id)
             if old is None or old.strength < strength:
                 found[doc_id] = SymbolMatch(doc_id, strength, mention)

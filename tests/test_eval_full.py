@@ -1,0 +1,56 @@
+"""The quality bars on the full corpus (installed keras + ../shared/keras-io-docs). Slow.
+
+Run with ``pytest -m slow tests/test_eval_full.py``. The index is built once into
+``$SUPPORTBOT_EVAL_DATA_DIR`` (default ``.cache/eval-data``) and reused while the corpus is
+unchanged, so repeated runs take seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, SHARED
+
+pytestmark = pytest.mark.slow
+
+DOCS = SHARED / "keras-io-docs"
+QUESTIONS = SHARED / "eval" / "questions-dev.jsonl"
+
+
+@pytest.mark.skipif(not DOCS.is_dir() or not QUESTIONS.is_file(), reason="needs ../shared data")
+def test_dev_questions_meet_the_bars(encoder: object) -> None:
+    from bot.evaluation import evaluate, load_questions
+    from bot.retrieval.index import load_index
+    from bot.retrieval.search import Retriever
+    from bot.settings import load_settings
+    from index_builder.build import build_index
+
+    data_dir = Path(os.environ.get("SUPPORTBOT_EVAL_DATA_DIR", REPO / ".cache" / "eval-data"))
+    settings = load_settings(data_dir=data_dir, docs_dir=DOCS)
+    build_index(settings, encoder=encoder)  # type: ignore[arg-type]
+    index = load_index(settings.index_root)
+    retriever = Retriever(index, encoder)  # type: ignore[arg-type]
+    questions = load_questions(QUESTIONS)
+
+    reports = {}
+    for mode in ("hybrid", "dense", "lexical"):
+
+        def ask(q: str, mode: str = mode) -> tuple[list[str], float]:
+            result = retriever.search(q, mode=mode, k=10)  # type: ignore[arg-type]
+            return [h.doc_id for h in result.hits], result.confidence
+
+        reports[mode] = evaluate(
+            questions,
+            ask,
+            mode=mode,
+            threshold=settings.reply_threshold,
+            canonical=index.canonical_id,
+        )
+    hybrid = reports["hybrid"]
+    assert hybrid.recall_at_5 >= 0.85
+    assert hybrid.mrr_at_10 >= 0.62
+    assert hybrid.mrr_at_10 > reports["dense"].mrr_at_10
+    assert hybrid.mrr_at_10 > reports["lexical"].mrr_at_10
