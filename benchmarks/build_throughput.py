@@ -7,7 +7,8 @@
 4. ``build_index`` on a fresh data dir with that encoder (wall time, chunks/s over all of its
    chunks, and its phases), then bare ``encoder.encode(texts)`` of exactly the chunk texts the
    build published (read back from its ``chunks.jsonl``): same texts, same model, same
-   batch size. Goal: build chunks/s >= 0.9 x bare chunks/s.
+   batch size (``--bracket``: also before the build, and the mean of both is compared).
+   Goal: build chunks/s >= 0.9 x bare chunks/s.
 5. ``build_index`` again with nothing changed: seconds (goal: a few) and chunks embedded (0).
 """
 
@@ -84,6 +85,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help="also time bare encoding of only the first N chunks (the build comparison always "
         "uses every chunk of the corpus: restrict that with --no-keras / --docs-subset)",
+    )
+    parser.add_argument(
+        "--bracket",
+        action="store_true",
+        help="also bare-encode the corpus right before the build, and compare the build with "
+        "the mean of the bare runs before and after it (cancels slow drift in machine speed; "
+        "costs one more encode pass)",
     )
     parser.add_argument(
         "--work-dir",
@@ -242,7 +250,12 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         seconds = bare(subset)
         limited = {"chunks": len(subset), "seconds": seconds, "chunks_per_s": len(subset) / seconds}
 
-    # 4. Full build on the fresh data dir, then bare encoding of exactly its chunk texts.
+    # 4. Full build on the fresh data dir, then bare encoding of exactly its chunk texts
+    #    (with --bracket also before it: the collected texts are the build's, in its order).
+    before_s = None
+    if args.bracket:
+        progress(args, f"bare encode of the {len(texts)} collected chunk texts (before the build)")
+        before_s = bare(texts)
     progress(args, "build_index on a fresh data dir")
     clock = PhaseClock()
     start = time.perf_counter()
@@ -254,7 +267,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         raise SystemExit(f"the first build did not publish an index: {first}")
     built_texts = read_chunk_texts(first.path)
     progress(args, f"bare encode of the build's {len(built_texts)} chunk texts")
-    bare_s = bare(built_texts)
+    after_s = bare(built_texts)
+    bracketed = before_s is not None and built_texts == texts
+    bare_s = (before_s + after_s) / 2 if bracketed and before_s is not None else after_s
 
     # 5. Rebuild with nothing changed.
     progress(args, "build_index again, nothing changed")
@@ -304,6 +319,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 "chunks": len(built_texts),
                 "seconds": bare_s,
                 "chunks_per_s": bare_cps,
+                "seconds_before_build": before_s,
+                "seconds_after_build": after_s,
+                "bracketed": bracketed,
             },
             "build": {
                 "chunks": first.chunks,
@@ -359,13 +377,22 @@ def report(data: dict[str, Any]) -> str:
                 "",
             )
         )
+    n_bare = bare_all["chunks"]
+    before, after = bare_all["seconds_before_build"], bare_all["seconds_after_build"]
+    if before is not None:
+        rows.append(
+            ("bare `encoder.encode`, before the build", n_bare, before, n_bare / before, "one call")
+        )
+        rows.append(
+            ("bare `encoder.encode`, after the build", n_bare, after, n_bare / after, "one call")
+        )
     rows += [
         (
             "bare `encoder.encode`, the build's chunk texts",
-            bare_all["chunks"],
+            n_bare,
             bare_all["seconds"],
             bare_all["chunks_per_s"],
-            "one call",
+            "mean of before and after" if bare_all["bracketed"] else "one call, after the build",
         ),
         (
             "full `build_index`, fresh data dir",
@@ -421,6 +448,12 @@ def report(data: dict[str, Any]) -> str:
             ],
         ),
     ]
+    if before is not None and not bare_all["bracketed"]:
+        out += [
+            "",
+            "Note: the build's chunk texts are not the collected ones, so only the bare "
+            "run after the build is compared.",
+        ]
     if not corpus["build_texts_match_collected"]:
         out += [
             "",
@@ -453,4 +486,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from bot.errors import SupportBotError
+
+    try:
+        raise SystemExit(main())
+    except SupportBotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

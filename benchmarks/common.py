@@ -13,7 +13,7 @@ import platform
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -124,7 +124,7 @@ def load_average() -> list[float] | None:
 def run_started() -> dict[str, Any]:
     """Call first thing: the run's date and the machine's load before the benchmark's own."""
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "load_average_at_start": load_average(),
     }
 

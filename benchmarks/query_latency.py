@@ -110,32 +110,54 @@ def variants(question: str) -> list[str]:
     ]
 
 
-def build_queries(questions: list[str], n: int, seed: int) -> tuple[list[str], dict[str, int]]:
-    """``n`` queries: round 0 = the questions, round r = their r-th variant, distinct strings
-    first; repeats only once every variant is used. Shuffled with a fixed seed."""
-    import random
+VARIANT_KINDS = (
+    "original",
+    "title",
+    "first sentence",
+    "+ in keras 3",
+    "title + in keras 3",
+    "lower",
+)
 
+
+def query_pool(questions: list[str]) -> list[tuple[str, str]]:
+    """(kind, text), distinct texts: round 0 = the questions as asked, round r = every
+    question's r-th variant. Deterministic."""
     per_question = [variants(q) for q in questions]
-    rounds = max(len(v) for v in per_question)
-    kinds = ["original", "title", "first sentence", "+ in keras 3", "title + in keras 3", "lower"]
-    out: list[str] = []
-    counts: dict[str, int] = {}
+    out: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for r in range(rounds):
+    for r, kind in enumerate(VARIANT_KINDS):
         for vs in per_question:
             text = vs[r].strip()
             if text and text not in seen:
                 seen.add(text)
-                out.append(text)
-                counts[kinds[r]] = counts.get(kinds[r], 0) + 1
+                out.append((kind, text))
     if not out:
         raise SystemExit("no non-empty questions")
-    distinct = len(out)
-    while len(out) < n:
-        out.append(out[(len(out) - distinct) % distinct])
-        counts["repeat"] = counts.get("repeat", 0) + 1
-    random.Random(seed).shuffle(out)
-    return out[:n], counts
+    return out
+
+
+def build_queries(
+    questions: list[str], n: int, warmup: int, seed: int
+) -> tuple[list[str], list[str], dict[str, int]]:
+    """(timed, warm-up, kinds of the timed queries).
+
+    The timed queries are the first ``n`` of the pool taken round by round (all questions as
+    asked first, then their titles, ...), cycling with repeats only when every variant is
+    used; shuffled with a fixed seed so variants and repeats spread over the run. Warm-up
+    queries are the next ``warmup`` of the pool.
+    """
+    import random
+
+    pool = query_pool(questions)
+    picked = [pool[i % len(pool)] for i in range(n + warmup)]
+    timed = picked[:n]
+    kinds: dict[str, int] = {}
+    for i, (kind, _) in enumerate(timed):
+        key = kind if i < len(pool) else "repeat"
+        kinds[key] = kinds.get(key, 0) + 1
+    random.Random(seed).shuffle(timed)
+    return [t for _, t in timed], [t for _, t in picked[n:]], kinds
 
 
 # -- benchmark -------------------------------------------------------------------------------------
@@ -163,9 +185,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     params = retriever.params
     progress(args, f"index {index.version}: {len(index.docs)} docs, {len(index.chunks)} chunks")
 
-    n_total = args.min_queries + args.warmup
-    queries_all, kinds = build_queries(questions, n_total, args.seed)
-    warm, queries = queries_all[: args.warmup], queries_all[args.warmup :]
+    queries, warm, kinds = build_queries(questions, args.min_queries, args.warmup, args.seed)
 
     def dense_text(query: str) -> str:
         # Exactly what Retriever.search encodes.
@@ -313,7 +333,7 @@ def report(data: dict[str, Any]) -> str:
         f"Index `{idx['version']}` ({idx['documents']:,} documents, {idx['chunks']:,} chunks, "
         f"{idx['dense_index'] or 'dense'} index, model `{idx['model']}`); "
         f"{setup_['queries_timed']} timed queries after {setup_['warmup_queries']} warm-up "
-        f"(drawn from {setup_['questions']} questions and variants: {kinds}); "
+        f"({setup_['questions']} questions and variants: {kinds}); "
         f"k = {setup_['k']}. "
         f"Model load {setup_['load_model_s']:.1f} s, index load {setup_['load_index_s']:.1f} s "
         "(not in the timings).",
@@ -347,4 +367,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from bot.errors import SupportBotError
+
+    try:
+        raise SystemExit(main())
+    except SupportBotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

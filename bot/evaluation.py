@@ -37,12 +37,17 @@ def load_questions(path: Path) -> list[LabelledQuestion]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text: {exc}") from None
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
-            relevant = tuple(str(r) for r in obj.get("relevant", []))
+            raw_relevant = obj.get("relevant", [])
+            if not isinstance(raw_relevant, list):
+                raise TypeError("'relevant' must be a list of doc ids")
+            relevant = tuple(str(r) for r in raw_relevant)
             out.append(
                 LabelledQuestion(
                     id=str(obj.get("id", f"line-{lineno}")),

@@ -8,6 +8,7 @@ optional TOML file named by ``SUPPORTBOT_CONFIG`` (or ``./supportbot.toml`` when
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,7 +98,10 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
         toml = _config_file()
         if toml is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+            try:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{toml}: not valid TOML: {exc}") from None
         return tuple(sources)
 
     # --- derived paths -----------------------------------------------------------------------

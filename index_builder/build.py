@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +206,7 @@ def build_index(
         finally:
             db.close()
 
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         version = f"{now:%Y%m%dT%H%M%S}-{fingerprint[:8]}"
         n = 1
         while (index_root / version).exists():  # same corpus published twice in one second

@@ -11,7 +11,8 @@ from bot.retrieval.text import lexical_tokens
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z`\[(])")
 _FENCE_BLOCK = re.compile(r"```.*?(?:```|\Z)", re.S)
-_MD_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+# Link targets may hold one level of parentheses (Wikipedia-style URLs).
+_MD_LINK = re.compile(r"\[([^\]]*)\]\((?:[^()]|\([^()]*\))*\)")
 _EXCERPT_CHARS = 200
 # Secondary sources must score at least this share of the top one to be worth a click.
 _SECONDARY_SHARE = 0.5
@@ -46,8 +47,8 @@ class SuggestedReply:
 
 
 def escape_markdown(text: str) -> str:
-    """Neutralise Markdown/HTML control characters in text we did not write."""
-    return re.sub(r"([\\`*_\[\]<>#|])", r"\\\1", text)
+    """Neutralise Markdown/HTML control characters in text we did not write (one line)."""
+    return re.sub(r"([\\`*_\[\]<>#|])", r"\\\1", " ".join(text.split()))
 
 
 def best_excerpt(chunk_text: str, question: str, *, limit: int = _EXCERPT_CHARS) -> str:
@@ -91,7 +92,7 @@ def compose_reply(
             title=h.title,
             url=h.url,
             section=h.section,
-            excerpt=best_excerpt(h.excerpt, result.query),
+            excerpt=best_excerpt(h.excerpt, result.query) or best_excerpt(h.intro, result.query),
             score=h.score,
         )
         for h in chosen

@@ -65,6 +65,7 @@ class LoadedIndex:
     lexical: Any  # bm25s.BM25
     symbols: SymbolTable
     doc_rows: dict[str, int] = field(default_factory=dict)
+    first_chunk: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def version(self) -> str:
@@ -97,11 +98,16 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise IndexCorruptError(f"{folder} has no {MANIFEST}") from None
     except json.JSONDecodeError as exc:
         raise IndexCorruptError(f"{folder / MANIFEST} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise IndexCorruptError(f"{folder / MANIFEST} is not a JSON object")
     if data.get("format") != FORMAT_VERSION:
         raise IndexCorruptError(
             f"{folder} has index format {data.get('format')!r}; this version reads "
             f"{FORMAT_VERSION}: rebuild with `supportbot index build`"
         )
+    missing = [key for key in ("version", "model", "dim", "documents", "chunks") if key not in data]
+    if missing:
+        raise IndexCorruptError(f"{folder / MANIFEST} lacks {', '.join(missing)}")
     return dict(data)
 
 
@@ -142,6 +148,8 @@ def load_index(index_root: Path, version: str | None = None) -> LoadedIndex:
         lexical = bm25s.BM25.load(str(folder / LEXICAL))
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         raise IndexCorruptError(f"cannot read index {folder}: {exc}") from exc
+    if any(not 0 <= c.doc < len(docs) for c in chunks):
+        raise IndexCorruptError(f"index {folder}: a chunk points at a document that is not there")
     if not (
         len(docs) == manifest["documents"] and len(chunks) == manifest["chunks"] == dense.ntotal
     ):
@@ -150,11 +158,19 @@ def load_index(index_root: Path, version: str | None = None) -> LoadedIndex:
             f"{manifest['chunks']} chunks, found {len(docs)} / {len(chunks)} / "
             f"{dense.ntotal} vectors"
         )
+    lexical_docs = int(getattr(lexical, "scores", {}).get("num_docs", len(chunks)))
+    if lexical_docs != len(chunks):
+        raise IndexCorruptError(
+            f"index {folder}: lexical index has {lexical_docs} entries for {len(chunks)} chunks"
+        )
     if dense.d != manifest["dim"]:
         raise IndexCorruptError(
             f"index {folder}: vectors have dim {dense.d}, manifest {manifest['dim']}"
         )
     table = SymbolTable.build((d.doc_id, d.names) for d in docs if d.kind == "api")
+    first_chunk = np.full(len(docs), -1, dtype=np.int64)
+    for row in range(len(chunks) - 1, -1, -1):  # backwards, so the lowest row wins
+        first_chunk[chunks[row].doc] = row
     return LoadedIndex(
         path=folder,
         manifest=manifest,
@@ -165,6 +181,7 @@ def load_index(index_root: Path, version: str | None = None) -> LoadedIndex:
         lexical=lexical,
         symbols=table,
         doc_rows={d.doc_id: i for i, d in enumerate(docs)},
+        first_chunk=first_chunk,
     )
 
 

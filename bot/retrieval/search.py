@@ -53,6 +53,8 @@ class Hit:
     lexical_rank: int | None  # ... and in the lexical list alone
     section: str
     excerpt: str  # text of the best-matching chunk
+    intro: str = ""  # text of the document's first chunk (its summary), for when the
+    # best-matching chunk is all code
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,8 @@ def search(
             fused[doc] = fused.get(doc, 0.0) + p.symbol_weight * m.strength / (p.rrf_k + rank)
 
     hits: list[Hit] = []
-    for doc in order_by_score(fused)[:k]:
+    # Two hits at least, whatever k: the confidence looks at the runner-up.
+    for doc in order_by_score(fused)[: max(k, 2)]:
         info = index.docs[doc]
         d = dense_by_doc.get(doc)
         lx = lexical_by_doc.get(doc)
@@ -154,22 +157,26 @@ def search(
                 kind=info.kind,
                 score=float(fused[doc]),
                 dense=float(d.best) if d else None,
-                lexical=float(lx.score) if lx else None,
+                lexical=float(lx.best) if lx else None,
                 dense_rank=dense_rank.get(doc),
                 lexical_rank=lexical_rank.get(doc),
                 symbol=symbol_by_doc.get(doc),
                 section=chunk.section if chunk else info.title,
                 excerpt=chunk.text if chunk else "",
+                intro=index.chunks[first].text if (first := _first_chunk(index, doc)) >= 0 else "",
             )
         )
     return SearchResult(
-        query=query, mode=mode, hits=hits, confidence=confidence(hits, p), symbols=symbol_matches
+        query=query,
+        mode=mode,
+        hits=hits[:k],
+        confidence=confidence(hits, p),
+        symbols=symbol_matches,
     )
 
 
 def _first_chunk(index: LoadedIndex, doc: int) -> int:
-    rows = np.flatnonzero(index.chunk_doc == doc)
-    return int(rows[0]) if rows.size else -1
+    return int(index.first_chunk[doc])
 
 
 def confidence(hits: list[Hit], p: SearchParams) -> float:
@@ -187,7 +194,12 @@ def confidence(hits: list[Hit], p: SearchParams) -> float:
     cos = top.dense if top.dense is not None else 0.0
     agree = (top.dense_rank or 99) <= 3 and (top.lexical_rank or 99) <= 3
     strength = top.symbol.strength if top.symbol else 0.0
-    margin = 1.0 if len(hits) == 1 or top.score <= 0 else (top.score - hits[1].score) / top.score
+    if len(hits) == 1:
+        margin = 1.0
+    elif top.score <= 0:
+        margin = 0.0  # nothing scored: no evidence of a clear winner
+    else:
+        margin = (top.score - hits[1].score) / top.score
     z = (
         p.conf_bias
         + p.conf_cosine * cos

@@ -33,7 +33,9 @@ _FRAMEWORK_PREFIXES = (
 )
 _DOTTED = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
 _CALL = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\s*\(")
-_CAMEL = re.compile(r"\b[A-Z][a-z0-9]+(?:[A-Z][A-Za-z0-9]*)+\b|\b[A-Z][A-Z0-9]{1,}[a-z]?\b")
+# An uppercase start plus at least one more capital or digit: EarlyStopping, LSTM, LSTMCell,
+# CSVLogger, RMSprop, PReLU, Conv2D.
+_CAMEL = re.compile(r"\b[A-Z](?=[A-Za-z0-9]*[A-Z0-9])[A-Za-z0-9]+\b")
 _SNAKE = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
 _WORD = re.compile(r"\b[A-Za-z][A-Za-z0-9]{3,}\b")
 # Plain words that are also symbol names but mean the everyday thing far more often.

@@ -175,10 +175,12 @@ def lexical_tokens(text: str) -> list[str]:
 
 # --- query cleanup ---------------------------------------------------------------------------
 _FENCE = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.S)
-_TRACE_FRAME = re.compile(r'^\s*File "[^"]*", line \d+.*$', re.M)
-_TRACE_HEAD = re.compile(r"^\s*Traceback \(most recent call last\):\s*$", re.M)
-_CARETS = re.compile(r"^\s*[\^~]{3,}\s*$", re.M)
-_PROGRESS = re.compile(r"^.*(?:━|\d+/\d+ \[=*>?\.*\]).*$", re.M)
+# Horizontal whitespace only: `\s` would also eat newlines and backtrack quadratically on
+# a message made of blank lines.
+_TRACE_FRAME = re.compile(r'^[ \t]*File "[^"\n]*", line \d+.*$', re.M)
+_TRACE_HEAD = re.compile(r"^[ \t]*Traceback \(most recent call last\):[ \t]*$", re.M)
+_CARETS = re.compile(r"^[ \t]*[\^~]{3,}[ \t]*$", re.M)
+_PROGRESS = re.compile(r"^.*(?:━|(?<!\d)\d+/\d+ \[=*>?\.*\]).*$", re.M)
 _URL = re.compile(r"https?://\S+")
 _HTML_TAG = re.compile(r"</?[A-Za-z][^>]{0,200}>")
 
