@@ -183,13 +183,24 @@ class PhaseClock:
         return {labels.get(name, name): times[i + 1] - times[i] for i, name in enumerate(names)}
 
 
+def timed_build(settings: Any, encoder: Any) -> tuple[Any, float, dict[str, float]]:
+    """Run ``build_index`` once: (report, wall seconds, seconds per phase)."""
+    from index_builder.build import build_index
+
+    clock = PhaseClock()
+    start = time.perf_counter()
+    report = build_index(settings, encoder=encoder, progress=clock)
+    end = time.perf_counter()
+    return report, end - start, clock.phases(start, end)
+
+
 # -- benchmark -------------------------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from bot.retrieval.encoder import Encoder
     from bot.settings import load_settings
-    from index_builder.build import build_index, collect_documents
+    from index_builder.build import collect_documents
     from index_builder.chunking import chunk_documents
 
     docs_dir = args.docs_dir.resolve()
@@ -257,12 +268,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         progress(args, f"bare encode of the {len(texts)} collected chunk texts (before the build)")
         before_s = bare(texts)
     progress(args, "build_index on a fresh data dir")
-    clock = PhaseClock()
-    start = time.perf_counter()
-    first = build_index(settings, encoder=encoder, progress=clock)
-    end = time.perf_counter()
-    build_s = end - start
-    build_phases = clock.phases(start, end)
+    first, build_s, build_phases = timed_build(settings, encoder)
     if not first.published or first.path is None:
         raise SystemExit(f"the first build did not publish an index: {first}")
     built_texts = read_chunk_texts(first.path)
@@ -273,12 +279,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     # 5. Rebuild with nothing changed.
     progress(args, "build_index again, nothing changed")
-    clock = PhaseClock()
-    start = time.perf_counter()
-    second = build_index(settings, encoder=encoder, progress=clock)
-    end = time.perf_counter()
-    noop_s = end - start
-    noop_phases = clock.phases(start, end)
+    second, noop_s, noop_phases = timed_build(settings, encoder)
 
     build_cps = first.chunks / build_s
     bare_cps = len(built_texts) / bare_s
