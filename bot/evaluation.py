@@ -8,6 +8,9 @@ Definitions (binary relevance; ``relevant`` = the labelled doc ids of a question
 * nDCG@10 — DCG of the top 10 over the ideal DCG for that question's relevant set.
 * unanswerable_below_threshold — share of questions labelled not answerable from the docs
   whose confidence stays under the reply threshold (the bot stays quiet).
+* replied / reply_precision — share of answerable questions whose confidence reaches the
+  threshold (the bot would reply in the room), and among those the share whose top source
+  is relevant: the two sides of choosing a threshold.
 """
 
 from __future__ import annotations
@@ -89,6 +92,8 @@ class EvalReport:
     ndcg_at_10: float
     n_unanswerable: int
     unanswerable_below_threshold: float | None
+    replied: float = 0.0
+    reply_precision: float | None = None
     per_question: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -105,6 +110,10 @@ class EvalReport:
                 None
                 if self.unanswerable_below_threshold is None
                 else round(self.unanswerable_below_threshold, 4)
+            ),
+            "replied": round(self.replied, 4),
+            "reply_precision": (
+                None if self.reply_precision is None else round(self.reply_precision, 4)
             ),
         }
 
@@ -127,6 +136,7 @@ def evaluate(
     ndcgs: list[float] = []
     quiet = 0
     unanswerable = 0
+    replied_ranks: list[int | None] = []
     rows: list[dict[str, Any]] = []
     for q in questions:
         ranked, conf = ask(q.question)
@@ -135,6 +145,8 @@ def evaluate(
             rank = first_hit_rank(ranked[:10], relevant)
             ranks.append(rank)
             ndcgs.append(ndcg_at(ranked, relevant, 10))
+            if conf >= threshold:
+                replied_ranks.append(rank)
             rows.append({"id": q.id, "rank": rank, "confidence": conf, "top": ranked[:3]})
         else:
             unanswerable += 1
@@ -163,12 +175,27 @@ def evaluate(
         ndcg_at_10=sum(ndcgs) / n if n else 0.0,
         n_unanswerable=unanswerable,
         unanswerable_below_threshold=quiet / unanswerable if unanswerable else None,
+        replied=len(replied_ranks) / n if n else 0.0,
+        reply_precision=(
+            sum(1 for r in replied_ranks if r == 1) / len(replied_ranks) if replied_ranks else None
+        ),
         per_question=rows,
     )
 
 
 def iter_table(reports: Sequence[EvalReport]) -> Iterator[list[str]]:
-    yield ["mode", "n", "R@1", "R@5", "R@10", "MRR@10", "nDCG@10", "unans. quiet"]
+    yield [
+        "mode",
+        "n",
+        "R@1",
+        "R@5",
+        "R@10",
+        "MRR@10",
+        "nDCG@10",
+        "unans. quiet",
+        "replied",
+        "reply P@1",
+    ]
     for r in reports:
         quiet = (
             "-"
@@ -184,4 +211,6 @@ def iter_table(reports: Sequence[EvalReport]) -> Iterator[list[str]]:
             f"{r.mrr_at_10:.3f}",
             f"{r.ndcg_at_10:.3f}",
             quiet,
+            f"{r.replied:.2f}",
+            "-" if r.reply_precision is None else f"{r.reply_precision:.2f}",
         ]

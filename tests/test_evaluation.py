@@ -198,6 +198,8 @@ def test_report_json_and_table() -> None:
         ndcg_at_10=0.123456,
         n_unanswerable=0,
         unanswerable_below_threshold=None,
+        replied=2 / 3,
+        reply_precision=0.5,
     )
     data = report.to_json()
     assert data == {
@@ -210,10 +212,44 @@ def test_report_json_and_table() -> None:
         "ndcg@10": 0.1235,
         "n_unanswerable": 0,
         "unanswerable_below_threshold": None,
+        "replied": 0.6667,
+        "reply_precision": 0.5,
     }
     table = list(iter_table([report]))
     assert table[0][0] == "mode"
-    assert table[1] == ["dense", "3", "0.333", "0.667", "1.000", "0.500", "0.123", "-"]
+    assert table[1] == [
+        "dense",
+        "3",
+        "0.333",
+        "0.667",
+        "1.000",
+        "0.500",
+        "0.123",
+        "-",
+        "0.67",
+        "0.50",
+    ]
+
+
+def test_replied_share_and_precision_at_threshold() -> None:
+    questions = [
+        LabelledQuestion("a", "qa", ("x",), True),  # confident, right at rank 1
+        LabelledQuestion("b", "qb", ("y",), True),  # confident, right only at rank 2
+        LabelledQuestion("c", "qc", ("z",), True),  # not confident
+        LabelledQuestion("d", "qd", (), False),  # unanswerable, confident: not counted here
+    ]
+    answers = {
+        "qa": (["x", "w"], 0.9),
+        "qb": (["w", "y"], 0.7),
+        "qc": (["z"], 0.2),
+        "qd": (["w"], 0.95),
+    }
+    report = evaluate(questions, answers.__getitem__, mode="hybrid", threshold=0.6)
+    assert report.replied == pytest.approx(2 / 3)
+    assert report.reply_precision == pytest.approx(1 / 2)
+    assert report.unanswerable_below_threshold == 0.0
+    none_replied = evaluate(questions[2:3], answers.__getitem__, mode="hybrid", threshold=0.6)
+    assert none_replied.replied == 0.0 and none_replied.reply_precision is None
 
 
 # --- load_questions --------------------------------------------------------------------------
