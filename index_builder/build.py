@@ -236,8 +236,6 @@ def build_index(
         )
         set_current(index_root, version)
         pruned = prune_versions(index_root, settings.keep_index_versions)
-    except BuildError:
-        raise
     except SupportBotError:
         raise
     except (OSError, ValueError, RuntimeError) as exc:

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Engine, create_engine, delete, event, select
+from sqlalchemy import Engine, create_engine, delete, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -109,7 +109,7 @@ class Database:
 
     def count_documents(self) -> int:
         with self.session() as s:
-            return len(s.scalars(select(DocumentRow.doc_id)).all())
+            return int(s.scalar(select(func.count()).select_from(DocumentRow)) or 0)
 
     # --- embedding cache -----------------------------------------------------------------------
     def cached_embeddings(self, model: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
