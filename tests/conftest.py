@@ -21,7 +21,7 @@ SHARED = REPO.parent / "shared"
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads the developer's SUPPORTBOT_* environment or config file."""
     for key in list(os.environ):
-        if key.startswith("SUPPORTBOT_"):
+        if key.startswith("SUPPORTBOT_") and not key.startswith("SUPPORTBOT_TEST_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("SUPPORTBOT_DEVICE", "cpu")
 

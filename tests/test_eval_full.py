@@ -1,7 +1,7 @@
 """The quality bars on the full corpus (installed keras + ../shared/keras-io-docs). Slow.
 
 Run with ``pytest -m slow tests/test_eval_full.py``. The index is built once into
-``$SUPPORTBOT_EVAL_DATA_DIR`` (default ``.cache/eval-data``) and reused while the corpus is
+``$SUPPORTBOT_TEST_EVAL_DATA_DIR`` (default ``.cache/eval-data``) and reused while the corpus is
 unchanged, so repeated runs take seconds.
 """
 
@@ -28,7 +28,7 @@ def test_dev_questions_meet_the_bars(encoder: object) -> None:
     from bot.settings import load_settings
     from index_builder.build import build_index
 
-    data_dir = Path(os.environ.get("SUPPORTBOT_EVAL_DATA_DIR", REPO / ".cache" / "eval-data"))
+    data_dir = Path(os.environ.get("SUPPORTBOT_TEST_EVAL_DATA_DIR", REPO / ".cache" / "eval-data"))
     settings = load_settings(data_dir=data_dir, docs_dir=DOCS)
     build_index(settings, encoder=encoder)  # type: ignore[arg-type]
     index = load_index(settings.index_root)
