@@ -7,8 +7,11 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 QUESTION ?= How do I stop training when the validation loss stops improving?
 DOCS_DIR ?= ../shared/keras-io-docs
+# The Matrix homeserver the integration tests run against; its own venv, so its pins stay apart.
+SYNAPSE_VENV ?= .venv-synapse
+SYNAPSE_SPEC ?= matrix-synapse
 
-.PHONY: venv run index ask test test-all lint eval bench clean
+.PHONY: venv synapse run index ask test test-all lint eval bench clean
 
 venv: $(VENV)/.installed
 
@@ -19,6 +22,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[keras,dev]'
 	touch $@
 
+synapse: $(SYNAPSE_VENV)/.installed
+
+$(SYNAPSE_VENV)/.installed:
+	$(PYTHON) -m venv $(SYNAPSE_VENV)
+	$(SYNAPSE_VENV)/bin/pip install --quiet "$(SYNAPSE_SPEC)"
+	touch $@
+
 run: venv
 	$(BIN)/supportbot index build
 	$(BIN)/supportbot ask "$(QUESTION)"
@@ -26,10 +36,10 @@ run: venv
 index: venv
 	$(BIN)/supportbot index build $(if $(wildcard $(DOCS_DIR)),--docs-dir $(DOCS_DIR))
 
-test: venv
+test: venv synapse
 	$(BIN)/python -m pytest
 
-test-all: venv
+test-all: venv synapse
 	$(BIN)/python -m pytest -m ''
 
 lint: venv
@@ -41,4 +51,4 @@ eval: index
 	$(BIN)/supportbot eval ../shared/eval/questions-dev.jsonl --mode all
 
 clean:
-	rm -rf $(VENV) data/indexes data/supportbot.db* .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SYNAPSE_VENV) data/indexes data/supportbot.db* .pytest_cache .mypy_cache .ruff_cache

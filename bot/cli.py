@@ -71,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--mode", choices=("hybrid", "dense", "lexical"), default="hybrid")
     _add_common(ask)
 
+    run = sub.add_parser(
+        "run",
+        help="join the configured Matrix/Gitter rooms and answer mentions in threads",
+        description="Follow the rooms with a /sync long-poll, store every question for triage, "
+        "and reply in a thread when mentioned. Needs SUPPORTBOT_MATRIX_USER_ID, "
+        "SUPPORTBOT_MATRIX_ACCESS_TOKEN (or _FILE) and SUPPORTBOT_MATRIX_ROOMS; see README.",
+    )
+    _add_common(run)
+
     ev = sub.add_parser(
         "eval",
         help="measure retrieval quality on a labelled JSONL file",
@@ -276,6 +285,53 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bot.answering import compose_reply
+    from bot.gitter_client import MatrixTransport
+    from bot.service import RoomService
+    from bot.settings import check_room_settings, read_access_token
+    from bot.store import Database
+    from bot.store.room_store import RoomStore
+
+    settings = _settings(args)
+    check_room_settings(settings)
+    assert settings.matrix_user_id is not None
+    if args.verbose == 0:
+        logging.getLogger("bot").setLevel(logging.INFO)
+        logging.getLogger("supportbot").setLevel(logging.INFO)
+    db = Database(settings.resolved_database_url)
+    db.create_schema()
+    retriever = _retriever(settings)  # loads the model before the room sees the bot
+
+    def answer(text: str) -> Any:
+        result = retriever.search(text, k=10)
+        return compose_reply(
+            result,
+            threshold=settings.reply_threshold,
+            max_sources=settings.max_sources,
+            index_version=retriever.index.version,
+        )
+
+    transport = MatrixTransport(
+        settings.matrix_homeserver,
+        settings.matrix_user_id,
+        read_access_token(settings),
+        settings.matrix_rooms,
+        sync_timeout_ms=settings.sync_timeout_ms,
+        timeline_limit=settings.sync_timeline_limit,
+        history_depth=settings.history_depth,
+    )
+    service = RoomService(settings, transport, RoomStore(db), answer)
+    try:
+        asyncio.run(service.run())
+    finally:
+        db.close()
+    log.info("stopped after %d replies", service.replies_sent)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -286,6 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("index", "status"): cmd_index_status,
         ("ask", None): cmd_ask,
         ("eval", None): cmd_eval,
+        ("run", None): cmd_run,
     }
     handler = handlers[(args.command, getattr(args, "index_command", None))]
     try:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -79,6 +80,45 @@ class Settings(BaseSettings):
     )
     max_sources: int = Field(3, ge=1, le=10)
 
+    # --- the room (Matrix; Gitter is a Matrix homeserver) -------------------------------------
+    matrix_homeserver: str = Field(
+        "https://gitter.im",
+        description="Homeserver URL; its /.well-known/matrix/client is followed when present.",
+    )
+    matrix_user_id: str | None = Field(
+        None, description="The bot's user, e.g. @keras-bot:gitter.im"
+    )
+    matrix_access_token: SecretStr | None = None
+    matrix_access_token_file: Path | None = Field(
+        None, description="File holding the token; must not be readable by group or others."
+    )
+    matrix_rooms: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Room ids or aliases, comma-separated in the env."
+    )
+    maintainers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    ignore_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Other bots: never answered."
+    )
+    reply_to_unmentioned: bool = Field(
+        False, description="Also reply publicly to questions that do not mention the bot."
+    )
+    user_cooldown_seconds: float = Field(30.0, ge=0)
+    room_replies_per_minute: int = Field(6, ge=1)
+    history_depth: int = Field(20, ge=0, le=1000, description="Messages read on first join.")
+    sync_timeout_ms: int = Field(30_000, ge=0, le=300_000)
+    sync_timeline_limit: int = Field(50, ge=1, le=1000)
+    backoff_initial_seconds: float = Field(1.0, gt=0)
+    backoff_max_seconds: float = Field(60.0, gt=0)
+    queue_size: int = Field(100, ge=1)
+    slow_handling_seconds: float = Field(5.0, gt=0)
+
+    @field_validator("matrix_rooms", "maintainers", "ignore_users", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @field_validator("embedding_model")
     @classmethod
     def _non_empty(cls, value: str) -> str:
@@ -114,6 +154,51 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'supportbot.db').resolve()}"
+
+
+def read_access_token(settings: Settings) -> str:
+    """The Matrix access token from the env or from a file only its owner can read."""
+    if settings.matrix_access_token is not None:
+        token = settings.matrix_access_token.get_secret_value().strip()
+    elif settings.matrix_access_token_file is not None:
+        path = settings.matrix_access_token_file
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            raise ConfigError(
+                f"SUPPORTBOT_MATRIX_ACCESS_TOKEN_FILE: cannot read {path}: {exc}"
+            ) from None
+        if mode & 0o077:
+            raise ConfigError(
+                f"SUPPORTBOT_MATRIX_ACCESS_TOKEN_FILE: {path} is readable by others "
+                f"(mode {mode & 0o777:o}); run: chmod 600 {path}"
+            )
+        token = path.read_text(encoding="utf-8").strip()
+    else:
+        raise ConfigError(
+            "set SUPPORTBOT_MATRIX_ACCESS_TOKEN or SUPPORTBOT_MATRIX_ACCESS_TOKEN_FILE"
+        )
+    if not token or any(c.isspace() for c in token):
+        raise ConfigError("the Matrix access token is empty or malformed")
+    return token
+
+
+def check_room_settings(settings: Settings) -> None:
+    """Everything ``supportbot run`` needs for a Matrix room; one clear line if not."""
+    user = settings.matrix_user_id
+    if not user or not user.startswith("@") or ":" not in user:
+        raise ConfigError("SUPPORTBOT_MATRIX_USER_ID must look like @name:server")
+    if not settings.matrix_rooms:
+        raise ConfigError("SUPPORTBOT_MATRIX_ROOMS: name at least one room id or alias")
+    for room in settings.matrix_rooms:
+        # Room ids are "!opaque" (with ":server" before room version 12); aliases "#name:server".
+        if not (room.startswith("!") and len(room) > 1) and not (
+            room.startswith("#") and ":" in room
+        ):
+            raise ConfigError(f"SUPPORTBOT_MATRIX_ROOMS: {room!r} is not a room id or alias")
+    if not settings.matrix_homeserver.startswith(("http://", "https://")):
+        raise ConfigError("SUPPORTBOT_MATRIX_HOMESERVER must be an http(s) URL")
+    read_access_token(settings)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -61,3 +73,83 @@ class EmbeddingCacheRow(Base):
     dim: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RoomEventRow(Base):
+    """Every message event the bot has seen, written once, before anything acts on it."""
+
+    __tablename__ = "room_events"
+
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    room_id: Mapped[str] = mapped_column(String(255), index=True)
+    sender: Mapped[str] = mapped_column(String(255), index=True)
+    origin_ts: Mapped[int] = mapped_column(BigInteger)
+    event_type: Mapped[str] = mapped_column(String(128))
+    msgtype: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    body: Mapped[str] = mapped_column(Text, default="")
+    formatted_body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    rel_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    relates_to: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    in_reply_to: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    mentions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # "live" (from /sync), "gap" (back-filled after a limited timeline), "history" (first join)
+    origin: Mapped[str] = mapped_column(String(16), default="live")
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    handled_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True, index=True
+    )
+    outcome: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class SyncStateRow(Base):
+    """Small key/value state: the /sync token, per-room first-join markers."""
+
+    __tablename__ = "sync_state"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class QuestionRow(Base):
+    """A question seen in a room, with what the bot would answer: the maintainers' queue."""
+
+    __tablename__ = "questions"
+
+    event_id: Mapped[str] = mapped_column(
+        ForeignKey("room_events.event_id", ondelete="CASCADE"), primary_key=True
+    )
+    room_id: Mapped[str] = mapped_column(String(255), index=True)
+    asker: Mapped[str] = mapped_column(String(255))
+    text: Mapped[str] = mapped_column(Text)
+    mentioned: Mapped[bool] = mapped_column(Boolean, default=False)
+    # new / suggested / answered_bot / answered_person / dismissed
+    status: Mapped[str] = mapped_column(String(32), default="new", index=True)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    suggestion: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sources: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    index_version: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ReplyRow(Base):
+    """At most one bot reply per question: the primary key is the question's event id.
+
+    Claimed (``pending``) before the send, confirmed (``sent``) after; a pending claim found
+    at start-up is re-sent with the same transaction id, which the homeserver de-duplicates.
+    """
+
+    __tablename__ = "replies"
+
+    question_event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    room_id: Mapped[str] = mapped_column(String(255))
+    txn_id: Mapped[str] = mapped_column(String(128), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    reply_event_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    body: Mapped[str] = mapped_column(Text)
+    formatted_body: Mapped[str] = mapped_column(Text)
+    thread_root: Mapped[str] = mapped_column(String(255))
+    posted_by: Mapped[str] = mapped_column(String(255), default="bot")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -1,0 +1,112 @@
+"""Who and what the bot answers: mentions, ignore rules, questions, cooldowns. Pure logic."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from bot.chat import RoomEvent
+
+_QUESTION_START = re.compile(
+    r"^\s*(how|why|what|when|where|which|who|is|are|can|could|does|do|did|should|would|will|"
+    r"has|have|any(one|body)?|help|i (can't|cannot|am unable|get|got|have|keep))\b",
+    re.I,
+)
+_ERRORISH = re.compile(r"\b\w*(Error|Exception)\b|Traceback \(most recent call last\)")
+_REPLY_FALLBACK = re.compile(r"\A(?:> [^\n]*\n)+\n?")
+
+
+@dataclass(frozen=True)
+class BotIdentity:
+    user_id: str
+    display_name: str | None = None
+
+    @property
+    def localpart(self) -> str:
+        return self.user_id[1:].split(":", 1)[0]
+
+    def _name_patterns(self) -> list[str]:
+        names = [re.escape(self.user_id), re.escape(self.localpart)]
+        if self.display_name and self.display_name.strip():
+            names.append(re.escape(self.display_name.strip()))
+        return names
+
+    def mentioned_in(self, event: RoomEvent) -> bool:
+        """m.mentions, a matrix.to pill, or the name / localpart as a word in the body."""
+        if self.user_id in event.mentions:
+            return True
+        if event.formatted_body and (
+            f"matrix.to/#/{self.user_id}" in event.formatted_body
+            or f"matrix.to/#/{self.user_id.replace('@', '%40')}" in event.formatted_body
+        ):
+            return True
+        pattern = r"(?<![\w@.-])@?(?:" + "|".join(self._name_patterns()) + r")(?![\w-])"
+        return re.search(pattern, strip_reply_fallback(event.body), re.I) is not None
+
+    def strip_mention(self, text: str) -> str:
+        pattern = r"(?<![\w.-])@?(?:" + "|".join(self._name_patterns()) + r")(?![\w-])[:,]?\s*"
+        return re.sub(pattern, "", text, flags=re.I).strip()
+
+
+def strip_reply_fallback(body: str) -> str:
+    """Drop the quoted ``> <@user> ...`` block that replies carry for old clients."""
+    return _REPLY_FALLBACK.sub("", body)
+
+
+def ignore_reason(event: RoomEvent, me: BotIdentity, ignore_users: frozenset[str]) -> str | None:
+    """Why this event must never be answered, or None. Checked before anything else."""
+    if event.sender == me.user_id:
+        return "own-message"
+    if event.sender in ignore_users:
+        return "ignored-user"
+    if event.is_edit:
+        return "edit"
+    if event.msgtype == "m.notice":
+        return "notice"  # bots speak in notices: never answer one
+    if event.msgtype not in ("m.text", "m.emote", None):
+        return "not-text"
+    if not strip_reply_fallback(event.body).strip():
+        return "empty"
+    return None
+
+
+def looks_like_question(text: str) -> bool:
+    text = text.strip()
+    if not text:
+        return False
+    return "?" in text or bool(_QUESTION_START.match(text)) or bool(_ERRORISH.search(text))
+
+
+def question_text(event: RoomEvent, me: BotIdentity) -> str:
+    return me.strip_mention(strip_reply_fallback(event.body))
+
+
+@dataclass
+class ReplyLimiter:
+    """Per-user cooldown and per-room replies-per-minute, on a monotonic clock."""
+
+    user_cooldown: float
+    room_per_minute: int
+    _last_user: dict[str, float] = field(default_factory=dict)
+    _room_times: dict[str, deque[float]] = field(default_factory=dict)
+
+    def check(self, room_id: str, user: str, now: float | None = None) -> str | None:
+        """None when a reply may go out now, else the reason it may not."""
+        now = time.monotonic() if now is None else now
+        last = self._last_user.get(user)
+        if last is not None and now - last < self.user_cooldown:
+            return "user-cooldown"
+        times = self._room_times.get(room_id)
+        if times is not None:
+            while times and now - times[0] >= 60.0:
+                times.popleft()
+            if len(times) >= self.room_per_minute:
+                return "room-rate-limit"
+        return None
+
+    def record(self, room_id: str, user: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self._last_user[user] = now
+        self._room_times.setdefault(room_id, deque()).append(now)

@@ -1,0 +1,306 @@
+"""The long-running room service: transport → store → bounded queue → answerer → transport.
+
+Two tasks share one bounded queue. The *reader* long-polls ``/sync``, writes each batch's new
+events and the next sync token in one transaction, then enqueues the new events (a full queue
+makes it wait: backpressure instead of unbounded memory). The *answerer* handles one event at
+a time: policy, retrieval in the single worker thread, then at most one reply per question,
+claimed in the database before it is sent with a transaction id derived from the question's
+event id. Events are marked handled only after that, so a crash anywhere re-handles them on
+restart, and the claim plus the transaction id make sure the room still sees one reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from typing import Any, TypeVar
+
+from bot.answering.policy import (
+    BotIdentity,
+    ReplyLimiter,
+    ignore_reason,
+    looks_like_question,
+    question_text,
+)
+from bot.answering.render import markdown_to_html
+from bot.answering.reply import SuggestedReply
+from bot.chat import ChatTransport, OutgoingReply, RoomEvent
+from bot.errors import FatalError, TransientError
+from bot.settings import Settings
+from bot.store.room_store import RoomStore
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Answer = Callable[[str], SuggestedReply]
+
+UNSURE_REPLY = (
+    "I couldn't find a confident answer to this in the docs, so I've put your question in the "
+    "maintainers' queue."
+)
+
+
+def txn_id_for(question_event_id: str) -> str:
+    """Stable per question: a retried or repeated send is de-duplicated by the homeserver."""
+    return "supportbot-" + hashlib.sha256(question_event_id.encode()).hexdigest()[:40]
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter (half to all of the capped delay)."""
+
+    def __init__(self, initial: float, maximum: float, rng: random.Random | None = None) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.failures = 0
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        capped = min(self.maximum, self.initial * (2**self.failures))
+        self.failures += 1
+        return capped * self._rng.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class RoomService:
+    def __init__(
+        self,
+        settings: Settings,
+        transport: ChatTransport,
+        store: RoomStore,
+        answer: Answer,
+        *,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> None:
+        self.settings = settings
+        self.transport = transport
+        self.store = store
+        self.answer = answer
+        self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="answer")
+        self.limiter = ReplyLimiter(
+            settings.user_cooldown_seconds, settings.room_replies_per_minute
+        )
+        self.me = BotIdentity(transport.user_id)
+        self.ignore_users = frozenset(settings.ignore_users)
+        self.queue: asyncio.Queue[RoomEvent] = asyncio.Queue(maxsize=settings.queue_size)
+        self._stopping = asyncio.Event()
+        self._queued: set[str] = set()
+        self.replies_sent = 0
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        if not self._stopping.is_set():
+            log.info("stop requested: finishing the event in hand, then closing")
+            self._stopping.set()
+
+    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        try:
+            await self._connect()
+            self.me = BotIdentity(
+                self.transport.user_id, getattr(self.transport, "display_name", None)
+            )
+            pending = await self._db(self.store.unhandled)
+            if pending:
+                log.info("re-handling %d events persisted before the last stop", len(pending))
+            reader = asyncio.create_task(self._read_loop(), name="sync-reader")
+            answerer = asyncio.create_task(self._answer_loop(), name="answerer")
+            for event in pending:  # persisted before a crash or stop, not yet handled
+                await self._enqueue(event)
+            stopper = asyncio.create_task(self._stopping.wait(), name="stop")
+            done, _ = await asyncio.wait(
+                {reader, answerer, stopper}, return_when=asyncio.FIRST_COMPLETED
+            )
+            self._stopping.set()
+            reader.cancel()  # an in-flight long-poll is safe to drop: its token was not stored
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            await answerer  # it notices the stop between events
+            for task in done:
+                if task is not stopper and not task.cancelled() and task.exception():
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            await self.transport.close()
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+
+    async def _connect(self) -> None:
+        backoff = self._backoff()
+        while True:
+            try:
+                await self.transport.connect()
+                return
+            except TransientError as exc:
+                delay = backoff.next_delay()
+                log.warning("connect failed (%s); retrying in %.1f s", exc, delay)
+                if await self._sleep_or_stop(delay):
+                    raise FatalError("stopped before the homeserver could be reached") from exc
+
+    def _backoff(self) -> Backoff:
+        return Backoff(self.settings.backoff_initial_seconds, self.settings.backoff_max_seconds)
+
+    async def _sleep_or_stop(self, seconds: float) -> bool:
+        """Sleep; True if a stop was requested meanwhile."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        return self._stopping.is_set()
+
+    async def _enqueue(self, event: RoomEvent) -> None:
+        if event.event_id in self._queued:
+            return
+        self._queued.add(event.event_id)
+        await self.queue.put(event)
+
+    # --- reader --------------------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        token = await self._db(self.store.sync_token)
+        backoff = self._backoff()
+        # Watchdog: a long-poll that outlives its timeout by this much is a dead connection.
+        silent_after = self.settings.sync_timeout_ms / 1000 + 30.0
+        while not self._stopping.is_set():
+            try:
+                batch = await asyncio.wait_for(self.transport.sync(token), timeout=silent_after)
+            except TimeoutError:
+                log.warning("sync silent for %.0f s (watchdog); reconnecting", silent_after)
+                await self._sleep_or_stop(backoff.next_delay())
+                continue
+            except TransientError as exc:
+                delay = backoff.next_delay()
+                log.warning("sync failed (%s); retry %d in %.1f s", exc, backoff.failures, delay)
+                await self._sleep_or_stop(delay)
+                continue
+            if backoff.failures:
+                log.info("sync recovered after %d failed attempts", backoff.failures)
+            backoff.reset()
+            fresh = await self._db(self.store.persist_batch, batch.events, batch.next_token)
+            if token is None:
+                log.info("first sync stored %d history events; listening", len(fresh))
+            token = batch.next_token
+            for event in fresh:
+                await self._enqueue(event)
+
+    # --- answerer ------------------------------------------------------------------------------
+    async def _answer_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                event = await asyncio.wait_for(self.queue.get(), timeout=0.5)
+            except TimeoutError:
+                continue
+            started = time.monotonic()
+            outcome = await self._handle(event)
+            if outcome is None:  # stopped mid-send: leave it unhandled for the next start
+                return
+            await self._db(self.store.mark_handled, event.event_id, outcome)
+            self._queued.discard(event.event_id)
+            elapsed = time.monotonic() - started
+            level = (
+                logging.WARNING if elapsed > self.settings.slow_handling_seconds else logging.INFO
+            )
+            log.log(
+                level,
+                "event %s in %s from %s: %s (%.2f s)",
+                event.event_id,
+                event.room_id,
+                event.sender,
+                outcome,
+                elapsed,
+            )
+
+    async def _handle(self, event: RoomEvent) -> str | None:
+        reason = ignore_reason(event, self.me, self.ignore_users)
+        if reason:
+            return f"ignored:{reason}"
+        mentioned = self.me.mentioned_in(event)
+        text = question_text(event, self.me)
+        if mentioned and len(text.split()) < 3 and event.in_reply_to:
+            # "@bot ?" in reply to someone's message: the question is the message replied to.
+            quoted = await self._db(self.store.event, event.in_reply_to)
+            if quoted is not None:
+                text = question_text(quoted, self.me)
+        top_level = event.rel_type != "m.thread" and not event.in_reply_to
+        if not mentioned and not (top_level and looks_like_question(text)):
+            return "not-a-question"
+        loop = asyncio.get_running_loop()
+        reply = await loop.run_in_executor(self.executor, self.answer, text)
+        await self._db(
+            self.store.save_question,
+            event,
+            text,
+            mentioned=mentioned,
+            confidence=reply.confidence,
+            suggestion=reply.markdown,
+            sources=[asdict(s) for s in reply.sources],
+            index_version=reply.index_version,
+            status="suggested" if reply.sources else "new",
+        )
+        if event.origin == "history":
+            return "history"  # first join: old questions go to triage, never get a late reply
+        if not (mentioned or self.settings.reply_to_unmentioned):
+            return "triage"
+        if not reply.would_reply and not mentioned:
+            return "triage:low-confidence"
+        body = reply.markdown if reply.would_reply else UNSURE_REPLY
+        return await self._reply(event, body, confident=reply.would_reply)
+
+    async def _reply(self, event: RoomEvent, body: str, *, confident: bool) -> str | None:
+        existing = await self._db(self.store.reply, event.event_id)
+        if existing is None:
+            limited = self.limiter.check(event.room_id, event.sender)
+            if limited:
+                return f"suppressed:{limited}"
+        claim = await self._db(
+            self.store.claim_reply,
+            question_event_id=event.event_id,
+            room_id=event.room_id,
+            txn_id=txn_id_for(event.event_id),
+            body=body,
+            formatted_body=markdown_to_html(body),
+            thread_root=event.thread_root,
+        )
+        if claim.state == "sent":
+            return "already-replied"
+        outgoing = OutgoingReply(
+            room_id=claim.room_id,
+            reply_to=event.event_id,
+            thread_root=claim.thread_root,
+            body=claim.body,
+            formatted_body=claim.formatted_body,
+            txn_id=claim.txn_id,
+            mention=event.sender,
+        )
+        backoff = self._backoff()
+        while True:
+            try:
+                reply_id = await self.transport.send_reply(outgoing)
+                break
+            except TransientError as exc:
+                delay = backoff.next_delay()
+                log.warning("reply to %s failed (%s); retry in %.1f s", event.event_id, exc, delay)
+                if await self._sleep_or_stop(delay):
+                    return None
+        await self._db(self.store.mark_reply_sent, event.event_id, reply_id)
+        await self._db(
+            self.store.set_question_status,
+            event.event_id,
+            "answered_bot" if confident else "new",
+        )
+        self.limiter.record(event.room_id, event.sender)
+        self.replies_sent += 1
+        return "replied" if confident else "replied:unsure"

@@ -1,0 +1,336 @@
+"""`supportbot run` against a real Synapse: replies in threads, restarts, outages, 429, auth.
+
+The bot runs as a real subprocess (`python -m bot run`) so that SIGKILL, SIGTERM and exit
+codes are the real thing; the homeserver is a real Synapse from `.venv-synapse`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import MINI_DOCS
+from tests.synapse_server import MatrixUser, SynapseServer, synapse_skip_reason
+
+QUESTIONS = [
+    "how do I stop training early when the validation loss stops improving?",
+    "how can I save my whole model to one file and load it back?",
+    "how do I get reproducible results with a random seed?",
+    "which layers do I need for a small convnet for digits?",
+    "how do I weight unbalanced classes during fit?",
+]
+
+
+@pytest.fixture(scope="module")
+def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]:
+    reason = synapse_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with SynapseServer(tmp_path_factory.mktemp("synapse")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory: pytest.TempPathFactory, encoder: object) -> Path:
+    """A tiny published index, copied into each bot's data dir."""
+    from bot.settings import load_settings
+    from index_builder.build import build_index
+
+    data = tmp_path_factory.mktemp("index-data")
+    settings = load_settings(data_dir=data, docs_dir=MINI_DOCS, include_keras_api=False)
+    build_index(settings, encoder=encoder)  # type: ignore[arg-type]
+    return data / "indexes"
+
+
+class Bot:
+    """One `supportbot run` process and its data dir (kept across restarts)."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        self.data_dir = data_dir
+        self.env = env
+        self.proc: subprocess.Popen[str] | None = None
+        self.log_path = data_dir / "bot.log"
+        self.starts = 0
+
+    def start(self, *, wait: bool = True) -> None:
+        self.starts += 1
+        with self.log_path.open("a") as log:  # the child keeps its own copy of the fd
+            log.write(f"\n===== start {self.starts} =====\n")
+            log.flush()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bot", "run"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        if wait:
+            self.wait_for_log("listening" if self.starts == 1 else "connected to", self.starts)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, needle: str, occurrences: int = 1, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log().count(needle) >= occurrences:
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"bot exited {self.proc.returncode}:\n{self.log()[-3000:]}")
+            time.sleep(0.2)
+        raise AssertionError(f"no {needle!r} in the bot log:\n{self.log()[-3000:]}")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+
+    def db(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.data_dir / "supportbot.db")
+
+
+@pytest.fixture
+def make_bot(
+    tmp_path: Path, synapse: SynapseServer, index_dir: Path
+) -> Iterator[Callable[..., tuple[Bot, MatrixUser]]]:
+    bots: list[Bot] = []
+
+    def factory(room_id: str, bot_user: MatrixUser, **extra: str) -> tuple[Bot, MatrixUser]:
+        data = tmp_path / f"bot{len(bots)}"
+        shutil.copytree(index_dir, data / "indexes")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPORTBOT_")}
+        env.update(
+            {
+                "SUPPORTBOT_DATA_DIR": str(data),
+                "SUPPORTBOT_DEVICE": "cpu",
+                "SUPPORTBOT_MATRIX_HOMESERVER": synapse.base_url,
+                "SUPPORTBOT_MATRIX_USER_ID": bot_user.user_id,
+                "SUPPORTBOT_MATRIX_ACCESS_TOKEN": bot_user.access_token,
+                "SUPPORTBOT_MATRIX_ROOMS": room_id,
+                "SUPPORTBOT_REPLY_THRESHOLD": "0.0",  # the tiny corpus: always answer
+                "SUPPORTBOT_SYNC_TIMEOUT_MS": "2000",
+                "SUPPORTBOT_USER_COOLDOWN_SECONDS": "0",
+                "SUPPORTBOT_ROOM_REPLIES_PER_MINUTE": "1000",
+                "SUPPORTBOT_BACKOFF_INITIAL_SECONDS": "0.2",
+                "SUPPORTBOT_BACKOFF_MAX_SECONDS": "2",
+                **extra,
+            }
+        )
+        bot = Bot(data, env)
+        bots.append(bot)
+        return bot, bot_user
+
+    yield factory
+    for bot in bots:
+        if bot.proc is not None and bot.proc.poll() is None:
+            bot.proc.kill()
+            bot.proc.wait()
+
+
+_users = iter(range(10_000))
+
+
+def new_room(synapse: SynapseServer) -> tuple[str, MatrixUser, MatrixUser, MatrixUser]:
+    n = next(_users)
+    bot = synapse.register(f"keras-bot-{n}")
+    alice = synapse.register(f"alice-{n}")
+    bob = synapse.register(f"bob-{n}")
+    room_id = synapse.create_room(alice)
+    synapse.join(bob, room_id)
+    return room_id, bot, alice, bob
+
+
+def ask(synapse: SynapseServer, user: MatrixUser, room_id: str, bot: MatrixUser, text: str) -> str:
+    return synapse.send_text(user, room_id, f"{bot.localpart}: {text}", mentions=[bot.user_id])
+
+
+def bot_replies(
+    synapse: SynapseServer, reader: MatrixUser, room_id: str, bot: MatrixUser
+) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in synapse.messages(reader, room_id, limit=1000)
+        if e.get("sender") == bot.user_id and e.get("type") == "m.room.message"
+    ]
+
+
+def wait_replies(
+    synapse: SynapseServer,
+    reader: MatrixUser,
+    room_id: str,
+    bot: MatrixUser,
+    n: int,
+    timeout: float = 120,
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    replies: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        replies = bot_replies(synapse, reader, room_id, bot)
+        if len(replies) >= n:
+            return replies
+        time.sleep(0.5)
+    raise AssertionError(f"{len(replies)} of {n} replies arrived")
+
+
+def replied_to(reply: dict[str, Any]) -> str:
+    return str(reply["content"]["m.relates_to"]["m.in_reply_to"]["event_id"])
+
+
+def test_mention_gets_a_threaded_reply_others_are_only_triaged(
+    synapse: SynapseServer, make_bot: Callable[..., tuple[Bot, MatrixUser]]
+) -> None:
+    room_id, bot_user, alice, bob = new_room(synapse)
+    synapse.send_text(alice, room_id, "an old question from before the bot joined?")
+    bot, _ = make_bot(room_id, bot_user)
+    bot.start()
+
+    question = ask(synapse, alice, room_id, bot_user, QUESTIONS[0])
+    unmentioned = synapse.send_text(bob, room_id, "How can I save my whole model to one file?")
+    chatter = synapse.send_text(bob, room_id, "thanks, that worked")
+    [reply] = wait_replies(synapse, alice, room_id, bot_user, 1)
+
+    content = reply["content"]
+    assert content["msgtype"] == "m.notice"
+    assert content["m.relates_to"]["rel_type"] == "m.thread"
+    assert content["m.relates_to"]["event_id"] == question
+    assert replied_to(reply) == question
+    assert content["m.mentions"] == {"user_ids": [alice.user_id]}
+    assert "https://keras.io/guides/training_loops/" in content["body"]
+    assert '<a href="https://keras.io/guides/training_loops/">' in content["formatted_body"]
+
+    bot.wait_for_log(reply["event_id"])  # its own reply came back through /sync ...
+    time.sleep(1)
+    assert bot.stop() == 0
+    with bot.db() as db:
+        outcomes = dict(db.execute("SELECT event_id, outcome FROM room_events"))
+        questions = dict(db.execute("SELECT event_id, status FROM questions"))
+    assert outcomes[reply["event_id"]] == "ignored:own-message"  # ... and was not answered
+    assert outcomes[question] == "replied"
+    assert outcomes[unmentioned] == "triage" and questions[unmentioned] == "suggested"
+    assert outcomes[chatter] == "not-a-question" and chatter not in questions
+    assert questions[question] == "answered_bot"
+    assert "history" in outcomes.values()  # the old question: stored, never answered
+    assert len(bot_replies(synapse, alice, room_id, bot_user)) == 1
+
+
+def test_sigkill_mid_run_loses_nothing_and_never_replies_twice(
+    synapse: SynapseServer, make_bot: Callable[..., tuple[Bot, MatrixUser]]
+) -> None:
+    room_id, bot_user, alice, bob = new_room(synapse)
+    bot, _ = make_bot(room_id, bot_user)
+    bot.start()
+    asked = [ask(synapse, alice, room_id, bot_user, QUESTIONS[0])]
+    wait_replies(synapse, alice, room_id, bot_user, 1)
+    for q in QUESTIONS[1:4]:
+        asked.append(ask(synapse, alice, room_id, bot_user, q))
+    bot.kill()  # whatever it was doing: persisting, answering, sending
+    for q in QUESTIONS:
+        asked.append(ask(synapse, bob, room_id, bot_user, q))  # sent while it is dead
+    bot.start()
+    replies = wait_replies(synapse, alice, room_id, bot_user, len(asked))
+    time.sleep(4)  # anything extra would show up now
+    replies = bot_replies(synapse, alice, room_id, bot_user)
+    targets = [replied_to(r) for r in replies]
+    assert sorted(targets) == sorted(asked)  # every question once, none twice
+    assert bot.stop() == 0
+
+
+def test_homeserver_killed_and_restarted(
+    synapse: SynapseServer, make_bot: Callable[..., tuple[Bot, MatrixUser]]
+) -> None:
+    room_id, bot_user, alice, _bob = new_room(synapse)
+    bot, _ = make_bot(room_id, bot_user)
+    bot.start()
+    first = ask(synapse, alice, room_id, bot_user, QUESTIONS[0])
+    wait_replies(synapse, alice, room_id, bot_user, 1)
+    synapse.kill()
+    time.sleep(3)  # the bot's sync fails and backs off meanwhile
+    synapse.start()
+    after = [ask(synapse, alice, room_id, bot_user, q) for q in QUESTIONS[1:3]]
+    replies = wait_replies(synapse, alice, room_id, bot_user, 3)
+    assert sorted(replied_to(r) for r in replies) == sorted([first, *after])
+    assert "sync failed" in bot.log()
+    assert bot.proc is not None and bot.proc.poll() is None  # it never gave up
+    assert bot.stop() == 0
+
+
+def test_gap_after_limited_timeline_is_backfilled(
+    synapse: SynapseServer, make_bot: Callable[..., tuple[Bot, MatrixUser]]
+) -> None:
+    room_id, bot_user, alice, bob = new_room(synapse)
+    bot, _ = make_bot(room_id, bot_user, SUPPORTBOT_SYNC_TIMELINE_LIMIT="2")
+    bot.start()
+    assert bot.stop() == 0  # graceful stop; the sync token stays in the database
+    asked = [
+        ask(synapse, alice if i % 2 else bob, room_id, bot_user, q)
+        for i, q in enumerate(QUESTIONS + QUESTIONS[:3])
+    ]
+    bot.start()
+    replies = wait_replies(synapse, alice, room_id, bot_user, len(asked))
+    assert sorted(replied_to(r) for r in replies) == sorted(asked)
+    assert "back-filled" in bot.log()
+    assert bot.stop() == 0
+
+
+def test_revoked_token_stops_with_a_clear_error(
+    synapse: SynapseServer, make_bot: Callable[..., tuple[Bot, MatrixUser]]
+) -> None:
+    room_id, bot_user, _alice, _bob = new_room(synapse)
+    session = synapse.login(bot_user.localpart, bot_user.password)  # a token we can revoke
+    bot, _ = make_bot(room_id, session)
+    bot.start()
+    synapse.logout(session)
+    assert bot.proc is not None
+    code = bot.proc.wait(timeout=60)
+    log = bot.log()
+    assert code != 0
+    assert "rejected the access token" in log
+    assert log.count("rejected the access token") == 1  # no retry storm
+    assert session.access_token not in log  # never logged
+
+    # A bad token from the start fails before joining anything.
+    bad = MatrixUser(bot_user.user_id, bot_user.localpart, "", "not-a-token", "X")
+    bot2, _ = make_bot(room_id, bad)
+    bot2.start(wait=False)
+    assert bot2.proc is not None and bot2.proc.wait(timeout=60) != 0
+    assert "rejected the access token" in bot2.log()
+    assert "not-a-token" not in bot2.log()
+
+
+def test_rate_limited_replies_wait_and_still_arrive(
+    tmp_path_factory: pytest.TempPathFactory,
+    index_dir: Path,
+    make_bot: Callable[..., tuple[Bot, MatrixUser]],
+) -> None:
+    limits = {"rc_message": {"per_second": 0.5, "burst_count": 2}}
+    with SynapseServer(tmp_path_factory.mktemp("synapse-429"), rate_limits=limits) as slow:
+        room_id, bot_user, alice, _bob = new_room(slow)
+        # make_bot is bound to the module's server; point this bot at the slow one instead.
+        bot, _ = make_bot(room_id, bot_user)
+        bot.env["SUPPORTBOT_MATRIX_HOMESERVER"] = slow.base_url
+        bot.start()
+        asked = [ask(slow, alice, room_id, bot_user, q) for q in QUESTIONS[:4]]
+        replies = wait_replies(slow, alice, room_id, bot_user, len(asked), timeout=180)
+        assert sorted(replied_to(r) for r in replies) == sorted(asked)
+        assert "ratelimited" in bot.log().lower() or "429" in bot.log()
+        assert bot.stop() == 0
