@@ -334,3 +334,31 @@ def test_rate_limited_replies_wait_and_still_arrive(
         assert sorted(replied_to(r) for r in replies) == sorted(asked)
         assert "ratelimited" in bot.log().lower() or "429" in bot.log()
         assert bot.stop() == 0
+
+
+def test_bad_input_is_stored_and_handled_without_crashing(
+    synapse: SynapseServer, make_bot: Callable[..., tuple[Bot, MatrixUser]]
+) -> None:
+    room_id, bot_user, alice, _bob = new_room(synapse)
+    bot, _ = make_bot(room_id, bot_user)
+    bot.start()
+    hostile = [
+        "",  # empty after the mention
+        # Matrix caps an event at 64 KiB, so this is as enormous as a room message gets.
+        "how do I fit? " + "x" * 60_000,
+        "\ufffd\x01\x02 binary \ufffd\ufffd\x7f?",
+        "```python\nmodel.fit(x, y, epochs=10)\n```",
+        "<img src=x onerror=alert(1)> how do I <b>save</b> a model? [x](javascript:alert(1))",
+        "¿Cómo guardo mi modelo en un solo archivo? 如何保存模型?",
+    ]
+    asked = [ask(synapse, alice, room_id, bot_user, text) for text in hostile]
+    replies = wait_replies(synapse, alice, room_id, bot_user, len(asked), timeout=180)
+    assert sorted(replied_to(r) for r in replies) == sorted(asked)
+    for reply in replies:
+        html = reply["content"]["formatted_body"]
+        assert "<img" not in html and "onerror" not in html and "javascript:" not in html
+    assert bot.stop() == 0
+    with bot.db() as db:
+        stored = dict(db.execute("SELECT event_id, length(body) FROM room_events"))
+    assert all(e in stored for e in asked)
+    assert stored[asked[1]] > 60_000  # stored whole, even if only a prefix is searched
