@@ -9,6 +9,7 @@
     │   ├── IndexNotFoundError  no published index in the data dir
     │   └── IndexCorruptError   a published index folder is incomplete or inconsistent
     ├── TransientError        retry with backoff: network hiccups, 5xx, locked database
+    ├── MessageRejectedError  the chat server refused one message; the service goes on
     └── BuildError            an index build failed; the current index is left untouched
 
 Callers decide by class, never by message text: the CLI prints ``str(err)`` of a
@@ -45,6 +46,10 @@ class IndexNotFoundError(FatalError):
 
 class IndexCorruptError(FatalError):
     """A published index is unreadable or its parts disagree."""
+
+
+class MessageRejectedError(SupportBotError):
+    """The chat server refused one message (too large, bad content); others may still go."""
 
 
 class BuildError(SupportBotError):

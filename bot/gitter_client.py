@@ -38,7 +38,7 @@ from nio import (
 )
 
 from bot.chat import OutgoingReply, RoomEvent, SyncBatch, parse_event
-from bot.errors import FatalError, SupportBotError, TransientError
+from bot.errors import FatalError, MessageRejectedError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,6 @@ class MatrixAuthError(FatalError):
 
 class MatrixForbiddenError(FatalError):
     """The bot may not join or speak in a configured room."""
-
-
-class MessageRejectedError(SupportBotError):
-    """The homeserver refused one message (too large, bad content); others may still go."""
 
 
 def _errcode(resp: ErrorResponse) -> str:

@@ -33,7 +33,7 @@ from bot.answering.policy import (
 from bot.answering.render import markdown_to_html
 from bot.answering.reply import SuggestedReply
 from bot.chat import ChatTransport, OutgoingReply, RoomEvent
-from bot.errors import FatalError, TransientError
+from bot.errors import FatalError, MessageRejectedError, TransientError
 from bot.settings import Settings
 from bot.store.room_store import RoomStore
 
@@ -204,7 +204,16 @@ class RoomService:
             except TimeoutError:
                 continue
             started = time.monotonic()
-            outcome = await self._handle(event)
+            try:
+                outcome = await self._handle(event)
+            except FatalError:
+                raise
+            except MessageRejectedError as exc:
+                log.error("the homeserver refused the reply to %s: %s", event.event_id, exc)
+                outcome = "error:send-rejected"
+            except Exception as exc:  # one bad event must not stop the room; it stays stored
+                log.exception("handling %s in %s failed", event.event_id, event.room_id)
+                outcome = f"error:{type(exc).__name__}"
             if outcome is None:  # stopped mid-send: leave it unhandled for the next start
                 return
             await self._db(self.store.mark_handled, event.event_id, outcome)
