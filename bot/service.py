@@ -63,7 +63,8 @@ class Backoff:
         self._rng = rng or random.Random()
 
     def next_delay(self) -> float:
-        capped = min(self.maximum, self.initial * (2**self.failures))
+        # The exponent stops growing at the cap: a day-long outage must not overflow a float.
+        capped = min(self.maximum, self.initial * (2.0 ** min(self.failures, 60)))
         self.failures += 1
         return capped * self._rng.uniform(0.5, 1.0)
 
@@ -236,13 +237,27 @@ class RoomService:
         reason = ignore_reason(event, self.me, self.ignore_users)
         if reason:
             return f"ignored:{reason}"
+        existing = await self._db(self.store.reply, event.event_id)
+        if existing is not None and existing.state == "sent":
+            return "already-replied"  # re-handled after a restart: keep its triage status
         mentioned = self.me.mentioned_in(event)
         text = question_text(event, self.me)
-        if mentioned and len(text.split()) < 3 and event.in_reply_to:
-            # "@bot ?" in reply to someone's message: the question is the message replied to.
-            quoted = await self._db(self.store.event, event.in_reply_to)
-            if quoted is not None:
-                text = question_text(quoted, self.me)
+        quoted = await self._db(self.store.event, event.in_reply_to) if event.in_reply_to else None
+        if (
+            quoted is not None
+            and quoted.sender == self.me.user_id
+            and not looks_like_question(text)
+        ):
+            # "thanks!" in reply to the bot: clients mention the replied-to sender; not a question.
+            return "feedback"
+        # "@bot ?" in reply to someone's message: the question is the message replied to.
+        if (
+            mentioned
+            and len(text.split()) < 3
+            and quoted is not None
+            and ignore_reason(quoted, self.me, self.ignore_users) is None
+        ):
+            text = question_text(quoted, self.me)
         top_level = event.rel_type != "m.thread" and not event.in_reply_to
         if not mentioned and not (top_level and looks_like_question(text)):
             return "not-a-question"
@@ -299,6 +314,10 @@ class RoomService:
             try:
                 reply_id = await self.transport.send_reply(outgoing)
                 break
+            except MessageRejectedError as exc:
+                log.error("the homeserver refused the reply to %s: %s", event.event_id, exc)
+                await self._db(self.store.mark_reply_rejected, event.event_id)
+                return "error:send-rejected"
             except TransientError as exc:
                 delay = backoff.next_delay()
                 log.warning("reply to %s failed (%s); retry in %.1f s", event.event_id, exc, delay)

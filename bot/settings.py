@@ -173,7 +173,12 @@ def read_access_token(settings: Settings) -> str:
                 f"SUPPORTBOT_MATRIX_ACCESS_TOKEN_FILE: {path} is readable by others "
                 f"(mode {mode & 0o777:o}); run: chmod 600 {path}"
             )
-        token = path.read_text(encoding="utf-8").strip()
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"SUPPORTBOT_MATRIX_ACCESS_TOKEN_FILE: cannot read {path}: {exc}"
+            ) from None
     else:
         raise ConfigError(
             "set SUPPORTBOT_MATRIX_ACCESS_TOKEN or SUPPORTBOT_MATRIX_ACCESS_TOKEN_FILE"

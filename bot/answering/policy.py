@@ -16,6 +16,9 @@ _QUESTION_START = re.compile(
 )
 _ERRORISH = re.compile(r"\b\w*(Error|Exception)\b|Traceback \(most recent call last\)")
 _REPLY_FALLBACK = re.compile(r"\A(?:> [^\n]*\n)+\n?")
+_MX_REPLY = re.compile(r"<mx-reply>.*?</mx-reply>", re.S | re.I)
+# ASCII, full-width (CJK) and Arabic question marks.
+_QUESTION_MARKS = ("?", "\uff1f", "\u061f")
 
 
 @dataclass(frozen=True)
@@ -27,27 +30,38 @@ class BotIdentity:
     def localpart(self) -> str:
         return self.user_id[1:].split(":", 1)[0]
 
-    def _name_patterns(self) -> list[str]:
-        names = [re.escape(self.user_id), re.escape(self.localpart)]
+    def _mention_pattern(self) -> str:
+        """The bot's full id, or its localpart / display name with an optional ``@``, as a word.
+
+        Not preceded by a word character, ``@``, ``.``, ``/`` or ``-`` (no URL path, e-mail or
+        longer name), and not followed by a word character, ``-``, or ``.``/``@`` + word (no
+        host name or e-mail); a full stop ending the sentence is fine.
+        """
+        names = [re.escape(self.localpart)]
         if self.display_name and self.display_name.strip():
             names.append(re.escape(self.display_name.strip()))
-        return names
+        return (
+            r"(?<![\w@./-])(?:" + re.escape(self.user_id) + r"|@?(?:" + "|".join(names) + r"))"
+            r"(?![\w-]|[.@]\w)"
+        )
 
     def mentioned_in(self, event: RoomEvent) -> bool:
         """m.mentions, a matrix.to pill, or the name / localpart as a word in the body."""
         if self.user_id in event.mentions:
             return True
-        if event.formatted_body and (
-            f"matrix.to/#/{self.user_id}" in event.formatted_body
-            or f"matrix.to/#/{self.user_id.replace('@', '%40')}" in event.formatted_body
-        ):
-            return True
-        pattern = r"(?<![\w@.-])@?(?:" + "|".join(self._name_patterns()) + r")(?![\w-])"
-        return re.search(pattern, strip_reply_fallback(event.body), re.I) is not None
+        if event.formatted_body:
+            # The quoted message of a reply is not this message: a pill there is not ours.
+            html = _MX_REPLY.sub("", event.formatted_body)
+            if f"matrix.to/#/{self.user_id}" in html or (
+                f"matrix.to/#/{self.user_id.replace('@', '%40')}" in html
+            ):
+                return True
+        return (
+            re.search(self._mention_pattern(), strip_reply_fallback(event.body), re.I) is not None
+        )
 
     def strip_mention(self, text: str) -> str:
-        pattern = r"(?<![\w.-])@?(?:" + "|".join(self._name_patterns()) + r")(?![\w-])[:,]?\s*"
-        return re.sub(pattern, "", text, flags=re.I).strip()
+        return re.sub(self._mention_pattern() + r"[:,]?\s*", "", text, flags=re.I).strip()
 
 
 def strip_reply_fallback(body: str) -> str:
@@ -76,7 +90,15 @@ def looks_like_question(text: str) -> bool:
     text = text.strip()
     if not text:
         return False
-    return "?" in text or bool(_QUESTION_START.match(text)) or bool(_ERRORISH.search(text))
+    sample = text[:2000]
+    readable = sum(1 for c in sample if c != "\ufffd" and (c.isprintable() or c.isspace()))
+    if readable < 0.8 * len(sample):
+        return False  # binary noise, not words: nothing to ask about
+    return (
+        any(mark in text for mark in _QUESTION_MARKS)
+        or bool(_QUESTION_START.match(text))
+        or bool(_ERRORISH.search(text))
+    )
 
 
 def question_text(event: RoomEvent, me: BotIdentity) -> str:

@@ -223,6 +223,15 @@ class RoomStore:
                 .values(state="sent", reply_event_id=reply_event_id, sent_at=utcnow())
             )
 
+    def mark_reply_rejected(self, question_event_id: str) -> None:
+        """The server refused it for good: keep the record (one attempt per question)."""
+        with self.db.session() as s:
+            s.execute(
+                update(ReplyRow)
+                .where(ReplyRow.question_event_id == question_event_id)
+                .values(state="rejected")
+            )
+
     def reply(self, question_event_id: str) -> ReplyRow | None:
         with self.db.session() as s:
             return s.get(ReplyRow, question_event_id)

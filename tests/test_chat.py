@@ -1,0 +1,268 @@
+"""bot.chat: parse_event on well-formed and hostile event dicts, RoomEvent properties."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bot.chat import OutgoingReply, RoomEvent, SyncBatch, parse_event
+
+ROOM = "!room:example.org"
+
+
+def raw_message(**overrides: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "type": "m.room.message",
+        "event_id": "$question",
+        "sender": "@alice:example.org",
+        "origin_server_ts": 1_700_000_000_000,
+        "content": {"msgtype": "m.text", "body": "how do I save a model?"},
+    }
+    event.update(overrides)
+    return event
+
+
+def test_plain_text_message() -> None:
+    event = parse_event(ROOM, raw_message())
+    assert event == RoomEvent(
+        room_id=ROOM,
+        event_id="$question",
+        sender="@alice:example.org",
+        origin_ts=1_700_000_000_000,
+        event_type="m.room.message",
+        msgtype="m.text",
+        body="how do I save a model?",
+    )
+    assert event.origin == "live"
+    assert event.thread_root == "$question"  # top level: the message is its own root
+    assert not event.is_edit
+
+
+def test_origin_is_passed_through() -> None:
+    for origin in ("live", "gap", "history"):
+        event = parse_event(ROOM, raw_message(), origin=origin)
+        assert event is not None and event.origin == origin
+
+
+def test_full_content_is_parsed() -> None:
+    raw = raw_message(
+        content={
+            "msgtype": "m.text",
+            "body": "keras-bot: how?",
+            "format": "org.matrix.custom.html",
+            "formatted_body": '<a href="https://matrix.to/#/@keras-bot:example.org">bot</a> how?',
+            "m.relates_to": {
+                "rel_type": "m.thread",
+                "event_id": "$root",
+                "m.in_reply_to": {"event_id": "$previous"},
+            },
+            "m.mentions": {"user_ids": ["@keras-bot:example.org", "@bob:example.org"]},
+        }
+    )
+    event = parse_event(ROOM, raw)
+    assert event is not None
+    assert event.formatted_body is not None and "matrix.to" in event.formatted_body
+    assert event.rel_type == "m.thread"
+    assert event.relates_to == "$root"
+    assert event.in_reply_to == "$previous"
+    assert event.mentions == ("@keras-bot:example.org", "@bob:example.org")
+    assert event.thread_root == "$root"
+    assert not event.is_edit
+
+
+def test_formatted_body_needs_a_format() -> None:
+    raw = raw_message(content={"msgtype": "m.text", "body": "x", "formatted_body": "<b>x</b>"})
+    event = parse_event(ROOM, raw)
+    assert event is not None and event.formatted_body is None
+
+
+def test_edit_is_flagged() -> None:
+    raw = raw_message(
+        content={
+            "msgtype": "m.text",
+            "body": " * how do I save a model?",
+            "m.new_content": {"msgtype": "m.text", "body": "how do I save a model?"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": "$original"},
+        }
+    )
+    event = parse_event(ROOM, raw)
+    assert event is not None
+    assert event.is_edit
+    assert event.relates_to == "$original"
+    assert event.thread_root == event.event_id  # an edit is not a thread
+
+
+def test_thread_root_variants() -> None:
+    def with_relation(relates: Any) -> RoomEvent:
+        event = parse_event(
+            ROOM, raw_message(content={"msgtype": "m.text", "body": "x", "m.relates_to": relates})
+        )
+        assert event is not None
+        return event
+
+    assert with_relation({"rel_type": "m.thread", "event_id": "$root"}).thread_root == "$root"
+    # A plain reply (no thread) is its own root.
+    reply = with_relation({"m.in_reply_to": {"event_id": "$other"}})
+    assert reply.thread_root == "$question"
+    assert reply.in_reply_to == "$other"
+    # m.thread without a usable event id falls back to the message itself.
+    assert with_relation({"rel_type": "m.thread"}).thread_root == "$question"
+    assert with_relation({"rel_type": "m.thread", "event_id": 7}).thread_root == "$question"
+    # Another relation type pointing somewhere is not a thread.
+    annotation = with_relation({"rel_type": "m.annotation", "event_id": "$x", "key": "👍"})
+    assert annotation.thread_root == "$question"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"type": "m.room.member", "event_id": "$m", "sender": "@a:b", "content": {}},
+        {"type": "m.reaction", "event_id": "$r", "sender": "@a:b", "content": {}},
+        {"type": "m.room.redaction", "event_id": "$r", "sender": "@a:b", "redacts": "$x"},
+        {"type": None, "event_id": "$n", "sender": "@a:b"},
+        {"event_id": "$n", "sender": "@a:b", "content": {"body": "hi"}},
+        {},
+    ],
+    ids=["member", "reaction", "redaction", "type-none", "no-type", "empty"],
+)
+def test_non_message_events_are_none(raw: dict[str, Any]) -> None:
+    assert parse_event(ROOM, raw) is None
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"event_id": None},
+        {"event_id": 12},
+        {"event_id": ["$x"]},
+        {"sender": None},
+        {"sender": {"user": "@a:b"}},
+    ],
+)
+def test_missing_or_wrong_typed_ids_are_none(overrides: dict[str, Any]) -> None:
+    assert parse_event(ROOM, raw_message(**overrides)) is None
+
+
+def test_missing_id_fields_are_none() -> None:
+    raw = raw_message()
+    del raw["event_id"]
+    assert parse_event(ROOM, raw) is None
+    raw = raw_message()
+    del raw["sender"]
+    assert parse_event(ROOM, raw) is None
+
+
+@pytest.mark.parametrize("content", [None, "body", 42, ["m.text"], True])
+def test_wrong_typed_content_gives_an_empty_message(content: Any) -> None:
+    event = parse_event(ROOM, raw_message(content=content))
+    assert event is not None
+    assert event.body == ""
+    assert event.msgtype is None
+    assert event.formatted_body is None
+    assert event.mentions == ()
+    assert event.rel_type is None and event.relates_to is None and event.in_reply_to is None
+
+
+def test_missing_content_gives_an_empty_message() -> None:
+    raw = raw_message()
+    del raw["content"]
+    event = parse_event(ROOM, raw)
+    assert event is not None and event.body == "" and event.msgtype is None
+
+
+@pytest.mark.parametrize("body", [None, 3, 1.5, ["how?"], {"text": "how?"}, b"how?"])
+def test_body_not_a_string(body: Any) -> None:
+    event = parse_event(ROOM, raw_message(content={"msgtype": "m.text", "body": body}))
+    assert event is not None and event.body == ""
+
+
+@pytest.mark.parametrize("msgtype", [None, 1, ["m.text"], {"x": 1}])
+def test_msgtype_not_a_string(msgtype: Any) -> None:
+    event = parse_event(ROOM, raw_message(content={"msgtype": msgtype, "body": "x"}))
+    assert event is not None and event.msgtype is None
+
+
+@pytest.mark.parametrize("formatted", [None, 5, ["<b>x</b>"], {"html": "x"}])
+def test_formatted_body_not_a_string(formatted: Any) -> None:
+    content = {"msgtype": "m.text", "body": "x", "format": "html", "formatted_body": formatted}
+    event = parse_event(ROOM, raw_message(content=content))
+    assert event is not None and event.formatted_body is None
+
+
+@pytest.mark.parametrize(
+    ("mentions", "expected"),
+    [
+        (None, ()),
+        ("@keras-bot:example.org", ()),
+        (["@keras-bot:example.org"], ()),  # must be an object with user_ids
+        ({"user_ids": "@keras-bot:example.org"}, ()),  # not a list: not iterated char by char
+        ({"user_ids": {"@keras-bot:example.org": True}}, ()),
+        ({"user_ids": None}, ()),
+        ({"room": True}, ()),
+        ({"user_ids": ["@a:b", 3, None, ["@c:d"], "@e:f"]}, ("@a:b", "@e:f")),
+    ],
+)
+def test_mentions_garbage(mentions: Any, expected: tuple[str, ...]) -> None:
+    content = {"msgtype": "m.text", "body": "x", "m.mentions": mentions}
+    event = parse_event(ROOM, raw_message(content=content))
+    assert event is not None and event.mentions == expected
+
+
+@pytest.mark.parametrize(
+    "relates",
+    [
+        None,
+        "m.thread",
+        ["m.thread", "$root"],
+        42,
+        {"rel_type": 5, "event_id": ["$root"]},
+        {"rel_type": None, "event_id": None, "m.in_reply_to": "$x"},
+        {"m.in_reply_to": ["$x"]},
+        {"m.in_reply_to": {"event_id": 9}},
+        {"m.in_reply_to": {}},
+    ],
+)
+def test_relates_to_garbage(relates: Any) -> None:
+    content = {"msgtype": "m.text", "body": "x", "m.relates_to": relates}
+    event = parse_event(ROOM, raw_message(content=content))
+    assert event is not None
+    assert event.rel_type is None
+    assert event.relates_to is None
+    assert event.in_reply_to is None
+    assert event.thread_root == event.event_id
+    assert not event.is_edit
+
+
+@pytest.mark.parametrize("ts", [None, "1700000000000", 1.7e12, [1]])
+def test_origin_ts_not_an_int_is_zero(ts: Any) -> None:
+    event = parse_event(ROOM, raw_message(origin_server_ts=ts))
+    assert event is not None and event.origin_ts == 0
+
+
+def test_origin_ts_missing_is_zero() -> None:
+    raw = raw_message()
+    del raw["origin_server_ts"]
+    event = parse_event(ROOM, raw)
+    assert event is not None and event.origin_ts == 0
+
+
+def test_parsed_event_is_immutable_and_hashable() -> None:
+    event = parse_event(ROOM, raw_message())
+    assert event is not None
+    with pytest.raises(AttributeError):
+        event.body = "changed"  # type: ignore[misc]
+    assert len({event, parse_event(ROOM, raw_message())}) == 1
+
+
+def test_sync_batch_and_outgoing_reply_defaults() -> None:
+    assert tuple(SyncBatch(next_token="s1").events) == ()
+    reply = OutgoingReply(
+        room_id=ROOM,
+        reply_to="$q",
+        thread_root="$q",
+        body="b",
+        formatted_body="<p>b</p>",
+        txn_id="t",
+    )
+    assert reply.mention is None
