@@ -362,3 +362,33 @@ def test_bad_input_is_stored_and_handled_without_crashing(
         stored = dict(db.execute("SELECT event_id, length(body) FROM room_events"))
     assert all(e in stored for e in asked)
     assert stored[asked[1]] > 60_000  # stored whole, even if only a prefix is searched
+
+
+def test_room_that_forbids_the_bot_stops_it_with_a_clear_error(
+    synapse: SynapseServer, make_bot: Callable[..., tuple[Bot, MatrixUser]]
+) -> None:
+    n = next(_users)
+    bot_user = synapse.register(f"keras-bot-{n}")
+    owner = synapse.register(f"owner-{n}")
+    private = synapse.create_room(owner, public=False)  # invite-only: the bot may not join
+    bot, _ = make_bot(private, bot_user)
+    bot.start(wait=False)
+    assert bot.proc is not None and bot.proc.wait(timeout=60) != 0
+    log = bot.log()
+    assert "M_FORBIDDEN" in log and f"join {private}" in log
+    assert log.count("M_FORBIDDEN") == 1  # stopped at once, no retries
+
+
+def test_alias_is_resolved_and_joined(
+    synapse: SynapseServer, make_bot: Callable[..., tuple[Bot, MatrixUser]]
+) -> None:
+    n = next(_users)
+    bot_user = synapse.register(f"keras-bot-{n}")
+    alice = synapse.register(f"alice-{n}")
+    room_id = synapse.create_room(alice, alias=f"keras-{n}")
+    bot, _ = make_bot(f"#keras-{n}:{synapse.server_name}", bot_user)
+    bot.start()
+    question = ask(synapse, alice, room_id, bot_user, QUESTIONS[2])
+    [reply] = wait_replies(synapse, alice, room_id, bot_user, 1)
+    assert replied_to(reply) == question
+    assert bot.stop() == 0
