@@ -153,3 +153,31 @@ class ReplyRow(Base):
     posted_by: Mapped[str] = mapped_column(String(255), default="bot")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class PastAnswerRow(Base):
+    """A question and the answer the community accepted: mined from the room or imported.
+
+    ``key`` is the document id in the index: ``thread:<question event id>`` for pairs mined
+    from the room, the thread's URL for imported ones.
+    """
+
+    __tablename__ = "past_answers"
+
+    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    url: Mapped[str] = mapped_column(String(2048))
+    title: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    asked_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    answered_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # where it came from: "room", "import:jsonl", "import:gitter"
+    source: Mapped[str] = mapped_column(String(64), index=True)
+    # how the answer was established: maintainer-thread, maintainer-reply, accepted-reaction,
+    # maintainer-correction, imported
+    established_by: Mapped[str] = mapped_column(String(64))
+    room_id: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    question_event_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    answer_event_id: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
