@@ -75,11 +75,15 @@ class ChatTransport(Protocol):
 
 
 def parse_event(room_id: str, raw: Mapping[str, Any], *, origin: str = "live") -> RoomEvent | None:
-    """A ``RoomEvent`` for an ``m.room.message`` event dict, else ``None`` (state, redactions).
+    """A ``RoomEvent`` for a message, reaction or redaction event dict, else ``None`` (state).
 
-    Defensive: every field may be missing or of the wrong type in what a server relays.
+    Reactions keep their key (the emoji) in ``body`` and their target in ``relates_to``;
+    redactions keep the redacted event in ``relates_to``; an edit (``m.replace``) keeps the
+    *new* text in ``body``. Defensive: every field may be missing or of the wrong type in what
+    a server relays.
     """
-    if raw.get("type") != "m.room.message":
+    kind = raw.get("type")
+    if kind not in ("m.room.message", "m.reaction", "m.room.redaction"):
         return None
     event_id = raw.get("event_id")
     sender = raw.get("sender")
@@ -88,20 +92,28 @@ def parse_event(room_id: str, raw: Mapping[str, Any], *, origin: str = "live") -
     content = raw.get("content")
     if not isinstance(content, Mapping):
         content = {}
+    ts = raw.get("origin_server_ts")
+    origin_ts = ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
+    if kind != "m.room.message":
+        return _parse_non_message(
+            room_id, str(kind), event_id, sender, origin_ts, raw, content, origin
+        )
     relates = content.get("m.relates_to")
     relates = relates if isinstance(relates, Mapping) else {}
     reply = relates.get("m.in_reply_to")
     in_reply_to = reply.get("event_id") if isinstance(reply, Mapping) else None
     mentions = content.get("m.mentions")
     user_ids = mentions.get("user_ids") if isinstance(mentions, Mapping) else None
-    ts = raw.get("origin_server_ts")
     body = content.get("body")
+    new_content = content.get("m.new_content")
+    if relates.get("rel_type") == "m.replace" and isinstance(new_content, Mapping):
+        body = new_content.get("body", body)  # the edited text, not the "* ..." fallback
     formatted = content.get("formatted_body") if content.get("format") else None
     return RoomEvent(
         room_id=room_id,
         event_id=event_id,
         sender=sender,
-        origin_ts=ts if isinstance(ts, int) else 0,
+        origin_ts=origin_ts,
         event_type="m.room.message",
         msgtype=content.get("msgtype") if isinstance(content.get("msgtype"), str) else None,
         body=body if isinstance(body, str) else "",
@@ -112,5 +124,49 @@ def parse_event(room_id: str, raw: Mapping[str, Any], *, origin: str = "live") -
         mentions=tuple(u for u in user_ids if isinstance(u, str))
         if isinstance(user_ids, list)
         else (),
+        origin=origin,
+    )
+
+
+def _parse_non_message(
+    room_id: str,
+    kind: str,
+    event_id: str,
+    sender: str,
+    origin_ts: int,
+    raw: Mapping[str, Any],
+    content: Mapping[str, Any],
+    origin: str,
+) -> RoomEvent | None:
+    if kind == "m.reaction":
+        relates = content.get("m.relates_to")
+        if not isinstance(relates, Mapping) or not isinstance(relates.get("event_id"), str):
+            return None
+        key = relates.get("key")
+        return RoomEvent(
+            room_id=room_id,
+            event_id=event_id,
+            sender=sender,
+            origin_ts=origin_ts,
+            event_type=kind,
+            msgtype=None,
+            body=key if isinstance(key, str) else "",
+            rel_type="m.annotation",
+            relates_to=relates["event_id"],
+            origin=origin,
+        )
+    # m.room.redaction: "redacts" is top-level before room v11, in content from v11 on.
+    target = raw.get("redacts", content.get("redacts"))
+    if not isinstance(target, str):
+        return None
+    return RoomEvent(
+        room_id=room_id,
+        event_id=event_id,
+        sender=sender,
+        origin_ts=origin_ts,
+        event_type=kind,
+        msgtype=None,
+        body="",
+        relates_to=target,
         origin=origin,
     )

@@ -43,6 +43,8 @@ from bot.errors import FatalError, MessageRejectedError, TransientError
 log = logging.getLogger(__name__)
 
 GITTER_HOMESERVER = "https://gitter.im"
+# Messages to answer; reactions and redactions to learn which answers were accepted or removed.
+TIMELINE_TYPES = ("m.room.message", "m.reaction", "m.room.redaction")
 # Pages of /messages fetched to fill one gap; beyond this the rest is logged as skipped.
 _MAX_GAP_PAGES = 50
 _NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, OSError)
@@ -88,7 +90,7 @@ def _sync_filter(room_ids: list[str], timeline_limit: int) -> dict[str, Any]:
         "account_data": nothing,
         "room": {
             "rooms": room_ids,
-            "timeline": {"limit": timeline_limit, "types": ["m.room.message"]},
+            "timeline": {"limit": timeline_limit, "types": list(TIMELINE_TYPES)},
             "state": {"lazy_load_members": True, "types": []},
             "ephemeral": nothing,
             "account_data": nothing,
@@ -243,7 +245,7 @@ class MatrixTransport:
                 end=to_token,
                 direction=MessageDirection.back,
                 limit=100,
-                message_filter={"types": ["m.room.message"]},
+                message_filter={"types": list(TIMELINE_TYPES)},
             )
             raise_for_error(resp, f"back-fill {room_id}", fatal_forbidden=False)
             assert isinstance(resp, RoomMessagesResponse)

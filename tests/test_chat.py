@@ -119,12 +119,12 @@ def test_thread_root_variants() -> None:
     [
         {"type": "m.room.member", "event_id": "$m", "sender": "@a:b", "content": {}},
         {"type": "m.reaction", "event_id": "$r", "sender": "@a:b", "content": {}},
-        {"type": "m.room.redaction", "event_id": "$r", "sender": "@a:b", "redacts": "$x"},
+        {"type": "m.room.redaction", "event_id": "$r", "sender": "@a:b"},
         {"type": None, "event_id": "$n", "sender": "@a:b"},
         {"event_id": "$n", "sender": "@a:b", "content": {"body": "hi"}},
         {},
     ],
-    ids=["member", "reaction", "redaction", "type-none", "no-type", "empty"],
+    ids=["member", "reaction-no-target", "redaction-no-target", "type-none", "no-type", "empty"],
 )
 def test_non_message_events_are_none(raw: dict[str, Any]) -> None:
     assert parse_event(ROOM, raw) is None
@@ -266,3 +266,49 @@ def test_sync_batch_and_outgoing_reply_defaults() -> None:
         txn_id="t",
     )
     assert reply.mention is None
+
+
+def test_reactions_redactions_and_edits() -> None:
+    reaction = parse_event(
+        "!r",
+        {
+            "type": "m.reaction",
+            "event_id": "$re",
+            "sender": "@a:b",
+            "origin_server_ts": 5,
+            "content": {
+                "m.relates_to": {"rel_type": "m.annotation", "event_id": "$t", "key": "👍"}
+            },
+        },
+    )
+    assert reaction is not None
+    assert (reaction.event_type, reaction.body, reaction.relates_to) == ("m.reaction", "👍", "$t")
+    old = parse_event(
+        "!r", {"type": "m.room.redaction", "event_id": "$d", "sender": "@a:b", "redacts": "$t"}
+    )
+    new = parse_event(
+        "!r",
+        {
+            "type": "m.room.redaction",
+            "event_id": "$d",
+            "sender": "@a:b",
+            "content": {"redacts": "$t"},
+        },
+    )
+    assert old is not None and new is not None
+    assert old.relates_to == new.relates_to == "$t"
+    edit = parse_event(
+        "!r",
+        {
+            "type": "m.room.message",
+            "event_id": "$e",
+            "sender": "@a:b",
+            "content": {
+                "msgtype": "m.text",
+                "body": "* fixed text",
+                "m.new_content": {"msgtype": "m.text", "body": "fixed text"},
+                "m.relates_to": {"rel_type": "m.replace", "event_id": "$t"},
+            },
+        },
+    )
+    assert edit is not None and edit.is_edit and edit.body == "fixed text"

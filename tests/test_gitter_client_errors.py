@@ -197,7 +197,10 @@ def test_client_before_connect_raises() -> None:
 def test_sync_filter() -> None:
     f = _sync_filter(["!a:x", "!b:y"], 25)
     assert f["room"]["rooms"] == ["!a:x", "!b:y"]
-    assert f["room"]["timeline"] == {"limit": 25, "types": ["m.room.message"]}
+    assert f["room"]["timeline"] == {
+        "limit": 25,
+        "types": ["m.room.message", "m.reaction", "m.room.redaction"],
+    }
     assert f["room"]["state"]["lazy_load_members"] is True
     for section in (f["presence"], f["account_data"], f["room"]["ephemeral"]):
         assert section == {"not_types": ["*"]}

@@ -73,6 +73,8 @@ def ignore_reason(event: RoomEvent, me: BotIdentity, ignore_users: frozenset[str
     """Why this event must never be answered, or None. Checked before anything else."""
     if event.sender == me.user_id:
         return "own-message"
+    if event.event_type != "m.room.message":
+        return "not-a-message"  # reactions, redactions: recorded for learning, never answered
     if event.sender in ignore_users:
         return "ignored-user"
     if event.is_edit:
