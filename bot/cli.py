@@ -95,6 +95,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--per-question", action="store_true", help="also list each question's rank")
     _add_common(ev)
+
+    threads = sub.add_parser("threads", help="manage past answered threads (imports)")
+    threads_sub = threads.add_subparsers(dest="threads_command", required=True, metavar="ACTION")
+    imp = threads_sub.add_parser(
+        "import",
+        help="import answered threads from a JSON Lines file or a Gitter export",
+        description="Upsert question/answer pairs into the past answers by URL, so importing a "
+        "file again changes nothing. Our JSON Lines: one {question, answer, url, asked_by, "
+        "answered_by, created_at, source} object per line. Gitter: the room's message export "
+        "(a JSON array, or one message per line); each thread root with replies becomes a "
+        "pair. Bad lines are reported and skipped. Run `supportbot index build` afterwards to "
+        "make them searchable. See README.",
+    )
+    imp.add_argument("file", type=Path, help="the file to import")
+    imp.add_argument(
+        "--format",
+        choices=("auto", "jsonl", "gitter"),
+        default="auto",
+        help="file format (default: auto-detect)",
+    )
+    imp.add_argument(
+        "--room-url-base",
+        default=None,
+        metavar="URL",
+        help="Gitter room URL; a thread's link is URL?at=<root id> "
+        "(default: https://gitter.im/keras-team/keras)",
+    )
+    imp.add_argument(
+        "--maintainers",
+        default="",
+        metavar="NAMES",
+        help="Gitter: comma-separated usernames whose replies are preferred as the answer",
+    )
+    imp.add_argument("--json", action="store_true", help="print a JSON summary")
+    _add_common(imp)
     return parser
 
 
@@ -288,7 +323,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from bot.answering import compose_reply
+    from bot.answerer import LiveAnswerer
     from bot.gitter_client import MatrixTransport
     from bot.service import RoomService
     from bot.settings import check_room_settings, read_access_token
@@ -303,16 +338,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger("supportbot").setLevel(logging.INFO)
     db = Database(settings.resolved_database_url)
     db.create_schema()
-    retriever = _retriever(settings)  # loads the model before the room sees the bot
-
-    def answer(text: str) -> Any:
-        result = retriever.search(text, k=10)
-        return compose_reply(
-            result,
-            threshold=settings.reply_threshold,
-            max_sources=settings.max_sources,
-            index_version=retriever.index.version,
-        )
+    answerer = LiveAnswerer(settings, _retriever(settings))  # model loaded before joining
 
     transport = MatrixTransport(
         settings.matrix_homeserver,
@@ -323,12 +349,60 @@ def cmd_run(args: argparse.Namespace) -> int:
         timeline_limit=settings.sync_timeline_limit,
         history_depth=settings.history_depth,
     )
-    service = RoomService(settings, transport, RoomStore(db), answer)
+    service = RoomService(
+        settings, transport, RoomStore(db), answerer, republish=answerer.republish
+    )
     try:
         asyncio.run(service.run())
     finally:
         db.close()
     log.info("stopped after %d replies", service.replies_sent)
+    return 0
+
+
+def cmd_threads_import(args: argparse.Namespace) -> int:
+    from bot.past_answers_import import (
+        DEFAULT_GITTER_ROOM_URL,
+        ThreadImportError,
+        import_threads,
+    )
+    from bot.store import Database
+    from bot.store.past_answers import PastAnswerStore
+
+    settings = _settings(args)
+    maintainers = [m.strip() for m in args.maintainers.split(",") if m.strip()]
+    db = Database(settings.resolved_database_url)
+    try:
+        db.create_schema()
+        report = import_threads(
+            db,
+            args.file,
+            fmt=args.format,
+            room_url_base=args.room_url_base or DEFAULT_GITTER_ROOM_URL,
+            maintainers=maintainers,
+        )
+        stored = PastAnswerStore(db).count_by_source()
+    finally:
+        db.close()
+    shown = 50
+    for problem in report.problems[:shown]:
+        print(f"{args.file}: {problem}", file=sys.stderr)
+    if report.errors > shown:
+        print(f"{args.file}: ... and {report.errors - shown} more errors", file=sys.stderr)
+    if report.imported == 0:
+        skipped = sum(report.skipped.values())
+        raise ThreadImportError(
+            f"{args.file}: nothing to import ({report.errors} errors, {skipped} skipped)"
+        )
+    if args.json:
+        print(json.dumps({**report.to_json(), "stored": stored}, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{args.file} ({report.format}): {report.summary()}")
+    for reason, n in sorted(report.skipped.items()):
+        print(f"  skipped {n}: {reason}")
+    print("  past answers stored: " + ", ".join(f"{k} {v}" for k, v in stored.items()))
+    if report.new or report.updated:
+        print("  run `supportbot index build` to make them searchable")
     return 0
 
 
@@ -343,8 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("ask", None): cmd_ask,
         ("eval", None): cmd_eval,
         ("run", None): cmd_run,
+        ("threads", "import"): cmd_threads_import,
     }
-    handler = handlers[(args.command, getattr(args, "index_command", None))]
+    handler = handlers[(args.command, getattr(args, f"{args.command}_command", None))]
     try:
         return handler(args)
     except SupportBotError as exc:

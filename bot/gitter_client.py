@@ -121,6 +121,7 @@ class MatrixTransport:
         self._configured_rooms = list(rooms)
         self.room_ids: list[str] = []
         self.display_name: str | None = None
+        self.power_levels: dict[str, dict[str, int]] = {}  # room -> user -> level, at connect
         self.sync_timeout_ms = sync_timeout_ms
         self.timeline_limit = timeline_limit
         self.history_depth = history_depth
@@ -188,6 +189,12 @@ class MatrixTransport:
             assert isinstance(joined, JoinResponse)
             room_ids.append(joined.room_id)
         self.room_ids = room_ids
+        for room_id in room_ids:
+            levels = await self.client.room_get_state_event(room_id, "m.room.power_levels")
+            users = getattr(levels, "content", {}).get("users", {}) if levels else {}
+            self.power_levels[room_id] = {
+                u: int(v) for u, v in users.items() if isinstance(v, int | float)
+            }
         name = await self.client.get_displayname(self.user_id)
         if isinstance(name, ProfileGetDisplayNameResponse):
             self.display_name = name.displayname

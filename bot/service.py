@@ -34,6 +34,7 @@ from bot.answering.render import markdown_to_html
 from bot.answering.reply import SuggestedReply
 from bot.chat import ChatTransport, OutgoingReply, RoomEvent
 from bot.errors import FatalError, MessageRejectedError, TransientError
+from bot.mining import learn
 from bot.settings import Settings
 from bot.store.room_store import RoomStore
 
@@ -81,17 +82,22 @@ class RoomService:
         answer: Answer,
         *,
         executor: ThreadPoolExecutor | None = None,
+        republish: Callable[[], str | None] | None = None,
     ) -> None:
         self.settings = settings
         self.transport = transport
         self.store = store
         self.answer = answer
+        self.republish = republish
         self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="answer")
         self.limiter = ReplyLimiter(
             settings.user_cooldown_seconds, settings.room_replies_per_minute
         )
         self.me = BotIdentity(transport.user_id)
         self.ignore_users = frozenset(settings.ignore_users)
+        self.maintainers = frozenset(settings.maintainers)
+        # Set when learning changed the past answers; the re-publisher waits on it.
+        self.past_answers_changed = asyncio.Event()
         self.queue: asyncio.Queue[RoomEvent] = asyncio.Queue(maxsize=settings.queue_size)
         self._stopping = asyncio.Event()
         self._queued: set[str] = set()
@@ -121,6 +127,7 @@ class RoomService:
                 log.info("re-handling %d events persisted before the last stop", len(pending))
             reader = asyncio.create_task(self._read_loop(), name="sync-reader")
             answerer = asyncio.create_task(self._answer_loop(), name="answerer")
+            publisher = asyncio.create_task(self._publish_loop(), name="publisher")
             for event in pending:  # persisted before a crash or stop, not yet handled
                 await self._enqueue(event)
             stopper = asyncio.create_task(self._stopping.wait(), name="stop")
@@ -129,8 +136,10 @@ class RoomService:
             )
             self._stopping.set()
             reader.cancel()  # an in-flight long-poll is safe to drop: its token was not stored
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            publisher.cancel()
+            for background in (reader, publisher):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
             await answerer  # it notices the stop between events
             for task in done:
                 if task is not stopper and not task.cancelled() and task.exception():
@@ -197,6 +206,24 @@ class RoomService:
             for event in fresh:
                 await self._enqueue(event)
 
+    # --- quick re-publish of learnt past answers ----------------------------------------------
+    async def _publish_loop(self) -> None:
+        if self.republish is None:
+            return
+        while not self._stopping.is_set():
+            await self.past_answers_changed.wait()
+            # Debounce: one rebuild for a burst of answers; the nightly build catches the rest.
+            if await self._sleep_or_stop(self.settings.past_answers_publish_seconds):
+                return
+            self.past_answers_changed.clear()
+            try:
+                version = await asyncio.to_thread(self.republish)
+            except Exception:  # the old index keeps serving
+                log.exception("re-publishing the index with new past answers failed")
+                continue
+            if version:
+                log.info("past answers searchable in index %s", version)
+
     # --- answerer ------------------------------------------------------------------------------
     async def _answer_loop(self) -> None:
         while not self._stopping.is_set():
@@ -233,7 +260,38 @@ class RoomService:
                 elapsed,
             )
 
+    def _is_trusted(self, room_id: str, user: str) -> bool:
+        if user in self.maintainers:
+            return True
+        levels = getattr(self.transport, "power_levels", {}).get(room_id, {})
+        return int(levels.get(user, 0)) >= self.settings.maintainer_power_level
+
+    def _learn_sync(self, event: RoomEvent) -> int:
+        changes = learn(
+            event,
+            lookup=self.store.event,
+            pair_for_question=self.store.pair_for_question,
+            pairs_touching=self.store.pairs_touching,
+            is_trusted=self._is_trusted,
+            bot_user=self.me.user_id,
+            bot_replied=self.store.bot_replied,
+        )
+        return self.store.apply_changes(changes) if changes else 0
+
+    async def _learn(self, event: RoomEvent) -> None:
+        if not self.settings.learn_from_room:
+            return
+        try:
+            changed = await self._db(self._learn_sync, event)
+        except Exception:  # learning is best effort; answering goes on
+            log.exception("learning from %s failed", event.event_id)
+            return
+        if changed:
+            log.info("past answers updated from %s (%d changes)", event.event_id, changed)
+            self.past_answers_changed.set()
+
     async def _handle(self, event: RoomEvent) -> str | None:
+        await self._learn(event)
         reason = ignore_reason(event, self.me, self.ignore_users)
         if reason:
             return f"ignored:{reason}"

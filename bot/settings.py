@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     docs_dir: Path | None = Field(None, description="A keras-io checkout to index.")
     site_map: Path | None = Field(None, description="site_map.json of that checkout.")
     include_keras_api: bool = True
+    include_past_answers: bool = Field(True, description="Index the room's past answers.")
     api_package: str = "keras"
     chunk_max_words: int = Field(160, ge=20, le=2000)
     chunk_overlap_words: int = Field(30, ge=0, le=500)
@@ -96,6 +97,15 @@ class Settings(BaseSettings):
         default_factory=list, description="Room ids or aliases, comma-separated in the env."
     )
     maintainers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    maintainer_power_level: int = Field(
+        50, description="Room power level at or above which a user's answers are trusted."
+    )
+    learn_from_room: bool = Field(True, description="Mine answered threads into past answers.")
+    past_answers_publish_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="Quick index re-publish after new past answers, at most this often.",
+    )
     ignore_users: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Other bots: never answered."
     )

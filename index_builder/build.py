@@ -24,6 +24,7 @@ from index_builder.sources.keras_io import (
     iter_keras_io_documents,
     iter_site_map_symbol_documents,
 )
+from index_builder.sources.past_answers import PastAnswer, iter_past_answer_documents
 from index_builder.sources.python_api import iter_api_documents, package_version
 from index_builder.sources.site_map import SiteMap
 
@@ -129,11 +130,79 @@ def collect_documents(settings: Settings) -> tuple[list[Document], dict[str, dic
         ]
         documents.extend(stubs)
         sources["site-map"] = {"version": str(site_map_path), "documents": len(stubs)}
+    if settings.include_past_answers:
+        past = [d for d in _past_answer_documents(settings) if d.doc_id not in seen]
+        if past:
+            documents.extend(past)
+            sources["past-answers"] = {
+                "version": content_hash(*(d.content_hash for d in past))[:12],
+                "documents": len(past),
+            }
     if not documents:
         raise BuildError(
             "no documents: enable the keras API source or pass --docs-dir with a keras-io checkout"
         )
     return documents, sources
+
+
+def _past_answer_documents(settings: Settings) -> list[Document]:
+    """The room's answered threads and imported archives, from the database."""
+    from sqlalchemy import inspect as sa_inspect
+    from sqlalchemy import select
+
+    from bot.store.models import PastAnswerRow
+
+    db = Database(settings.resolved_database_url)
+    try:
+        if not sa_inspect(db.engine).has_table(PastAnswerRow.__tablename__):
+            return []
+        with db.session() as s:
+            rows = s.scalars(select(PastAnswerRow).order_by(PastAnswerRow.key)).all()
+            items = [
+                PastAnswer(
+                    key=r.key,
+                    question=r.question,
+                    answer=r.answer,
+                    url=r.url,
+                    title=r.title,
+                    asked_by=r.asked_by,
+                    answered_by=r.answered_by,
+                    created_at=r.created_at,
+                    source=r.source,
+                    established_by=r.established_by,
+                )
+                for r in rows
+            ]
+    finally:
+        db.close()
+    return list(iter_past_answer_documents(items))
+
+
+def build_inputs(settings: Settings) -> dict[str, Any]:
+    """The settings that decide a build's corpus, kept in its manifest (see ``rebuild_current``)."""
+    return {
+        "docs_dir": str(settings.docs_dir) if settings.docs_dir else None,
+        "site_map": str(settings.site_map) if settings.site_map else None,
+        "include_keras_api": settings.include_keras_api,
+        "api_package": settings.api_package,
+        "include_past_answers": settings.include_past_answers,
+    }
+
+
+def rebuild_current(settings: Settings, *, encoder: Encoder | None = None) -> BuildReport:
+    """Build again from the inputs of the current index (plus what the database learnt since).
+
+    The running bot uses this to make new past answers searchable quickly: it must not drop a
+    docs folder that the operator passed on the command line of the original build.
+    """
+    current = current_version(settings.index_root)
+    inputs: dict[str, Any] = {}
+    if current:
+        inputs = dict(read_manifest(settings.index_root / current).get("build_inputs") or {})
+    for key in ("docs_dir", "site_map"):
+        if inputs.get(key):
+            inputs[key] = Path(inputs[key])
+    return build_index(settings.model_copy(update=inputs), encoder=encoder)
 
 
 def build_index(
@@ -226,6 +295,7 @@ def build_index(
                 "built_at": now.isoformat(),
                 "fingerprint": fingerprint,
                 "sources": sources,
+                "build_inputs": build_inputs(settings),
                 "chunking": {
                     "max_words": settings.chunk_max_words,
                     "overlap_words": settings.chunk_overlap_words,

@@ -39,6 +39,8 @@ class Document:
     kind: str = "page"
     aliases: tuple[str, ...] = ()
     symbols: tuple[str, ...] = ()
+    # Small display facts for the reply (e.g. who answered a past thread); not searched.
+    meta: tuple[tuple[str, str], ...] = ()
 
     @property
     def content_hash(self) -> str:

@@ -115,6 +115,7 @@ def write_version(
                 "source": d.source,
                 "names": [d.doc_id, *d.aliases] if d.kind == "api" else [],
                 "symbols": list(d.symbols),
+                "meta": dict(d.meta),
             }
             for d in documents
         ],

@@ -326,7 +326,7 @@ def test_to_json_keys_and_rounding() -> None:
     assert data["would_reply"] is True
     assert data["index_version"] == "v3"
     assert [set(s) for s in data["sources"]] == [
-        {"doc_id", "title", "url", "section", "excerpt", "score"}
+        {"doc_id", "title", "url", "section", "excerpt", "score", "kind", "answered_by"}
     ] * 2
     assert data["sources"][0]["score"] == 0.123457
     json.dumps(data)  # serialisable as is

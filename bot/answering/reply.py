@@ -26,6 +26,8 @@ class Source:
     section: str
     excerpt: str
     score: float
+    kind: str = "page"  # "api", "page", or "thread" (a past answer from the room)
+    answered_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,24 @@ def choose_sources(hits: list[Hit], max_sources: int) -> list[Hit]:
     ]
 
 
+def _source(h: Hit, question: str) -> Source:
+    meta = dict(h.meta)
+    if h.kind == "thread" and meta.get("answer"):
+        excerpt = best_excerpt("answer\n" + meta["answer"], question)
+    else:
+        excerpt = best_excerpt(h.excerpt, question) or best_excerpt(h.intro, question)
+    return Source(
+        doc_id=h.doc_id,
+        title=h.title,
+        url=h.url,
+        section=h.section,
+        excerpt=excerpt,
+        score=h.score,
+        kind=h.kind,
+        answered_by=meta.get("answered_by") or None,
+    )
+
+
 def compose_reply(
     result: SearchResult,
     *,
@@ -86,20 +106,14 @@ def compose_reply(
     index_version: str | None = None,
 ) -> SuggestedReply:
     chosen = choose_sources(result.hits, max_sources)
-    sources = [
-        Source(
-            doc_id=h.doc_id,
-            title=h.title,
-            url=h.url,
-            section=h.section,
-            excerpt=best_excerpt(h.excerpt, result.query) or best_excerpt(h.intro, result.query),
-            score=h.score,
-        )
-        for h in chosen
-    ]
+    # An earlier answer from the room leads: it speaks to this exact problem; docs follow.
+    chosen.sort(key=lambda h: h.kind != "thread")
+    sources = [_source(h, result.query) for h in chosen]
     confident = bool(sources) and result.confidence >= threshold
     if not sources:
         lead = "I couldn't find anything in the docs about this; a maintainer will take a look."
+    elif confident and sources[0].kind == "thread":
+        lead = "This was answered here before:"
     elif confident:
         lead = f"This looks covered by **{escape_markdown(sources[0].title)}**:"
     else:
@@ -107,7 +121,10 @@ def compose_reply(
     lines = [lead, ""]
     for n, s in enumerate(sources, start=1):
         line = f"{n}. [{escape_markdown(s.title)}]({s.url})"
-        if s.excerpt:
+        if s.kind == "thread" and s.answered_by:
+            line += f" — answered by {escape_markdown(s.answered_by)}"
+            line += f": {escape_markdown(s.excerpt)}" if s.excerpt else ""
+        elif s.excerpt:
             line += f" — {escape_markdown(s.excerpt)}"
         lines.append(line)
     if sources:

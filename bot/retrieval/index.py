@@ -43,6 +43,10 @@ class DocInfo:
     source: str
     names: tuple[str, ...] = ()  # public API names (id + aliases) for API documents
     symbols: tuple[str, ...] = ()  # symbols an overview page documents
+    meta: tuple[tuple[str, str], ...] = ()  # display facts (who answered a past thread, ...)
+
+    def get(self, key: str) -> str | None:
+        return dict(self.meta).get(key)
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,7 @@ def load_index(index_root: Path, version: str | None = None) -> LoadedIndex:
                 source=d["source"],
                 names=tuple(d.get("names", ())),
                 symbols=tuple(d.get("symbols", ())),
+                meta=tuple(sorted((str(k), str(v)) for k, v in (d.get("meta") or {}).items())),
             )
             for d in _read_jsonl(folder / DOCUMENTS)
         ]

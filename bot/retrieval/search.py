@@ -37,6 +37,20 @@ class SearchParams:
     conf_agreement: float = 0.95
     conf_symbol: float = 0.5
     conf_margin: float = 6.5
+    # Past-answer threads (kind "thread", laid out by index_builder.sources.past_answers as
+    # "# title / the question / ## Answer / the answer"). A thread is the right result when
+    # its *question* is the new question, so a thread's score in each list is its best
+    # question-chunk score plus ``thread_answer_weight`` × its best answer-chunk score
+    # (instead of best chunk + ``second_chunk_weight`` × second best). The answer counts less:
+    # it shares the topic more than the wording, but at equal question similarity a thread
+    # that has an answer beats one that has none, which is the thread worth showing.
+    thread_answer_weight: float = 0.3
+    # Hybrid only: a thread whose question chunk has at least this cosine with the query is a
+    # near-duplicate of it, and gets ``thread_bonus`` / (rrf_k + 1) added to its fused score
+    # (``thread_bonus`` = 1 is worth a first place in one more list), so a past answer to the
+    # same question outranks a generic doc page; a weaker match gets nothing.
+    thread_bonus_cosine: float = 0.6
+    thread_bonus: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,7 @@ class Hit:
     excerpt: str  # text of the best-matching chunk
     intro: str = ""  # text of the document's first chunk (its summary), for when the
     # best-matching chunk is all code
+    meta: tuple[tuple[str, str], ...] = ()  # the document's display facts
 
 
 @dataclass(frozen=True)
@@ -98,9 +113,7 @@ def search(
         qv = np.ascontiguousarray(query_vector, dtype=np.float32).reshape(1, -1)
         sims, rows = index.dense.search(qv, candidates)
         keep = rows[0] >= 0
-        dense_docs = aggregate_chunks(
-            rows[0][keep], sims[0][keep], index.chunk_doc, second_weight=p.second_chunk_weight
-        )
+        dense_docs = _aggregate(index, rows[0][keep], sims[0][keep], p)
 
     lexical_docs: list[DocScore] = []
     if mode in ("hybrid", "lexical") and n_chunks:
@@ -110,9 +123,7 @@ def search(
             scores = np.asarray(index.lexical.get_scores(tokens), dtype=np.float32)
             rows_l = top_k(scores, candidates)
             rows_l = rows_l[scores[rows_l] > 0]
-            lexical_docs = aggregate_chunks(
-                rows_l, scores[rows_l], index.chunk_doc, second_weight=p.second_chunk_weight
-            )
+            lexical_docs = _aggregate(index, rows_l, scores[rows_l], p)
 
     symbol_matches = match_symbols(f"{prose}\n{code}", index.symbols) if mode == "hybrid" else []
     symbol_docs = [
@@ -140,6 +151,10 @@ def search(
         # Symbol evidence counts in proportion to how explicit the mention was.
         for rank, (doc, m) in enumerate(symbol_docs, start=1):
             fused[doc] = fused.get(doc, 0.0) + p.symbol_weight * m.strength / (p.rrf_k + rank)
+        # A near-duplicate past question: worth one more first place (see SearchParams).
+        for d in dense_docs:
+            if isinstance(d, _ThreadScore) and (d.question or -1.0) >= p.thread_bonus_cosine:
+                fused[d.doc] = fused.get(d.doc, 0.0) + p.thread_bonus / (p.rrf_k + 1)
 
     hits: list[Hit] = []
     # Two hits at least, whatever k: the confidence looks at the runner-up.
@@ -164,6 +179,7 @@ def search(
                 section=chunk.section if chunk else info.title,
                 excerpt=chunk.text if chunk else "",
                 intro=index.chunks[first].text if (first := _first_chunk(index, doc)) >= 0 else "",
+                meta=info.meta,
             )
         )
     return SearchResult(
@@ -177,6 +193,76 @@ def search(
 
 def _first_chunk(index: LoadedIndex, doc: int) -> int:
     return int(index.first_chunk[doc])
+
+
+THREAD_KIND = "thread"
+_ANSWER_HEADING = "Answer"
+
+
+@dataclass(frozen=True)
+class _ThreadScore(DocScore):
+    question: float | None = None  # best question-chunk score (None: not among the candidates)
+    answer: float | None = None  # best answer-chunk score
+
+
+def is_answer_chunk(index: LoadedIndex, row: int) -> bool:
+    """Whether chunk ``row`` of a thread document is (part of) its answer section.
+
+    The chunker names a chunk's section by its heading path, title first, so the answer's
+    chunks are "<title> > Answer (answered by ...)"; everything before is the question.
+    """
+    chunk = index.chunks[row]
+    title = index.docs[chunk.doc].title.strip()
+    rest = chunk.section[len(title) :] if chunk.section.startswith(title) else chunk.section
+    return rest.startswith(f" > {_ANSWER_HEADING}")
+
+
+def _aggregate(
+    index: LoadedIndex, rows: np.ndarray, scores: np.ndarray, p: SearchParams
+) -> list[DocScore]:
+    """Chunk scores (best first) to ranked documents.
+
+    Non-thread documents: ``aggregate_chunks`` (best chunk + second_chunk_weight × second).
+    Threads: best question chunk + thread_answer_weight × best answer chunk. Both kinds are
+    ranked together by (-score, doc row), so an index without threads ranks exactly as
+    ``aggregate_chunks`` alone.
+    """
+    is_thread = np.fromiter(
+        (index.docs[int(index.chunk_doc[r])].kind == THREAD_KIND for r in rows.tolist()),
+        dtype=bool,
+        count=len(rows),
+    )
+    if not is_thread.any():
+        return aggregate_chunks(rows, scores, index.chunk_doc, second_weight=p.second_chunk_weight)
+    ranked: list[DocScore] = aggregate_chunks(
+        rows[~is_thread],
+        scores[~is_thread],
+        index.chunk_doc,
+        second_weight=p.second_chunk_weight,
+    )
+    parts: dict[int, dict[bool, tuple[float, int]]] = {}
+    for row, score in zip(rows[is_thread].tolist(), scores[is_thread].tolist(), strict=True):
+        doc = int(index.chunk_doc[row])
+        best = parts.setdefault(doc, {})
+        answer = is_answer_chunk(index, row)
+        if answer not in best:  # rows arrive best first
+            best[answer] = (score, row)
+    for doc, best in parts.items():
+        q, a = best.get(False), best.get(True)
+        top = q or a
+        assert top is not None
+        ranked.append(
+            _ThreadScore(
+                doc=doc,
+                score=(q[0] if q else 0.0) + p.thread_answer_weight * (a[0] if a else 0.0),
+                best_chunk=top[1],
+                best=top[0],
+                question=q[0] if q else None,
+                answer=a[0] if a else None,
+            )
+        )
+    ranked.sort(key=lambda d: (-d.score, d.doc))
+    return ranked
 
 
 def confidence(hits: list[Hit], p: SearchParams) -> float:

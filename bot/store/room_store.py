@@ -6,11 +6,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 
 from bot.chat import RoomEvent
+from bot.mining import Change, Remove, StoredPair, UpdateText, Upsert
 from bot.store.database import Database
-from bot.store.models import QuestionRow, ReplyRow, RoomEventRow, SyncStateRow, utcnow
+from bot.store.models import (
+    PastAnswerRow,
+    QuestionRow,
+    ReplyRow,
+    RoomEventRow,
+    SyncStateRow,
+    utcnow,
+)
 
 SYNC_TOKEN_KEY = "matrix.sync_token"
 _IN_BATCH = 500
@@ -243,3 +251,78 @@ class RoomStore:
     def reply_event_ids(self) -> set[str]:
         with self.db.session() as s:
             return {e for e in s.scalars(select(ReplyRow.reply_event_id)) if e is not None}
+
+    # --- past answers learnt from the room -----------------------------------------------------
+    @staticmethod
+    def _stored(row: PastAnswerRow) -> StoredPair:
+        return StoredPair(row.key, row.established_by, row.question_event_id, row.answer_event_id)
+
+    def pair_for_question(self, question_event_id: str) -> StoredPair | None:
+        with self.db.session() as s:
+            row = s.scalars(
+                select(PastAnswerRow).where(PastAnswerRow.question_event_id == question_event_id)
+            ).first()
+            return self._stored(row) if row else None
+
+    def pairs_touching(self, event_id: str) -> list[StoredPair]:
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(PastAnswerRow).where(
+                    or_(
+                        PastAnswerRow.question_event_id == event_id,
+                        PastAnswerRow.answer_event_id == event_id,
+                    )
+                )
+            ).all()
+            return [self._stored(r) for r in rows]
+
+    def bot_replied(self, question_event_id: str) -> bool:
+        reply = self.reply(question_event_id)
+        return reply is not None and reply.state == "sent"
+
+    def apply_changes(self, changes: Sequence[Change]) -> int:
+        """Write what ``bot.mining.learn`` decided; returns how many pairs changed."""
+        changed = 0
+        with self.db.session() as s:
+            for change in changes:
+                if isinstance(change, Upsert):
+                    pa = change.pair
+                    s.merge(
+                        PastAnswerRow(
+                            key=pa.key,
+                            question=pa.question,
+                            answer=pa.answer,
+                            url=pa.url,
+                            title=pa.title,
+                            asked_by=pa.asked_by,
+                            answered_by=pa.answered_by,
+                            created_at=pa.created_at,
+                            source=pa.source,
+                            established_by=pa.established_by,
+                            room_id=change.room_id,
+                            question_event_id=change.question_event_id,
+                            answer_event_id=change.answer_event_id,
+                            updated_at=utcnow(),
+                        )
+                    )
+                    changed += 1
+                elif isinstance(change, UpdateText):
+                    for column in ("question", "answer"):
+                        id_column = getattr(PastAnswerRow, f"{column}_event_id")
+                        result = s.execute(
+                            update(PastAnswerRow)
+                            .where(id_column == change.event_id)
+                            .values({column: change.body, "updated_at": utcnow()})
+                        )
+                        changed += int(result.rowcount or 0)  # type: ignore[attr-defined]
+                elif isinstance(change, Remove):
+                    result = s.execute(
+                        delete(PastAnswerRow).where(
+                            or_(
+                                PastAnswerRow.question_event_id == change.event_id,
+                                PastAnswerRow.answer_event_id == change.event_id,
+                            )
+                        )
+                    )
+                    changed += int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return changed

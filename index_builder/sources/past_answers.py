@@ -55,6 +55,15 @@ def to_document(pa: PastAnswer, *, version: str = "live") -> Document:
         source_version=version,
         text=text,
         kind=KIND,
+        meta=tuple(
+            (k, v)
+            for k, v in (
+                ("answered_by", pa.answered_by or ""),
+                ("answer", " ".join(pa.answer.split())[:400]),
+                ("established_by", pa.established_by),
+            )
+            if v
+        ),
     )
 
 

@@ -1,0 +1,140 @@
+"""Learn past answers from the room: question → accepted answer pairs, kept up to date.
+
+Pure decision logic: :func:`learn` looks at one new event (with lookups into what is
+stored) and returns the changes to make to the past-answer table.
+
+* A reply (``m.thread`` or ``m.in_reply_to``) by a trusted answerer — a configured maintainer
+  or someone at or above the power-level threshold — to someone else's message makes a pair;
+  the first trusted reply wins. After a bot reply in that thread it is a correction.
+* A ✅/👍 reaction by the asker on a reply accepts that reply: it replaces a maintainer pair.
+* An edit (``m.replace``) by the original sender updates the stored question or answer text.
+* A redaction of the question or the answer removes the pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot.answering.policy import strip_reply_fallback
+from bot.chat import RoomEvent
+from index_builder.sources.past_answers import PastAnswer, matrix_permalink
+
+ACCEPT_KEYS = frozenset({"✅", "✔️", "✔", "☑️", "👍", "👍️", "+1"})
+
+
+@dataclass(frozen=True)
+class StoredPair:
+    key: str
+    established_by: str
+    question_event_id: str | None
+    answer_event_id: str | None
+
+
+@dataclass(frozen=True)
+class Upsert:
+    pair: PastAnswer
+    room_id: str
+    question_event_id: str
+    answer_event_id: str
+
+
+@dataclass(frozen=True)
+class UpdateText:
+    event_id: str  # the question's or the answer's event id
+    body: str
+
+
+@dataclass(frozen=True)
+class Remove:
+    event_id: str  # pairs whose question or answer is this event go
+
+
+Change = Upsert | UpdateText | Remove
+
+
+def thread_key(question_event_id: str) -> str:
+    return f"thread:{question_event_id}"
+
+
+def _root_of(event: RoomEvent) -> str | None:
+    if event.rel_type == "m.thread" and event.relates_to:
+        return event.relates_to
+    return event.in_reply_to
+
+
+def learn(
+    event: RoomEvent,
+    *,
+    lookup: Callable[[str], RoomEvent | None],
+    pair_for_question: Callable[[str], StoredPair | None],
+    pairs_touching: Callable[[str], list[StoredPair]],
+    is_trusted: Callable[[str, str], bool],
+    bot_user: str,
+    bot_replied: Callable[[str], bool],
+) -> list[Change]:
+    if event.event_type == "m.room.redaction" and event.relates_to:
+        return [Remove(event.relates_to)] if pairs_touching(event.relates_to) else []
+    if event.event_type == "m.reaction":
+        return _accept(event, lookup=lookup, bot_user=bot_user)
+    if event.event_type != "m.room.message" or event.sender == bot_user:
+        return []
+    if event.is_edit and event.relates_to:
+        original = lookup(event.relates_to)
+        if (
+            original is not None
+            and original.sender == event.sender
+            and pairs_touching(event.relates_to)
+        ):
+            return [UpdateText(event.relates_to, strip_reply_fallback(event.body))]
+        return []
+    root_id = _root_of(event)
+    if root_id is None or not is_trusted(event.room_id, event.sender):
+        return []
+    question = lookup(root_id)
+    if (
+        question is None
+        or question.event_type != "m.room.message"
+        or question.sender in (event.sender, bot_user)
+    ):
+        return []
+    if pair_for_question(root_id) is not None:
+        return []  # the first trusted answer (or an accepted one) stays
+    if bot_replied(root_id):
+        how = "maintainer-correction"
+    else:
+        how = "maintainer-thread" if event.rel_type == "m.thread" else "maintainer-reply"
+    return [_upsert(question, event, how)]
+
+
+def _accept(
+    reaction: RoomEvent, *, lookup: Callable[[str], RoomEvent | None], bot_user: str
+) -> list[Change]:
+    if reaction.body.strip() not in ACCEPT_KEYS or not reaction.relates_to:
+        return []
+    answer = lookup(reaction.relates_to)
+    if answer is None or answer.event_type != "m.room.message" or answer.sender == bot_user:
+        return []
+    root_id = _root_of(answer)
+    question = lookup(root_id) if root_id else None
+    if question is None or question.sender != reaction.sender or answer.sender == reaction.sender:
+        return []  # only the asker accepts, and not their own message
+    return [_upsert(question, answer, "accepted-reaction")]
+
+
+def _upsert(question: RoomEvent, answer: RoomEvent, how: str) -> Upsert:
+    return Upsert(
+        pair=PastAnswer(
+            key=thread_key(question.event_id),
+            question=strip_reply_fallback(question.body).strip(),
+            answer=strip_reply_fallback(answer.body).strip(),
+            url=matrix_permalink(question.room_id, question.event_id),
+            asked_by=question.sender,
+            answered_by=answer.sender,
+            source="room",
+            established_by=how,
+        ),
+        room_id=question.room_id,
+        question_event_id=question.event_id,
+        answer_event_id=answer.event_id,
+    )
