@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -392,3 +393,145 @@ def test_alias_is_resolved_and_joined(
     [reply] = wait_replies(synapse, alice, room_id, bot_user, 1)
     assert replied_to(reply) == question
     assert bot.stop() == 0
+
+
+# --- learning from the room (past answers) ---------------------------------------------------
+
+
+def past_answers(bot: Bot) -> dict[str, tuple[str, str, str]]:
+    with sqlite3.connect(bot.data_dir / "supportbot.db") as db:
+        try:
+            rows = db.execute(
+                "SELECT question_event_id, answer, answered_by, established_by FROM past_answers"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return {}
+    return {q: (a, by, how) for q, a, by, how in rows}
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def in_thread(synapse: SynapseServer, user: MatrixUser, room: str, root: str, text: str) -> str:
+    return synapse.send_text(
+        user, room, text, relates_to={"rel_type": "m.thread", "event_id": root}
+    )
+
+
+def test_maintainer_answers_become_searchable_past_answers(
+    synapse: SynapseServer, make_bot: Callable[..., tuple[Bot, MatrixUser]]
+) -> None:
+    n = next(_users)
+    bot_user = synapse.register(f"keras-bot-{n}")
+    alice, bob, carol, dave = (
+        synapse.register(f"{who}-{n}") for who in ("alice", "bob", "carol", "dave")
+    )
+    maint = synapse.register(f"maint-{n}")
+    room_id = synapse.create_room(alice)
+    for user in (bob, carol, dave, maint):
+        synapse.join(user, room_id)
+    bot, _ = make_bot(
+        room_id,
+        bot_user,
+        SUPPORTBOT_MAINTAINERS=maint.user_id,
+        SUPPORTBOT_PAST_ANSWERS_PUBLISH_SECONDS="0.5",
+    )
+    bot.start()
+
+    # A question answered by a maintainer in a thread.
+    question = synapse.send_text(
+        alice, room_id, "Why do I get ValueError: Could not interpret optimizer identifier adamw?"
+    )
+    answer = in_thread(
+        synapse,
+        maint,
+        room_id,
+        question,
+        "That error means an old Keras: upgrade to Keras 3 and pass keras.optimizers.AdamW().",
+    )
+    # A question answered by someone who is not a maintainer, never accepted: not used.
+    other_q = synapse.send_text(carol, room_id, "How do I plot the learning curve of my model?")
+    in_thread(synapse, dave, room_id, other_q, "I think you just call plt.plot somehow.")
+
+    wait_until(lambda: question in past_answers(bot), "the mined pair")
+    pair = past_answers(bot)[question]
+    assert pair[1] == maint.user_id and pair[2] == "maintainer-thread"
+    assert "keras.optimizers.AdamW" in pair[0]
+    assert other_q not in past_answers(bot)
+    bot.wait_for_log("past answers searchable in index")
+
+    # A paraphrase, later, by someone else: the reply leads with the earlier thread.
+    later = ask(
+        synapse,
+        bob,
+        room_id,
+        bot_user,
+        "getting 'could not interpret optimizer identifier' for adamw, what should I do?",
+    )
+    [reply] = wait_replies(synapse, bob, room_id, bot_user, 1)
+    assert replied_to(reply) == later
+    body = reply["content"]["body"]
+    permalink = f"https://matrix.to/#/{room_id}/{question}"
+    assert body.startswith("This was answered here before:") or permalink in body
+    assert permalink in body
+    assert f"answered by {maint.user_id}" in body.replace("\\", "")
+
+    # The asker accepts dave's answer with a reaction: now it counts.
+    synapse.send_event(
+        carol,
+        room_id,
+        "m.reaction",
+        {
+            "m.relates_to": {
+                "rel_type": "m.annotation",
+                "event_id": _thread_reply(synapse, carol, room_id, other_q),
+                "key": "✅",
+            }
+        },
+    )
+    wait_until(lambda: other_q in past_answers(bot), "the accepted pair")
+    assert past_answers(bot)[other_q][2] == "accepted-reaction"
+
+    # The maintainer edits the answer: the pair follows.
+    synapse.send_event(
+        maint,
+        room_id,
+        "m.room.message",
+        {
+            "msgtype": "m.text",
+            "body": "* Upgrade to Keras 3, then use keras.optimizers.AdamW(learning_rate=1e-3).",
+            "m.new_content": {
+                "msgtype": "m.text",
+                "body": "Upgrade to Keras 3, then use keras.optimizers.AdamW(learning_rate=1e-3).",
+            },
+            "m.relates_to": {"rel_type": "m.replace", "event_id": answer},
+        },
+    )
+    wait_until(
+        lambda: "learning_rate=1e-3" in past_answers(bot).get(question, ("",))[0],
+        "the edited answer",
+    )
+
+    # ... and redacts it: the pair is gone.
+    synapse.request(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{quote(room_id)}/redact/{quote(answer)}/redact-{n}",
+        user=maint,
+        body={"reason": "outdated"},
+    )
+    wait_until(lambda: question not in past_answers(bot), "the redaction")
+    assert bot.stop() == 0
+
+
+def _thread_reply(synapse: SynapseServer, reader: MatrixUser, room_id: str, root: str) -> str:
+    for event in reversed(synapse.messages(reader, room_id, limit=200)):
+        relates = event.get("content", {}).get("m.relates_to", {})
+        if event.get("type") == "m.room.message" and relates.get("event_id") == root:
+            return str(event["event_id"])
+    raise AssertionError("no thread reply found")
