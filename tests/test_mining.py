@@ -1,0 +1,94 @@
+"""The pure decisions of `bot.mining.learn` on handmade events."""
+
+from __future__ import annotations
+
+from bot.chat import RoomEvent
+from bot.mining import Remove, StoredPair, UpdateText, Upsert, learn, thread_key
+
+BOT, ALICE, BOB, MAINT = "@bot:x", "@alice:x", "@bob:x", "@maint:x"
+
+
+def msg(eid: str, sender: str, body: str, **kw: object) -> RoomEvent:
+    return RoomEvent("!r", eid, sender, 0, "m.room.message", "m.text", body, **kw)  # type: ignore[arg-type]
+
+
+def run(
+    event: RoomEvent, events: list[RoomEvent], pairs: list[StoredPair] = (), replied: bool = False
+):  # type: ignore[assignment]
+    by_id = {e.event_id: e for e in events}
+    return learn(
+        event,
+        lookup=by_id.get,
+        pair_for_question=lambda q: next((p for p in pairs if p.question_event_id == q), None),
+        pairs_touching=lambda e: [
+            p for p in pairs if e in (p.question_event_id, p.answer_event_id)
+        ],
+        is_trusted=lambda _room, user: user == MAINT,
+        bot_user=BOT,
+        bot_replied=lambda _q: replied,
+    )
+
+
+QUESTION = msg("$q", ALICE, "How do I freeze layers?")
+
+
+def test_maintainer_thread_answer_makes_a_pair() -> None:
+    answer = msg("$a", MAINT, "Set layer.trainable = False.", rel_type="m.thread", relates_to="$q")
+    [change] = run(answer, [QUESTION, answer])
+    assert isinstance(change, Upsert)
+    assert change.pair.key == thread_key("$q") and change.pair.answered_by == MAINT
+    assert change.pair.established_by == "maintainer-thread"
+    assert change.pair.url == "https://matrix.to/#/!r/$q"
+    reply = msg("$a2", MAINT, "> <@alice:x> How do I...\n\nSet trainable.", in_reply_to="$q")
+    [change] = run(reply, [QUESTION, reply])
+    assert isinstance(change, Upsert) and change.pair.answer == "Set trainable."
+    assert change.pair.established_by == "maintainer-reply"
+    [change] = run(answer, [QUESTION, answer], replied=True)
+    assert isinstance(change, Upsert) and change.pair.established_by == "maintainer-correction"
+
+
+def test_untrusted_own_bot_and_second_answers_are_not_used() -> None:
+    untrusted = msg("$a", BOB, "try this", rel_type="m.thread", relates_to="$q")
+    assert run(untrusted, [QUESTION, untrusted]) == []
+    own = msg("$q2", MAINT, "my question?")
+    self_answer = msg("$a", MAINT, "answer", rel_type="m.thread", relates_to="$q2")
+    assert run(self_answer, [own, self_answer]) == []
+    bot_answer = msg("$b", BOT, "docs", rel_type="m.thread", relates_to="$q")
+    assert run(bot_answer, [QUESTION, bot_answer]) == []
+    second = msg("$a3", MAINT, "another", rel_type="m.thread", relates_to="$q")
+    existing = [StoredPair(thread_key("$q"), "maintainer-thread", "$q", "$a")]
+    assert run(second, [QUESTION, second], existing) == []
+
+
+def test_asker_reaction_accepts_any_answer_but_not_from_others() -> None:
+    answer = msg("$a", BOB, "try this", rel_type="m.thread", relates_to="$q")
+
+    def react(sender: str, key: str) -> RoomEvent:
+        return RoomEvent(
+            "!r",
+            "$re",
+            sender,
+            0,
+            "m.reaction",
+            None,
+            key,
+            rel_type="m.annotation",
+            relates_to="$a",
+        )
+
+    [change] = run(react(ALICE, "✅"), [QUESTION, answer])
+    assert isinstance(change, Upsert) and change.pair.established_by == "accepted-reaction"
+    assert run(react(BOB, "✅"), [QUESTION, answer]) == []  # not the asker
+    assert run(react(ALICE, "🎉"), [QUESTION, answer]) == []  # not an accepting key
+
+
+def test_edits_and_redactions_follow_the_pair() -> None:
+    pairs = [StoredPair(thread_key("$q"), "maintainer-thread", "$q", "$a")]
+    answer = msg("$a", MAINT, "old", rel_type="m.thread", relates_to="$q")
+    edit = msg("$e", MAINT, "new text", rel_type="m.replace", relates_to="$a")
+    assert run(edit, [QUESTION, answer], pairs) == [UpdateText("$a", "new text")]
+    foreign_edit = msg("$e", BOB, "hijack", rel_type="m.replace", relates_to="$a")
+    assert run(foreign_edit, [QUESTION, answer], pairs) == []
+    redaction = RoomEvent("!r", "$d", MAINT, 0, "m.room.redaction", None, "", relates_to="$a")
+    assert run(redaction, [QUESTION, answer], pairs) == [Remove("$a")]
+    assert run(redaction, [QUESTION, answer], []) == []
