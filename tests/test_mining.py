@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from bot.chat import RoomEvent
-from bot.mining import Remove, StoredPair, UpdateText, Upsert, learn, thread_key
+from bot.mining import Change, Remove, StoredPair, UpdateText, Upsert, learn, thread_key
 
 BOT, ALICE, BOB, MAINT = "@bot:x", "@alice:x", "@bob:x", "@maint:x"
 
 
 def msg(eid: str, sender: str, body: str, **kw: object) -> RoomEvent:
-    return RoomEvent("!r", eid, sender, 0, "m.room.message", "m.text", body, **kw)  # type: ignore[arg-type]
+    return RoomEvent("!r", eid, sender, 0, "m.room.message", "m.text", body, **kw)  # type: ignore[arg-type]  # kw: optional fields
 
 
 def run(
-    event: RoomEvent, events: list[RoomEvent], pairs: list[StoredPair] = (), replied: bool = False
-):  # type: ignore[assignment]
+    event: RoomEvent,
+    events: list[RoomEvent],
+    pairs: Sequence[StoredPair] = (),
+    replied: bool = False,
+) -> list[Change]:
     by_id = {e.event_id: e for e in events}
     return learn(
         event,
