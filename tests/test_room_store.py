@@ -306,3 +306,32 @@ def test_claims_survive_a_new_store_on_the_same_file(tmp_path: Path) -> None:
         assert (again.state, again.txn_id) == ("pending", "txn-1")
     finally:
         second.close()
+
+
+def test_feedback_counts_reactions_on_the_bot_reply(store: RoomStore) -> None:
+    store.persist_batch([ev("$q")], None)
+    assert store.feedback("$q") == {}
+    store.claim_reply(
+        question_event_id="$q",
+        room_id=ROOM,
+        txn_id="t",
+        body="b",
+        formatted_body="<p>b</p>",
+        thread_root="$q",
+    )
+    store.mark_reply_sent("$q", "$reply")
+    reactions = [
+        ev(
+            f"$r{i}",
+            event_type="m.reaction",
+            msgtype=None,
+            body=key,
+            rel_type="m.annotation",
+            relates_to=target,
+        )
+        for i, (key, target) in enumerate(
+            [("👍", "$reply"), ("👍", "$reply"), ("👎", "$reply"), ("👍", "$elsewhere")]
+        )
+    ]
+    store.persist_batch(reactions, None)
+    assert store.feedback("$q") == {"👍": 2, "👎": 1}

@@ -252,6 +252,26 @@ class RoomStore:
         with self.db.session() as s:
             return {e for e in s.scalars(select(ReplyRow.reply_event_id)) if e is not None}
 
+    def feedback(self, question_event_id: str) -> dict[str, int]:
+        """Reactions (👍, 👎, ...) people put on the bot's reply to this question, by key."""
+        with self.db.session() as s:
+            reply_id = s.scalar(
+                select(ReplyRow.reply_event_id).where(
+                    ReplyRow.question_event_id == question_event_id
+                )
+            )
+            if reply_id is None:
+                return {}
+            keys = s.scalars(
+                select(RoomEventRow.body).where(
+                    RoomEventRow.event_type == "m.reaction", RoomEventRow.relates_to == reply_id
+                )
+            ).all()
+        counts: dict[str, int] = {}
+        for key in keys:
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
     # --- past answers learnt from the room -----------------------------------------------------
     @staticmethod
     def _stored(row: PastAnswerRow) -> StoredPair:
