@@ -96,6 +96,34 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--per-question", action="store_true", help="also list each question's rank")
     _add_common(ev)
 
+    dup = sub.add_parser(
+        "eval-duplicates",
+        help="measure past-answer retrieval on a duplicates JSONL file",
+        description="Build a fresh pool of past threads (one per line of FILE, from its "
+        "original_* fields, plus every question of --distractors as an unanswered thread, "
+        "except the queries themselves) in a temporary folder, ask each query, and report "
+        "Recall@1, Recall@5 and MRR@10 of the original. The live database and index are not "
+        "used; the configured embedding model is.",
+    )
+    dup.add_argument(
+        "file",
+        type=Path,
+        help="duplicates JSONL (id, query, original_title, original_body, original_answer, "
+        "original_url)",
+    )
+    dup.add_argument(
+        "--distractors",
+        type=Path,
+        metavar="QUESTIONS",
+        help="questions JSONL (id, question); each joins the pool as an unanswered thread",
+    )
+    dup.add_argument("--mode", choices=("hybrid", "dense", "lexical", "all"), default="hybrid")
+    dup.add_argument(
+        "--json", action="store_true", help="print one JSON object (a list with --mode all)"
+    )
+    dup.add_argument("--per-question", action="store_true", help="also list each query's rank")
+    _add_common(dup)
+
     threads = sub.add_parser("threads", help="manage past answered threads (imports)")
     threads_sub = threads.add_subparsers(dest="threads_command", required=True, metavar="ACTION")
     imp = threads_sub.add_parser(
@@ -140,6 +168,9 @@ def _setup_logging(verbose: int) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # bm25s sets its own logger to DEBUG when first imported: import it first, then quiet it.
+    import bm25s  # noqa: F401
+
     # Quiet third-party chatter unless asked for debug output.
     for name in ("sentence_transformers", "transformers", "bm25s", "faiss", "httpx"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)
@@ -320,6 +351,58 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_duplicates(args: argparse.Namespace) -> int:
+    from bot.duplicates_eval import (
+        load_distractors,
+        load_duplicates,
+        pool_threads,
+        run_duplicates_eval,
+        table_rows,
+    )
+    from bot.errors import ConfigError
+    from bot.retrieval.encoder import Encoder
+    from bot.retrieval.search import MODES
+
+    settings = _settings(args)
+    pairs = load_duplicates(args.file)
+    if not pairs:
+        raise ConfigError(f"{args.file}: no duplicates to evaluate")
+    distractors = load_distractors(args.distractors) if args.distractors else []
+    encoder = Encoder(
+        settings.embedding_model, device=settings.device, batch_size=settings.embed_batch_size
+    )
+    modes = MODES if args.mode == "all" else (args.mode,)
+    reports = run_duplicates_eval(
+        pairs,
+        distractors,
+        encoder,
+        modes,
+        chunk_max_words=settings.chunk_max_words,
+        chunk_overlap_words=settings.chunk_overlap_words,
+    )
+    if args.json:
+        payload: Any = (
+            [r.to_json() for r in reports] if args.mode == "all" else reports[0].to_json()
+        )
+        print(json.dumps(payload, indent=2))
+    else:
+        rows = table_rows(reports)
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
+        originals = len({p.original_url for p in pairs})
+        pool = len(pool_threads(pairs, distractors))
+        print(
+            f"{len(pairs)} queries; pool of {pool} threads ({originals} originals, "
+            f"{pool - originals} distractors); model {settings.embedding_model}"
+        )
+    if args.per_question:
+        for r in reports:
+            for item in r.per_query:
+                print(json.dumps({"mode": r.mode, **item}), file=sys.stderr)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -416,6 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("index", "status"): cmd_index_status,
         ("ask", None): cmd_ask,
         ("eval", None): cmd_eval,
+        ("eval-duplicates", None): cmd_eval_duplicates,
         ("run", None): cmd_run,
         ("threads", "import"): cmd_threads_import,
     }

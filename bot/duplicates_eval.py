@@ -6,9 +6,10 @@ evaluation builds a *fresh* pool of past threads, never touching the live databa
 
 * one past-answer thread per line, from its originals (key and url = ``original_url``);
 * optionally, every question of a questions file (``questions-dev.jsonl`` style) as an
-  *unanswered* thread (key ``distractor:<id>``), except those that are textually one of the
-  queries. Several of them are the same problem asked by someone else, which is what makes the
-  task hard: the true original has to come first, not merely near the top.
+  *unanswered* thread (key ``distractor:<id>``, title = its first line, body = the rest),
+  except the queries themselves (see :func:`pool_threads`). Several are the same problem asked
+  by someone else, and some are another excerpt of an original's own thread, which is what
+  makes the task hard: the original has to come first, not merely near the top.
 
 The pool goes through the project's real pipeline (chunk → embed with the configured model →
 ``write_version`` → ``load_index``) in a temporary folder, with its own embedding cache, and each
@@ -37,6 +38,7 @@ from bot.errors import ConfigError
 from bot.evaluation import first_hit_rank, load_questions
 from bot.retrieval.encoder import Encoder
 from bot.retrieval.index import FORMAT_VERSION, LoadedIndex, load_index
+from bot.retrieval.search import MODES, Mode, Retriever, SearchParams
 from index_builder.chunking import chunk_documents
 from index_builder.documents import Document, content_hash
 from index_builder.sources.past_answers import PastAnswer, to_document
@@ -204,8 +206,12 @@ def pool_threads(
 
 
 def pool_documents(threads: Sequence[PastAnswer]) -> list[Document]:
-    """Index documents for the pool; unlike the live source, unanswered threads are kept."""
-    return [to_document(t, version=POOL_SOURCE) for t in threads]
+    """Index documents for the pool; unlike the live source, unanswered threads are kept.
+
+    Sorted by id, as ``index build`` does: search breaks exact ties by document row, and the
+    pool's own order (originals first) must not decide them in the originals' favour.
+    """
+    return sorted((to_document(t, version=POOL_SOURCE) for t in threads), key=lambda d: d.doc_id)
 
 
 def build_pool_index(
@@ -319,15 +325,16 @@ def run_duplicates_eval(
     pairs: Sequence[DuplicatePair],
     distractors: Sequence[Distractor],
     encoder: Encoder,
-    modes: Sequence[str],
+    modes: Sequence[Mode],
     *,
     chunk_max_words: int = 160,
     chunk_overlap_words: int = 30,
-    params: Any = None,
+    params: SearchParams | None = None,
 ) -> list[DuplicatesReport]:
     """Build the pool in a temporary folder, ask every query in each mode, then clean up."""
-    from bot.retrieval.search import Retriever
-
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ConfigError(f"unknown search mode {unknown[0]!r}; choose from {', '.join(MODES)}")
     threads = pool_threads(pairs, distractors)
     documents = pool_documents(threads)
     with tempfile.TemporaryDirectory(prefix="supportbot-dupes-") as tmp:
@@ -342,14 +349,15 @@ def run_duplicates_eval(
         reports = []
         for mode in modes:
 
-            def ask(query: str, mode: Any = mode) -> list[str]:
+            def ask(query: str, mode: Mode = mode) -> list[str]:
                 return [h.doc_id for h in retriever.search(query, mode=mode, k=10).hits]
 
             reports.append(evaluate_duplicates(pairs, ask, mode=mode, pool=len(documents)))
     return reports
 
 
-def iter_table(reports: Sequence[DuplicatesReport]) -> list[list[str]]:
+def table_rows(reports: Sequence[DuplicatesReport]) -> list[list[str]]:
+    """Header and one row per report, as strings, for a plain-text table."""
     rows = [["mode", "n", "R@1", "R@5", "MRR@10"]]
     for r in reports:
         rows.append(

@@ -39,17 +39,30 @@ class SearchParams:
     conf_margin: float = 6.5
     # Past-answer threads (kind "thread", laid out by index_builder.sources.past_answers as
     # "# title / the question / ## Answer / the answer"). A thread is the right result when
-    # its *question* is the new question, so a thread's score in each list is its best
-    # question-chunk score plus ``thread_answer_weight`` × its best answer-chunk score
-    # (instead of best chunk + ``second_chunk_weight`` × second best). The answer counts less:
-    # it shares the topic more than the wording, but at equal question similarity a thread
-    # that has an answer beats one that has none, which is the thread worth showing.
+    # its *question* is the new question. In each list a thread stands among doc pages by its
+    # best question chunk + ``second_chunk_weight`` × its best answer chunk (a page's rule,
+    # question first), but the places threads hold are filled in the order of question +
+    # ``thread_answer_weight`` × answer: between threads the answer counts for more, so at
+    # equal question similarity a thread that has an answer beats one that has none (the
+    # thread worth showing), without lifting threads over pages.
     thread_answer_weight: float = 0.3
-    # Hybrid only: a thread whose question chunk has at least this cosine with the query is a
-    # near-duplicate of it, and gets ``thread_bonus`` / (rrf_k + 1) added to its fused score
-    # (``thread_bonus`` = 1 is worth a first place in one more list), so a past answer to the
-    # same question outranks a generic doc page; a weaker match gets nothing.
-    thread_bonus_cosine: float = 0.6
+    # Hybrid, threads among themselves: near-duplicates of one question differ by small
+    # margins that rank fusion throws away (rank 1 by 0.01 cosine counts like rank 1 by 0.3),
+    # so the places the fusion gives to threads are filled in the order of a score-level
+    # fusion instead: dense relevance + ``thread_lexical_weight`` × lexical relevance / the
+    # best thread's lexical relevance (relevance as above). Where threads stand against doc
+    # pages is still the rank fusion's. On the duplicates dev set any weight in 0.25..1 gives
+    # the same ranking.
+    thread_lexical_weight: float = 0.5
+    # Hybrid, threads against doc pages: when a thread's question chunk has at least this
+    # cosine with the query it is a near-duplicate of it, and it (with any thread ordered
+    # above it) gets ``thread_bonus`` / (rrf_k + its place among threads) more: one more
+    # ranked list, so a past answer to the same question outranks a generic doc page. A
+    # weaker match gets nothing and stands where dense and lexical put it. 0.7 was measured
+    # on the docs index plus the duplicates dev originals: the docs questions unrelated to
+    # those threads keep exactly their ranks, while at 0.65 or lower related-but-different
+    # threads start to displace the labelled doc pages.
+    thread_bonus_cosine: float = 0.7
     thread_bonus: float = 1.0
 
 
@@ -151,10 +164,7 @@ def search(
         # Symbol evidence counts in proportion to how explicit the mention was.
         for rank, (doc, m) in enumerate(symbol_docs, start=1):
             fused[doc] = fused.get(doc, 0.0) + p.symbol_weight * m.strength / (p.rrf_k + rank)
-        # A near-duplicate past question: worth one more first place (see SearchParams).
-        for d in dense_docs:
-            if isinstance(d, _ThreadScore) and (d.question or -1.0) >= p.thread_bonus_cosine:
-                fused[d.doc] = fused.get(d.doc, 0.0) + p.thread_bonus / (p.rrf_k + 1)
+        _fuse_threads(fused, dense_docs, lexical_docs, p)
 
     hits: list[Hit] = []
     # Two hits at least, whatever k: the confidence looks at the runner-up.
@@ -203,6 +213,7 @@ _ANSWER_HEADING = "Answer"
 class _ThreadScore(DocScore):
     question: float | None = None  # best question-chunk score (None: not among the candidates)
     answer: float | None = None  # best answer-chunk score
+    relevance: float = 0.0  # question + thread_answer_weight × answer: orders threads
 
 
 def is_answer_chunk(index: LoadedIndex, row: int) -> bool:
@@ -217,15 +228,54 @@ def is_answer_chunk(index: LoadedIndex, row: int) -> bool:
     return rest.startswith(f" > {_ANSWER_HEADING}")
 
 
+def _fuse_threads(
+    fused: dict[int, float],
+    dense_docs: list[DocScore],
+    lexical_docs: list[DocScore],
+    p: SearchParams,
+) -> None:
+    """Order the threads among ``fused`` by score-level fusion; lift near-duplicates.
+
+    In place. The set of fused scores held by threads is kept and handed out again in the
+    order of dense relevance + thread_lexical_weight × lexical relevance / the best thread's,
+    so threads swap places only with each other; then the near-duplicate bonus list (see
+    SearchParams). With no thread among the candidates, ``fused`` is left as it is.
+    """
+    dense = {d.doc: d for d in dense_docs if isinstance(d, _ThreadScore)}
+    lexical = {d.doc: d.relevance for d in lexical_docs if isinstance(d, _ThreadScore)}
+    threads = sorted(doc for doc in set(dense) | set(lexical) if doc in fused)
+    if not threads:
+        return
+    top_lexical = max(lexical.values(), default=0.0)
+
+    def combined(doc: int) -> float:
+        d = dense[doc].relevance if doc in dense else 0.0
+        lx = lexical.get(doc, 0.0) / top_lexical if top_lexical > 0 else 0.0
+        return d + p.thread_lexical_weight * lx
+
+    slots = sorted((fused[doc] for doc in threads), reverse=True)
+    ordered = sorted(threads, key=lambda doc: (-combined(doc), doc))
+    for doc, score in zip(ordered, slots, strict=True):
+        fused[doc] = score
+    near = [i for i, doc in enumerate(ordered) if doc in dense and _is_near(dense[doc], p)]
+    if near and p.thread_bonus:
+        for rank, doc in enumerate(ordered[: near[-1] + 1], start=1):
+            fused[doc] += p.thread_bonus / (p.rrf_k + rank)
+
+
+def _is_near(d: _ThreadScore, p: SearchParams) -> bool:
+    return d.question is not None and d.question >= p.thread_bonus_cosine
+
+
 def _aggregate(
     index: LoadedIndex, rows: np.ndarray, scores: np.ndarray, p: SearchParams
 ) -> list[DocScore]:
     """Chunk scores (best first) to ranked documents.
 
     Non-thread documents: ``aggregate_chunks`` (best chunk + second_chunk_weight × second).
-    Threads: best question chunk + thread_answer_weight × best answer chunk. Both kinds are
-    ranked together by (-score, doc row), so an index without threads ranks exactly as
-    ``aggregate_chunks`` alone.
+    Threads: placed by best question chunk + second_chunk_weight × best answer chunk, then
+    their places refilled in order of ``relevance`` (see SearchParams). An index without
+    threads ranks exactly as ``aggregate_chunks`` alone.
     """
     is_thread = np.fromiter(
         (index.docs[int(index.chunk_doc[r])].kind == THREAD_KIND for r in rows.tolist()),
@@ -247,21 +297,29 @@ def _aggregate(
         answer = is_answer_chunk(index, row)
         if answer not in best:  # rows arrive best first
             best[answer] = (score, row)
+    threads: list[_ThreadScore] = []
     for doc, best in parts.items():
         q, a = best.get(False), best.get(True)
         top = q or a
         assert top is not None
-        ranked.append(
+        q_score, a_score = (q[0] if q else 0.0), (a[0] if a else 0.0)
+        threads.append(
             _ThreadScore(
                 doc=doc,
-                score=(q[0] if q else 0.0) + p.thread_answer_weight * (a[0] if a else 0.0),
+                score=q_score + p.second_chunk_weight * a_score,
                 best_chunk=top[1],
                 best=top[0],
                 question=q[0] if q else None,
                 answer=a[0] if a else None,
+                relevance=q_score + p.thread_answer_weight * a_score,
             )
         )
+    ranked.extend(threads)
     ranked.sort(key=lambda d: (-d.score, d.doc))
+    slots = [i for i, d in enumerate(ranked) if isinstance(d, _ThreadScore)]
+    threads.sort(key=lambda t: (-t.relevance, t.doc))
+    for i, t in zip(slots, threads, strict=True):
+        ranked[i] = replace(t, score=ranked[i].score)
     return ranked
 
 
