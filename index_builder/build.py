@@ -24,7 +24,7 @@ from index_builder.sources.keras_io import (
     iter_keras_io_documents,
     iter_site_map_symbol_documents,
 )
-from index_builder.sources.past_answers import PastAnswer, iter_past_answer_documents
+from index_builder.sources.past_answers import iter_past_answer_documents
 from index_builder.sources.python_api import iter_api_documents, package_version
 from index_builder.sources.site_map import SiteMap
 
@@ -147,35 +147,14 @@ def collect_documents(settings: Settings) -> tuple[list[Document], dict[str, dic
 
 def _past_answer_documents(settings: Settings) -> list[Document]:
     """The room's answered threads and imported archives, from the database."""
-    from sqlalchemy import inspect as sa_inspect
-    from sqlalchemy import select
-
-    from bot.store.models import PastAnswerRow
+    from bot.store.past_answers import PastAnswerStore
 
     db = Database(settings.resolved_database_url)
     try:
-        if not sa_inspect(db.engine).has_table(PastAnswerRow.__tablename__):
-            return []
-        with db.session() as s:
-            rows = s.scalars(select(PastAnswerRow).order_by(PastAnswerRow.key)).all()
-            items = [
-                PastAnswer(
-                    key=r.key,
-                    question=r.question,
-                    answer=r.answer,
-                    url=r.url,
-                    title=r.title,
-                    asked_by=r.asked_by,
-                    answered_by=r.answered_by,
-                    created_at=r.created_at,
-                    source=r.source,
-                    established_by=r.established_by,
-                )
-                for r in rows
-            ]
+        db.create_schema()  # a first build on a fresh data dir has no tables yet
+        return list(iter_past_answer_documents(PastAnswerStore(db).list_all()))
     finally:
         db.close()
-    return list(iter_past_answer_documents(items))
 
 
 def build_inputs(settings: Settings) -> dict[str, Any]:
