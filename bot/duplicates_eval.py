@@ -23,7 +23,6 @@ Metrics (one relevant thread per query; the same conventions as :mod:`bot.evalua
 
 from __future__ import annotations
 
-import json
 import re
 import tempfile
 from collections.abc import Callable, Sequence
@@ -35,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from bot.errors import ConfigError
-from bot.evaluation import first_hit_rank, load_questions
+from bot.evaluation import first_hit_rank, load_questions, read_jsonl_objects
 from bot.retrieval.encoder import Encoder
 from bot.retrieval.index import FORMAT_VERSION, LoadedIndex, load_index
 from bot.retrieval.search import MODES, Mode, Retriever, SearchParams
@@ -68,19 +67,8 @@ class Distractor:
 def load_duplicates(path: Path) -> list[DuplicatePair]:
     """Parse a duplicates JSONL file; a malformed line stops with its line number and reason."""
     out: list[DuplicatePair] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path} is not UTF-8 text: {exc}") from None
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for lineno, obj in read_jsonl_objects(path, "a duplicates object"):
         try:
-            obj = json.loads(line)
-            if not isinstance(obj, dict):
-                raise TypeError("not a JSON object")
             pair = DuplicatePair(
                 id=str(obj.get("id", f"line-{lineno}")),
                 query=str(obj["query"]),
@@ -90,7 +78,7 @@ def load_duplicates(path: Path) -> list[DuplicatePair]:
                 original_url=str(obj["original_url"]),
                 query_url=str(obj.get("query_url") or ""),
             )
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (KeyError, TypeError) as exc:
             raise ConfigError(f"{path}:{lineno}: not a duplicates object ({exc})") from None
         if not pair.query.strip() or not pair.original_url.strip():
             raise ConfigError(f"{path}:{lineno}: empty query or original_url")
@@ -103,11 +91,10 @@ def load_duplicates(path: Path) -> list[DuplicatePair]:
 def load_distractors(path: Path) -> list[Distractor]:
     """Every question of a questions file (answerable from the docs or not), with its url."""
     questions = load_questions(path)  # validates the file, one clear line per bad line
-    urls: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            obj = json.loads(line)
-            urls[str(obj.get("id"))] = str(obj.get("source_url") or "")
+    urls = {
+        str(obj.get("id", f"line-{lineno}")): str(obj.get("source_url") or "")
+        for lineno, obj in read_jsonl_objects(path, "a question object")
+    }
     return [
         Distractor(q.id, q.question, urls.get(q.id, "")) for q in questions if q.question.strip()
     ]

@@ -33,9 +33,8 @@ class LabelledQuestion:
     answerable: bool
 
 
-def load_questions(path: Path) -> list[LabelledQuestion]:
-    """Parse a questions JSONL file; a malformed line stops with its line number and reason."""
-    out: list[LabelledQuestion] = []
+def read_jsonl_objects(path: Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) per non-blank line; a bad file or line stops with one clear line."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
@@ -47,6 +46,18 @@ def load_questions(path: Path) -> list[LabelledQuestion]:
             continue
         try:
             obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{lineno}: not {what} ({exc})") from None
+        if not isinstance(obj, dict):
+            raise ConfigError(f"{path}:{lineno}: not {what} (not a JSON object)")
+        yield lineno, obj
+
+
+def load_questions(path: Path) -> list[LabelledQuestion]:
+    """Parse a questions JSONL file; a malformed line stops with its line number and reason."""
+    out: list[LabelledQuestion] = []
+    for lineno, obj in read_jsonl_objects(path, "a question object"):
+        try:
             raw_relevant = obj.get("relevant", [])
             if not isinstance(raw_relevant, list):
                 raise TypeError("'relevant' must be a list of doc ids")
@@ -59,7 +70,7 @@ def load_questions(path: Path) -> list[LabelledQuestion]:
                     answerable=bool(obj.get("answerable_from_docs", bool(relevant))),
                 )
             )
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{path}:{lineno}: not a question object ({exc})") from None
     return out
 
