@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.synapse_server import SynapseServer, synapse_skip_reason
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -36,3 +38,26 @@ def encoder() -> Iterator[object]:
 @pytest.fixture
 def mini_docs() -> Path:
     return MINI_DOCS
+
+
+@pytest.fixture(scope="module")
+def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]:
+    """A real Synapse for one test module (skipped only where it is not installed and CI is
+    not asking for it: see tests/synapse_server.py)."""
+    reason = synapse_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with SynapseServer(tmp_path_factory.mktemp("synapse")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory: pytest.TempPathFactory, encoder: object) -> Path:
+    """A tiny published index (keras-io-mini) that room tests copy into each bot's data dir."""
+    from bot.settings import load_settings
+    from index_builder.build import build_index
+
+    data = tmp_path_factory.mktemp("index-data")
+    settings = load_settings(data_dir=data, docs_dir=MINI_DOCS, include_keras_api=False)
+    build_index(settings, encoder=encoder)  # type: ignore[arg-type]
+    return data / "indexes"

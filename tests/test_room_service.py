@@ -20,8 +20,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import MINI_DOCS
-from tests.synapse_server import MatrixUser, SynapseServer, synapse_skip_reason
+from tests.synapse_server import MatrixUser, SynapseServer
 
 QUESTIONS = [
     "how do I stop training early when the validation loss stops improving?",
@@ -30,27 +29,6 @@ QUESTIONS = [
     "which layers do I need for a small convnet for digits?",
     "how do I weight unbalanced classes during fit?",
 ]
-
-
-@pytest.fixture(scope="module")
-def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]:
-    reason = synapse_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    with SynapseServer(tmp_path_factory.mktemp("synapse")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def index_dir(tmp_path_factory: pytest.TempPathFactory, encoder: object) -> Path:
-    """A tiny published index, copied into each bot's data dir."""
-    from bot.settings import load_settings
-    from index_builder.build import build_index
-
-    data = tmp_path_factory.mktemp("index-data")
-    settings = load_settings(data_dir=data, docs_dir=MINI_DOCS, include_keras_api=False)
-    build_index(settings, encoder=encoder)  # type: ignore[arg-type]
-    return data / "indexes"
 
 
 class Bot:

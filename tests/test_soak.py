@@ -30,7 +30,6 @@ import shutil
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -38,13 +37,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import MINI_DOCS
 from tests.synapse_server import (
     MatrixHTTPError,
     MatrixUser,
     SynapseError,
     SynapseServer,
-    synapse_skip_reason,
 )
 from tests.test_room_service import QUESTIONS, Bot
 
@@ -60,27 +57,6 @@ _DOWN = (OSError, http.client.HTTPException)
 def _env_number(name: str, default: float) -> float:
     raw = os.environ.get(name, "").strip()
     return float(raw) if raw else default
-
-
-@pytest.fixture(scope="module")
-def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]:
-    reason = synapse_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    with SynapseServer(tmp_path_factory.mktemp("synapse-soak")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def index_dir(tmp_path_factory: pytest.TempPathFactory, encoder: object) -> Path:
-    """A tiny published index (keras-io-mini), copied into the bot's data dir."""
-    from bot.settings import load_settings
-    from index_builder.build import build_index
-
-    data = tmp_path_factory.mktemp("soak-index-data")
-    settings = load_settings(data_dir=data, docs_dir=MINI_DOCS, include_keras_api=False)
-    build_index(settings, encoder=encoder)  # type: ignore[arg-type]
-    return data / "indexes"
 
 
 def _bot_env(
