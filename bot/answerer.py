@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 import threading
+from pathlib import Path
 
 from bot.answering.reply import SuggestedReply, compose_reply
-from bot.retrieval.index import load_index
+from bot.errors import BuildError
+from bot.retrieval.index import current_version, load_index, read_manifest
 from bot.retrieval.search import Retriever
 from bot.settings import Settings
 
@@ -14,16 +17,21 @@ log = logging.getLogger(__name__)
 
 
 class LiveAnswerer:
-    """Callable ``question -> SuggestedReply``; :meth:`republish` swaps in a fresh index.
+    """Callable ``question -> SuggestedReply`` whose index can be swapped while it serves.
 
-    A query reads ``self.retriever`` once, so it runs entirely on the old or the new index;
-    the swap is a single reference assignment.
+    A query reads ``self.retriever`` once, so it runs entirely on the old or on the new index;
+    the swap is a single reference assignment, made only after the new version is fully
+    loaded. Builds are serialised by a lock; queries never wait for it.
     """
 
     def __init__(self, settings: Settings, retriever: Retriever) -> None:
         self.settings = settings
         self.retriever = retriever
-        self._publish_lock = threading.Lock()
+        self._build_lock = threading.Lock()
+
+    @property
+    def version(self) -> str:
+        return self.retriever.index.version
 
     def __call__(self, text: str) -> SuggestedReply:
         retriever = self.retriever
@@ -35,19 +43,53 @@ class LiveAnswerer:
             index_version=retriever.index.version,
         )
 
+    def reload(self) -> str | None:
+        """Serve the published CURRENT version if it is not the one in use (built elsewhere)."""
+        version = current_version(self.settings.index_root)
+        if version is None or version == self.version:
+            return None
+        index = load_index(self.settings.index_root, version)
+        self.retriever = self.retriever.with_index(index)
+        log.info("now serving index %s (%d documents)", version, len(index.docs))
+        return version
+
     def republish(self) -> str | None:
-        """Rebuild from the current index's inputs plus the database; load it if it changed."""
+        """Rebuild from the current index's inputs plus the database; serve it if it changed."""
         from index_builder.build import rebuild_current
 
-        with self._publish_lock:
+        with self._build_lock:
             report = rebuild_current(self.settings, encoder=self.retriever.encoder)
             if not report.published:
                 return None
-            self.retriever = self.retriever.with_index(load_index(self.settings.index_root))
-            log.info(
-                "now serving index %s (%d documents, %d newly embedded)",
-                report.version,
-                report.documents,
-                report.embedded,
-            )
+            self.reload()
             return report.version
+
+    def scheduled_rebuild(self) -> str | None:
+        """The nightly job: optionally refresh the docs checkout, then rebuild and swap."""
+        if self.settings.docs_git_pull:
+            self._git_pull()
+        return self.republish()
+
+    def _git_pull(self) -> None:
+        version = current_version(self.settings.index_root)
+        inputs = (
+            read_manifest(self.settings.index_root / version).get("build_inputs", {})
+            if (version)
+            else {}
+        )
+        docs = inputs.get("docs_dir") or (
+            str(self.settings.docs_dir) if self.settings.docs_dir else None
+        )
+        if not docs or not (Path(docs) / ".git").exists():
+            return
+        try:
+            subprocess.run(
+                ["git", "-C", docs, "pull", "--ff-only", "--quiet"],
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            detail = getattr(exc, "stderr", "") or exc
+            raise BuildError(f"git pull in {docs} failed: {detail}") from exc

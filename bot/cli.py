@@ -433,7 +433,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         history_depth=settings.history_depth,
     )
     service = RoomService(
-        settings, transport, RoomStore(db), answerer, republish=answerer.republish
+        settings,
+        transport,
+        RoomStore(db),
+        answerer,
+        republish=answerer.republish,
+        reindex=answerer.scheduled_rebuild,
+        reload=answerer.reload,
     )
     try:
         asyncio.run(service.run())

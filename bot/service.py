@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import random
 import signal
@@ -21,6 +22,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from bot.answering.policy import (
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Answer = Callable[[str], SuggestedReply]
+
+LAST_BUILD_KEY = "index.last_build"  # JSON: when, trigger, ok, version or error, seconds
 
 UNSURE_REPLY = (
     "I couldn't find a confident answer to this in the docs, so I've put your question in the "
@@ -83,12 +87,16 @@ class RoomService:
         *,
         executor: ThreadPoolExecutor | None = None,
         republish: Callable[[], str | None] | None = None,
+        reindex: Callable[[], str | None] | None = None,
+        reload: Callable[[], str | None] | None = None,
     ) -> None:
         self.settings = settings
         self.transport = transport
         self.store = store
         self.answer = answer
         self.republish = republish
+        self.reindex = reindex  # the scheduled full re-index (cron in settings)
+        self.reload = reload  # pick up an index published by `supportbot index build` outside
         self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="answer")
         self.limiter = ReplyLimiter(
             settings.user_cooldown_seconds, settings.room_replies_per_minute
@@ -128,6 +136,8 @@ class RoomService:
             reader = asyncio.create_task(self._read_loop(), name="sync-reader")
             answerer = asyncio.create_task(self._answer_loop(), name="answerer")
             publisher = asyncio.create_task(self._publish_loop(), name="publisher")
+            scheduler = asyncio.create_task(self._reindex_loop(), name="reindex")
+            watcher = asyncio.create_task(self._watch_loop(), name="index-watch")
             for event in pending:  # persisted before a crash or stop, not yet handled
                 await self._enqueue(event)
             stopper = asyncio.create_task(self._stopping.wait(), name="stop")
@@ -136,8 +146,9 @@ class RoomService:
             )
             self._stopping.set()
             reader.cancel()  # an in-flight long-poll is safe to drop: its token was not stored
-            publisher.cancel()
-            for background in (reader, publisher):
+            for background in (reader, publisher, scheduler, watcher):
+                background.cancel()
+            for background in (reader, publisher, scheduler, watcher):
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
             await answerer  # it notices the stop between events
@@ -223,6 +234,53 @@ class RoomService:
                 continue
             if version:
                 log.info("past answers searchable in index %s", version)
+
+    # --- scheduled re-index and external publishes -------------------------------------------
+    async def _reindex_loop(self) -> None:
+        from croniter import croniter
+
+        if self.reindex is None or self.settings.reindex_schedule == "off":
+            return
+        schedule = croniter(self.settings.reindex_schedule, datetime.now(UTC))
+        while not self._stopping.is_set():
+            due = schedule.get_next(datetime)
+            wait = max(0.0, (due - datetime.now(UTC)).total_seconds())
+            log.info("next scheduled re-index at %s", due.isoformat())
+            if await self._sleep_or_stop(wait):
+                return
+            await self._run_build("scheduled", self.reindex)
+
+    async def _run_build(self, why: str, build: Callable[[], str | None]) -> None:
+        """Run a build off the loop; the old index keeps serving whatever happens."""
+        started = time.monotonic()
+        record: dict[str, Any] = {"at": datetime.now(UTC).isoformat(), "trigger": why}
+        try:
+            version = await asyncio.to_thread(build)
+        except Exception as exc:
+            log.exception("%s re-index failed; still serving the previous index", why)
+            record.update(ok=False, error=f"{type(exc).__name__}: {exc}")
+        else:
+            record.update(ok=True, version=version, published=version is not None)
+            log.info(
+                "%s re-index done in %.1f s: %s",
+                why,
+                time.monotonic() - started,
+                f"serving {version}" if version else "nothing changed",
+            )
+        record["seconds"] = round(time.monotonic() - started, 3)
+        await self._db(self.store.set_state, LAST_BUILD_KEY, json.dumps(record))
+
+    async def _watch_loop(self) -> None:
+        if self.reload is None or self.settings.index_watch_seconds <= 0:
+            return
+        while not await self._sleep_or_stop(self.settings.index_watch_seconds):
+            try:
+                version = await asyncio.to_thread(self.reload)
+            except Exception:  # a half-visible or broken publish: keep serving, look again later
+                log.exception("loading the newly published index failed; keeping the current one")
+                continue
+            if version:
+                log.info("picked up index %s published outside the bot", version)
 
     # --- answerer ------------------------------------------------------------------------------
     async def _answer_loop(self) -> None:

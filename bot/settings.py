@@ -101,6 +101,16 @@ class Settings(BaseSettings):
         50, description="Room power level at or above which a user's answers are trusted."
     )
     learn_from_room: bool = Field(True, description="Mine answered threads into past answers.")
+    reindex_schedule: str = Field(
+        "17 3 * * *",
+        description="Cron expression (UTC) for the running bot's full re-index; 'off' disables.",
+    )
+    index_watch_seconds: float = Field(
+        30.0, ge=0, description="How often to look for an index published from outside; 0: never."
+    )
+    docs_git_pull: bool = Field(
+        False, description="`git pull --ff-only` the docs checkout before a scheduled re-index."
+    )
     past_answers_publish_seconds: float = Field(
         300.0,
         ge=0,
@@ -121,6 +131,18 @@ class Settings(BaseSettings):
     backoff_max_seconds: float = Field(60.0, gt=0)
     queue_size: int = Field(100, ge=1)
     slow_handling_seconds: float = Field(5.0, gt=0)
+
+    @field_validator("reindex_schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        value = value.strip()
+        if value.lower() in ("", "off", "none", "never"):
+            return "off"
+        if not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a cron expression (e.g. '17 3 * * *')")
+        return value
 
     @field_validator("matrix_rooms", "maintainers", "ignore_users", mode="before")
     @classmethod

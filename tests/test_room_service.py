@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.conftest import MINI_DOCS
 from tests.synapse_server import MatrixUser, SynapseServer
 
 QUESTIONS = [
@@ -513,3 +514,32 @@ def _thread_reply(synapse: SynapseServer, reader: MatrixUser, room_id: str, root
         if event.get("type") == "m.room.message" and relates.get("event_id") == root:
             return str(event["event_id"])
     raise AssertionError("no thread reply found")
+
+
+def test_an_index_published_outside_is_picked_up_while_serving(
+    synapse: SynapseServer,
+    make_bot: Callable[..., tuple[Bot, MatrixUser]],
+    tmp_path: Path,
+    encoder: object,
+) -> None:
+    from bot.settings import load_settings
+    from index_builder.build import build_index
+
+    room_id, bot_user, alice, _bob = new_room(synapse)
+    bot, _ = make_bot(room_id, bot_user, SUPPORTBOT_INDEX_WATCH_SECONDS="0.5")
+    bot.start()
+    docs = tmp_path / "docs"
+    shutil.copytree(MINI_DOCS, docs)
+    (docs / "guides" / "md" / "mixed_precision.md").write_text(
+        "# Mixed precision\n\nCall keras.mixed_precision.set_global_policy('mixed_float16') "
+        "to train with float16 compute and float32 variables.\n",
+        encoding="utf-8",
+    )
+    # What `supportbot index build` run by cron would do, into the bot's data dir.
+    settings = load_settings(data_dir=bot.data_dir, docs_dir=docs, include_keras_api=False)
+    report = build_index(settings, encoder=encoder)  # type: ignore[arg-type]
+    bot.wait_for_log(f"picked up index {report.version}")
+    ask(synapse, alice, room_id, bot_user, "how do I train with float16 mixed precision?")
+    [reply] = wait_replies(synapse, alice, room_id, bot_user, 1)
+    assert "https://keras.io/guides/mixed_precision/" in reply["content"]["body"]
+    assert bot.stop() == 0
