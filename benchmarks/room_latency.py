@@ -182,6 +182,7 @@ def bot_env(
         {
             "SUPPORTBOT_DATA_DIR": str(data_dir),
             "SUPPORTBOT_DEVICE": settings.device,
+            "SUPPORTBOT_WEB_PORT": "0",
             "SUPPORTBOT_EMBED_BATCH_SIZE": str(settings.embed_batch_size),
             "SUPPORTBOT_MAX_SOURCES": str(settings.max_sources),
             "SUPPORTBOT_MATRIX_HOMESERVER": homeserver,

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -405,6 +406,7 @@ def cmd_eval_duplicates(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
+    from datetime import datetime
 
     from bot.answerer import LiveAnswerer
     from bot.gitter_client import MatrixTransport
@@ -440,6 +442,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         republish=answerer.republish,
         reindex=answerer.scheduled_rebuild,
         reload=answerer.reload,
+    )
+
+    def index_age() -> float:
+        built = answerer.retriever.index.manifest.get("built_at")
+        if not built:
+            return float("nan")
+        return (datetime.now(UTC) - datetime.fromisoformat(built)).total_seconds()
+
+    service.metrics.watch_index(
+        index_age,
+        lambda: len(answerer.retriever.index.docs),
+        lambda: len(answerer.retriever.index.chunks),
     )
     try:
         asyncio.run(service.run())

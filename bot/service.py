@@ -25,6 +25,8 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from aiohttp import web
+
 from bot.answering.policy import (
     BotIdentity,
     ReplyLimiter,
@@ -36,9 +38,11 @@ from bot.answering.render import markdown_to_html
 from bot.answering.reply import SuggestedReply
 from bot.chat import ChatTransport, OutgoingReply, RoomEvent
 from bot.errors import FatalError, MessageRejectedError, TransientError
+from bot.metrics import Metrics
 from bot.mining import learn
 from bot.settings import Settings
 from bot.store.room_store import RoomStore
+from bot.web.health import make_app, start_site
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +111,9 @@ class RoomService:
         # Set when learning changed the past answers; the re-publisher waits on it.
         self.past_answers_changed = asyncio.Event()
         self.queue: asyncio.Queue[RoomEvent] = asyncio.Queue(maxsize=settings.queue_size)
+        self.metrics = Metrics()
+        self.metrics.watch_queue(self.queue.qsize)
+        self.http_port: int | None = None  # the bound port, once serving
         self._stopping = asyncio.Event()
         self._queued: set[str] = set()
         self.replies_sent = 0
@@ -125,6 +132,7 @@ class RoomService:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
+        runner = await self._start_http()
         try:
             await self._connect()
             self.me = BotIdentity(
@@ -156,11 +164,40 @@ class RoomService:
                 if task is not stopper and not task.cancelled() and task.exception():
                     raise task.exception()  # type: ignore[misc]
         finally:
+            if runner is not None:
+                await runner.cleanup()
             await self.transport.close()
             self.executor.shutdown(wait=True, cancel_futures=True)
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
+
+    async def _start_http(self) -> web.AppRunner | None:
+        if not self.settings.serve_http:
+            return None
+        runner = await start_site(
+            make_app(self.metrics, self.readiness), self.settings.web_host, self.settings.web_port
+        )
+        for site in runner.sites:
+            server = getattr(site, "_server", None)
+            for sock in getattr(server, "sockets", None) or ():
+                self.http_port = int(sock.getsockname()[1])
+        log.info(
+            "serving /healthz /readyz /metrics on %s:%s", self.settings.web_host, self.http_port
+        )
+        return runner
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready when /sync succeeded recently (the watchdog's window) and nothing is stopping."""
+        if self._stopping.is_set():
+            return False, "stopping"
+        since = self.metrics.seconds_since_sync()
+        if since is None:
+            return False, "no successful /sync yet"
+        window = self.settings.sync_timeout_ms / 1000 + 30.0
+        if since > window:
+            return False, f"last successful /sync {since:.0f} s ago"
+        return True, "syncing"
 
     async def _connect(self) -> None:
         backoff = self._backoff()
@@ -200,17 +237,22 @@ class RoomService:
                 batch = await asyncio.wait_for(self.transport.sync(token), timeout=silent_after)
             except TimeoutError:
                 log.warning("sync silent for %.0f s (watchdog); reconnecting", silent_after)
+                self.metrics.errors.labels("sync-watchdog").inc()
                 await self._sleep_or_stop(backoff.next_delay())
                 continue
             except TransientError as exc:
                 delay = backoff.next_delay()
                 log.warning("sync failed (%s); retry %d in %.1f s", exc, backoff.failures, delay)
+                self.metrics.errors.labels("sync").inc()
                 await self._sleep_or_stop(delay)
                 continue
             if backoff.failures:
                 log.info("sync recovered after %d failed attempts", backoff.failures)
             backoff.reset()
             fresh = await self._db(self.store.persist_batch, batch.events, batch.next_token)
+            self.metrics.synced()
+            for event in fresh:
+                self.metrics.events_in.labels(event.event_type).inc()
             if token is None:
                 log.info("first sync stored %d history events; listening", len(fresh))
             token = batch.next_token
@@ -268,6 +310,11 @@ class RoomService:
                 f"serving {version}" if version else "nothing changed",
             )
         record["seconds"] = round(time.monotonic() - started, 3)
+        self.metrics.build_seconds.labels(why, "ok" if record["ok"] else "failed").observe(
+            record["seconds"]
+        )
+        if not record["ok"]:
+            self.metrics.errors.labels("index-build").inc()
         await self._db(self.store.set_state, LAST_BUILD_KEY, json.dumps(record))
 
     async def _watch_loop(self) -> None:
@@ -300,11 +347,16 @@ class RoomService:
             except Exception as exc:  # one bad event must not stop the room; it stays stored
                 log.exception("handling %s in %s failed", event.event_id, event.room_id)
                 outcome = f"error:{type(exc).__name__}"
+                self.metrics.errors.labels("handling").inc()
             if outcome is None:  # stopped mid-send: leave it unhandled for the next start
                 return
             await self._db(self.store.mark_handled, event.event_id, outcome)
             self._queued.discard(event.event_id)
             elapsed = time.monotonic() - started
+            self.metrics.answer_seconds.observe(elapsed)
+            self.metrics.outcomes.labels(outcome.split(":", 1)[0]).inc()
+            if outcome.startswith("replied"):
+                self.metrics.replies_out.inc()
             level = (
                 logging.WARNING if elapsed > self.settings.slow_handling_seconds else logging.INFO
             )
@@ -437,6 +489,7 @@ class RoomService:
             except TransientError as exc:
                 delay = backoff.next_delay()
                 log.warning("reply to %s failed (%s); retry in %.1f s", event.event_id, exc, delay)
+                self.metrics.errors.labels("send").inc()
                 if await self._sleep_or_stop(delay):
                     return None
         await self._db(self.store.mark_reply_sent, event.event_id, reply_id)

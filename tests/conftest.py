@@ -26,6 +26,7 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         if key.startswith("SUPPORTBOT_") and not key.startswith("SUPPORTBOT_TEST_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("SUPPORTBOT_DEVICE", "cpu")
+    monkeypatch.setenv("SUPPORTBOT_WEB_PORT", "0")  # any free port: tests run side by side
 
 
 @pytest.fixture(scope="session")

@@ -103,6 +103,7 @@ def make_bot(
             {
                 "SUPPORTBOT_DATA_DIR": str(data),
                 "SUPPORTBOT_DEVICE": "cpu",
+                "SUPPORTBOT_WEB_PORT": "0",
                 "SUPPORTBOT_MATRIX_HOMESERVER": synapse.base_url,
                 "SUPPORTBOT_MATRIX_USER_ID": bot_user.user_id,
                 "SUPPORTBOT_MATRIX_ACCESS_TOKEN": bot_user.access_token,
@@ -542,4 +543,52 @@ def test_an_index_published_outside_is_picked_up_while_serving(
     ask(synapse, alice, room_id, bot_user, "how do I train with float16 mixed precision?")
     [reply] = wait_replies(synapse, alice, room_id, bot_user, 1)
     assert "https://keras.io/guides/mixed_precision/" in reply["content"]["body"]
+    assert bot.stop() == 0
+
+
+def test_metrics_and_readiness_move_when_questions_arrive(
+    synapse: SynapseServer, make_bot: Callable[..., tuple[Bot, MatrixUser]]
+) -> None:
+    import re
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    room_id, bot_user, alice, _bob = new_room(synapse)
+    bot, _ = make_bot(room_id, bot_user)
+    bot.start()
+    port = re.search(r"/metrics on 127\.0\.0\.1:(\d+)", bot.log())
+    assert port, bot.log()[-2000:]
+    base = f"http://127.0.0.1:{port.group(1)}"
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(base + path, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, exc.read().decode()
+
+    def metric(name: str) -> float:
+        _status, text = get("/metrics")
+        return sum(
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == name
+        )
+
+    assert get("/healthz")[0] == 200
+    assert get("/readyz")[0] == 200
+    assert metric("supportbot_index_documents") == 6
+    replies_before = metric("supportbot_replies_total")
+    events_before = metric("supportbot_events_total")
+    ask(synapse, alice, room_id, bot_user, QUESTIONS[0])
+    wait_replies(synapse, alice, room_id, bot_user, 1)
+    deadline = time.monotonic() + 30
+    while metric("supportbot_replies_total") == replies_before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert metric("supportbot_replies_total") == replies_before + 1
+    assert metric("supportbot_events_total") > events_before
+    assert metric("supportbot_answer_seconds_count") >= 1
     assert bot.stop() == 0

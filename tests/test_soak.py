@@ -67,6 +67,7 @@ def _bot_env(
         {
             "SUPPORTBOT_DATA_DIR": str(data),
             "SUPPORTBOT_DEVICE": "cpu",
+            "SUPPORTBOT_WEB_PORT": "0",
             "SUPPORTBOT_MATRIX_HOMESERVER": synapse.base_url,
             "SUPPORTBOT_MATRIX_USER_ID": bot_user.user_id,
             "SUPPORTBOT_MATRIX_ACCESS_TOKEN": bot_user.access_token,

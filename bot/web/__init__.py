@@ -1,0 +1,1 @@
+"""The bot's HTTP side: health, readiness and metrics (the dashboard joins it later)."""
