@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import SupportBotError
+from bot.logs import redact, setup_logging
 from bot.settings import Settings, load_settings
 
 log = logging.getLogger("supportbot")
@@ -160,21 +161,6 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--json", action="store_true", help="print a JSON summary")
     _add_common(imp)
     return parser
-
-
-def _setup_logging(verbose: int) -> None:
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # bm25s sets its own logger to DEBUG when first imported: import it first, then quiet it.
-    import bm25s  # noqa: F401
-
-    # Quiet third-party chatter unless asked for debug output.
-    for name in ("sentence_transformers", "transformers", "bm25s", "faiss", "httpx"):
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
@@ -423,12 +409,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger("supportbot").setLevel(logging.INFO)
     db = Database(settings.resolved_database_url)
     db.create_schema()
+    token = read_access_token(settings)
+    redact([token])  # it never reaches a log line, whatever a library prints
     answerer = LiveAnswerer(settings, _retriever(settings))  # model loaded before joining
 
     transport = MatrixTransport(
         settings.matrix_homeserver,
         settings.matrix_user_id,
-        read_access_token(settings),
+        token,
         settings.matrix_rooms,
         sync_timeout_ms=settings.sync_timeout_ms,
         timeline_limit=settings.sync_timeline_limit,
@@ -513,7 +501,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    log_format = os.environ.get("SUPPORTBOT_LOG_FORMAT", "text").strip().lower()
+    setup_logging(args.verbose, "json" if log_format == "json" else "text")
     handlers: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
         ("index", "build"): cmd_index_build,
         ("index", "status"): cmd_index_status,

@@ -368,6 +368,13 @@ class RoomService:
                 event.sender,
                 outcome,
                 elapsed,
+                extra={
+                    "room_id": event.room_id,
+                    "event_id": event.event_id,
+                    "sender": event.sender,
+                    "outcome": outcome,
+                    "seconds": round(elapsed, 3),
+                },
             )
 
     def _is_trusted(self, room_id: str, user: str) -> bool:

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
         50, description="Room power level at or above which a user's answers are trusted."
     )
     learn_from_room: bool = Field(True, description="Mine answered threads into past answers.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="json: one JSON object per line, with room and event ids as fields."
+    )
     serve_http: bool = Field(True, description="Serve /healthz, /readyz and /metrics.")
     web_host: str = "127.0.0.1"
     web_port: int = Field(8080, ge=0, le=65535)
