@@ -26,6 +26,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--data-dir", type=Path, help="data folder (default: $SUPPORTBOT_DATA_DIR or ./data)"
     )
     p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        help="where the embedding model runs (default: $SUPPORTBOT_DEVICE or auto = CUDA if seen)",
+    )
+    p.add_argument(
         "-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)"
     )
 
@@ -164,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
-    return load_settings(data_dir=getattr(args, "data_dir", None), **extra)
+    return load_settings(
+        data_dir=getattr(args, "data_dir", None), device=getattr(args, "device", None), **extra
+    )
 
 
 def _retriever(settings: Settings) -> Any:

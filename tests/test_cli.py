@@ -125,3 +125,10 @@ def test_errors_are_one_clear_line(tmp_path: Path) -> None:
         timeout=60,
     )
     assert env_proc.returncode == 2 and "SUPPORTBOT_DEVICE" in env_proc.stderr
+
+
+def test_device_flag_is_validated_and_used(data_dir: Path) -> None:
+    out = run_cli("ask", QUESTION, "--json", "--device", "cpu", data_dir=data_dir).stdout
+    assert json.loads(out)["sources"]
+    bad = run_cli("ask", QUESTION, "--device", "tpu", data_dir=data_dir, check=False)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
