@@ -90,6 +90,10 @@ class Encoder:
         self._lock = threading.Lock()
         try:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            # A weight-loading progress bar per start is noise in a service's logs.
+            hf_logging.disable_progress_bar()
 
             self._model = SentenceTransformer(str(self.path), device=self.device)
         except Exception as exc:  # any loader failure is the same problem for the operator
