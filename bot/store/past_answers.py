@@ -101,6 +101,23 @@ def to_past_answer(row: PastAnswerRow) -> PastAnswer:
     )
 
 
+def upsert_in(
+    s: Session,
+    pa: PastAnswer,
+    *,
+    room_id: str | None = None,
+    question_event_id: str | None = None,
+    answer_event_id: str | None = None,
+) -> UpsertOutcome:
+    """``PastAnswerStore.upsert`` inside a caller's transaction (the room side's learning)."""
+    room = {
+        "room_id": room_id,
+        "question_event_id": question_event_id,
+        "answer_event_id": answer_event_id,
+    }
+    return PastAnswerStore._apply(s, s.get(PastAnswerRow, pa.key), pa, room)[0]
+
+
 class PastAnswerStore:
     """Short transactions over ``past_answers``; one per call (``upsert_many``: per batch)."""
 
@@ -119,13 +136,14 @@ class PastAnswerStore:
 
         The room-side ids are written as given (``None`` clears them).
         """
-        room = {
-            "room_id": room_id,
-            "question_event_id": question_event_id,
-            "answer_event_id": answer_event_id,
-        }
         with self.db.session() as s:
-            return self._apply(s, s.get(PastAnswerRow, pa.key), pa, room)[0]
+            return upsert_in(
+                s,
+                pa,
+                room_id=room_id,
+                question_event_id=question_event_id,
+                answer_event_id=answer_event_id,
+            )
 
     def upsert_many(
         self, items: Iterable[PastAnswer], *, batch_size: int = _IN_BATCH

@@ -19,6 +19,7 @@ from bot.store.models import (
     SyncStateRow,
     utcnow,
 )
+from bot.store.past_answers import upsert_in
 
 SYNC_TOKEN_KEY = "matrix.sync_token"
 _IN_BATCH = 500
@@ -306,24 +307,12 @@ class RoomStore:
         with self.db.session() as s:
             for change in changes:
                 if isinstance(change, Upsert):
-                    pa = change.pair
-                    s.merge(
-                        PastAnswerRow(
-                            key=pa.key,
-                            question=pa.question,
-                            answer=pa.answer,
-                            url=pa.url,
-                            title=pa.title,
-                            asked_by=pa.asked_by,
-                            answered_by=pa.answered_by,
-                            created_at=pa.created_at,
-                            source=pa.source,
-                            established_by=pa.established_by,
-                            room_id=change.room_id,
-                            question_event_id=change.question_event_id,
-                            answer_event_id=change.answer_event_id,
-                            updated_at=utcnow(),
-                        )
+                    upsert_in(
+                        s,
+                        change.pair,
+                        room_id=change.room_id,
+                        question_event_id=change.question_event_id,
+                        answer_event_id=change.answer_event_id,
                     )
                     changed += 1
                 elif isinstance(change, UpdateText):
