@@ -301,6 +301,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    """Right-aligned columns, two spaces apart; the first row is the header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from bot.evaluation import evaluate, iter_table, load_questions
 
@@ -331,9 +338,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(payload, indent=2))
     else:
         rows = list(iter_table(reports))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            print("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
+        _print_table(rows)
         print(
             f"index {retriever.index.version}; {len(questions)} questions; "
             f"reply threshold {settings.reply_threshold}"
@@ -381,9 +386,7 @@ def cmd_eval_duplicates(args: argparse.Namespace) -> int:
         print(json.dumps(payload, indent=2))
     else:
         rows = table_rows(reports)
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            print("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
+        _print_table(rows)
         originals = len({p.original_url for p in pairs})
         pool = len(pool_threads(pairs, distractors))
         print(

@@ -34,7 +34,13 @@ from typing import Any
 import numpy as np
 
 from bot.errors import ConfigError
-from bot.evaluation import first_hit_rank, load_questions, read_jsonl_objects
+from bot.evaluation import (
+    first_hit_rank,
+    load_questions,
+    mean_reciprocal_rank,
+    read_jsonl_objects,
+    recall_at,
+)
 from bot.retrieval.encoder import Encoder
 from bot.retrieval.index import FORMAT_VERSION, LoadedIndex, load_index
 from bot.retrieval.search import MODES, Mode, Retriever, SearchParams
@@ -292,17 +298,12 @@ def evaluate_duplicates(
         rank = first_hit_rank(ranked[:10], [pair.original_url])
         ranks.append(rank)
         rows.append({"id": pair.id, "rank": rank, "top": ranked[:3]})
-    n = len(ranks)
-
-    def recall(k: int) -> float:
-        return sum(1 for r in ranks if r is not None and r <= k) / n if n else 0.0
-
     return DuplicatesReport(
         mode=mode,
-        n=n,
-        recall_at_1=recall(1),
-        recall_at_5=recall(5),
-        mrr_at_10=sum(1.0 / r for r in ranks if r is not None) / n if n else 0.0,
+        n=len(ranks),
+        recall_at_1=recall_at(ranks, 1),
+        recall_at_5=recall_at(ranks, 5),
+        mrr_at_10=mean_reciprocal_rank(ranks),
         pool=pool,
         per_query=rows,
     )

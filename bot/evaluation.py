@@ -83,6 +83,16 @@ def first_hit_rank(ranked: Sequence[str], relevant: Sequence[str]) -> int | None
     return None
 
 
+def recall_at(ranks: Sequence[int | None], k: int) -> float:
+    """Share of queries whose first hit is within the top ``k`` (success@k)."""
+    return sum(1 for r in ranks if r is not None and r <= k) / len(ranks) if ranks else 0.0
+
+
+def mean_reciprocal_rank(ranks: Sequence[int | None]) -> float:
+    """MRR over first-hit ranks already cut at the cutoff (``None``: no hit, counts 0)."""
+    return sum(1.0 / r for r in ranks if r is not None) / len(ranks) if ranks else 0.0
+
+
 def ndcg_at(ranked: Sequence[str], relevant: Sequence[str], k: int = 10) -> float:
     wanted = set(relevant)
     if not wanted:
@@ -172,17 +182,13 @@ def evaluate(
                 }
             )
     n = len(ranks)
-
-    def recall(k: int) -> float:
-        return sum(1 for r in ranks if r is not None and r <= k) / n if n else 0.0
-
     return EvalReport(
         mode=mode,
         n=n,
-        recall_at_1=recall(1),
-        recall_at_5=recall(5),
-        recall_at_10=recall(10),
-        mrr_at_10=sum(1.0 / r for r in ranks if r is not None) / n if n else 0.0,
+        recall_at_1=recall_at(ranks, 1),
+        recall_at_5=recall_at(ranks, 5),
+        recall_at_10=recall_at(ranks, 10),
+        mrr_at_10=mean_reciprocal_rank(ranks),
         ndcg_at_10=sum(ndcgs) / n if n else 0.0,
         n_unanswerable=unanswerable,
         unanswerable_below_threshold=quiet / unanswerable if unanswerable else None,
