@@ -82,6 +82,15 @@ class Settings(BaseSettings):
     max_sources: int = Field(3, ge=1, le=10)
 
     # --- the room (Matrix; Gitter is a Matrix homeserver) -------------------------------------
+    room_transport: Literal["auto", "matrix", "local"] = Field(
+        "auto",
+        description=(
+            "matrix: a Matrix/Gitter room; local: the embedded room page served by the bot; "
+            "auto: matrix when SUPPORTBOT_MATRIX_USER_ID is set, else local."
+        ),
+    )
+    local_room_id: str = Field("!local:supportbot.localhost", description="The local room's id.")
+    local_bot_user: str = Field("@supportbot:supportbot.localhost", description="Bot's local id.")
     matrix_homeserver: str = Field(
         "https://gitter.im",
         description="Homeserver URL; its /.well-known/matrix/client is followed when present.",
@@ -107,6 +116,22 @@ class Settings(BaseSettings):
     serve_http: bool = Field(True, description="Serve /healthz, /readyz and /metrics.")
     web_host: str = "127.0.0.1"
     web_port: int = Field(8080, ge=0, le=65535)
+    web_session_hours: float = Field(12.0, gt=0, description="Dashboard sign-in lifetime.")
+    web_secure_cookies: bool = Field(
+        False, description="Mark the session cookie Secure (set when served over HTTPS)."
+    )
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed logins per user or address before a lockout."
+    )
+    login_lockout_seconds: float = Field(300.0, ge=0)
+    worker_id: str | None = Field(
+        None, description="Name of this worker in claims; default: hostname and process id."
+    )
+    claim_lease_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="A worker's claim on an event expires after this; another worker takes over.",
+    )
     reindex_schedule: str = Field(
         "17 3 * * *",
         description="Cron expression (UTC) for the running bot's full re-index; 'off' disables.",
@@ -186,6 +211,18 @@ class Settings(BaseSettings):
     @property
     def index_root(self) -> Path:
         return self.data_dir / "indexes"
+
+    @property
+    def uses_local_room(self) -> bool:
+        if self.room_transport == "auto":
+            return not self.matrix_user_id
+        return self.room_transport == "local"
+
+    @property
+    def resolved_worker_id(self) -> str:
+        import socket
+
+        return self.worker_id or f"{socket.gethostname()}-{os.getpid()}"
 
     @property
     def resolved_database_url(self) -> str:

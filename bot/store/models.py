@@ -99,6 +99,10 @@ class RoomEventRow(Base):
         DateTime(timezone=True), nullable=True, index=True
     )
     outcome: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Several workers share one database: a worker claims an event before handling it; a claim
+    # whose lease ran out (the worker died) may be taken over by another worker.
+    claimed_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class SyncStateRow(Base):
@@ -131,6 +135,11 @@ class QuestionRow(Base):
     index_version: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # When and by whom it was first answered: "bot", or the person (Matrix id / dashboard user)
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    answered_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # The maintainer who marked it answered or dismissed on the dashboard
+    handled_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class ReplyRow(Base):
@@ -181,3 +190,88 @@ class PastAnswerRow(Base):
     question_event_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
     answer_event_id: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DashboardPostRow(Base):
+    """A reply a maintainer posted from the dashboard (as the bot), one row per post.
+
+    Claimed before the send like ``ReplyRow``; the transaction id is stable per post, so a
+    retried send is de-duplicated by the homeserver.
+    """
+
+    __tablename__ = "dashboard_posts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    question_event_id: Mapped[str] = mapped_column(String(255), index=True)
+    room_id: Mapped[str] = mapped_column(String(255))
+    posted_by: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    txn_id: Mapped[str] = mapped_column(String(128), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending/sent/rejected
+    reply_event_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class SuggestionVoteRow(Base):
+    """A maintainer's 👍 (+1) or 👎 (-1) on the bot's suggestion for a question."""
+
+    __tablename__ = "suggestion_votes"
+
+    question_event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    vote: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class UserRow(Base):
+    """A dashboard account (a maintainer). The password is stored only as a scrypt hash."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class WebSessionRow(Base):
+    """A signed-in browser. Only a hash of the cookie's token is stored."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(
+        ForeignKey("users.name", ondelete="CASCADE"), index=True
+    )
+    csrf_token: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class LoginThrottleRow(Base):
+    """Failed logins per key (a user name or a client address), for throttling."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class LocalRoomEventRow(Base):
+    """The embedded local room's timeline, Matrix-shaped, so restarts keep the conversation.
+
+    ``seq`` orders the timeline and doubles as the local room's sync token.
+    """
+
+    __tablename__ = "local_room_events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    room_id: Mapped[str] = mapped_column(String(255), index=True)
+    event_id: Mapped[str] = mapped_column(String(255), unique=True)
+    sender: Mapped[str] = mapped_column(String(255))
+    txn_id: Mapped[str | None] = mapped_column(String(255), nullable=True, unique=True)
+    event: Mapped[dict[str, Any]] = mapped_column(JSON)
+    origin_ts: Mapped[int] = mapped_column(BigInteger)
