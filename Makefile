@@ -1,4 +1,5 @@
-# Quick start:  make run   (set up, build the default index, answer a sample question)
+# Quick start:  make run   (set up, build the default index, serve the local room)
+#               make ask   (answer a sample question on the command line)
 #               make test  (the whole test suite; what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
@@ -31,6 +32,9 @@ $(SYNAPSE_VENV)/.installed:
 
 run: venv
 	$(BIN)/supportbot index build
+	$(BIN)/supportbot run
+
+ask: venv
 	$(BIN)/supportbot ask "$(QUESTION)"
 
 index: venv
@@ -46,6 +50,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	@if [ -x $(BIN)/hadolint ]; then $(BIN)/hadolint Dockerfile; else echo "hadolint not installed (x86_64 only): Dockerfile not linted"; fi
 
 eval: index
 	$(BIN)/supportbot eval ../shared/eval/questions-dev.jsonl --mode all

@@ -10,11 +10,14 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.errors import SupportBotError
 from bot.logs import redact, setup_logging
 from bot.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from bot.store.auth_store import AuthStore
 
 log = logging.getLogger("supportbot")
 
@@ -165,6 +168,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("--json", action="store_true", help="print a JSON summary")
     _add_common(imp)
+
+    db = sub.add_parser("db", help="the database schema: show its revision, upgrade it")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_status = db_sub.add_parser(
+        "status",
+        help="the schema's revision and the one this version needs (exit 1 unless equal)",
+    )
+    db_status.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_common(db_status)
+    db_upgrade = db_sub.add_parser(
+        "upgrade",
+        help="migrate the schema to the revision this version needs (safe to repeat)",
+        description="Apply the pending migrations in one transaction, under a lock, so it is "
+        "safe while other workers start. A database made before migrations existed is "
+        "recognised and migrated with its data. Stop the running bot first: it was written "
+        "for the old schema.",
+    )
+    _add_common(db_upgrade)
+
+    users = sub.add_parser("users", help="manage the dashboard's maintainer accounts")
+    users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    add = users_sub.add_parser(
+        "add",
+        help="add an account (asks for the password; or reads one line from stdin)",
+        description="Add a dashboard account. On a terminal the password is asked twice; "
+        "otherwise one line is read from stdin (e.g. from a secrets file). At least 8 "
+        "characters. The password is stored only as a scrypt hash.",
+    )
+    add.add_argument("name", help="the user name to sign in with")
+    add.add_argument(
+        "--update",
+        action="store_true",
+        help="set a new password if the account exists (signs its browsers out)",
+    )
+    _add_common(add)
+    listing = users_sub.add_parser("list", help="list the accounts and their last sign-in")
+    _add_common(listing)
+    remove = users_sub.add_parser("remove", help="remove an account and sign it out")
+    remove.add_argument("name")
+    _add_common(remove)
     return parser
 
 
@@ -405,33 +448,60 @@ def cmd_run(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from bot.answerer import LiveAnswerer
+    from bot.chat import ChatTransport
+    from bot.errors import ConfigError
     from bot.gitter_client import MatrixTransport
+    from bot.local_room import LocalRoom, LocalTransport, local_room_url
     from bot.service import RoomService
     from bot.settings import check_room_settings, read_access_token
     from bot.store import Database
     from bot.store.room_store import RoomStore
 
     settings = _settings(args)
-    check_room_settings(settings)
-    assert settings.matrix_user_id is not None
+    local = settings.uses_local_room  # no homeserver configured: serve the embedded room
+    if local and not settings.serve_http:
+        raise ConfigError(
+            "the local room is a web page: set SUPPORTBOT_SERVE_HTTP=true "
+            "(or SUPPORTBOT_MATRIX_USER_ID and friends for a Matrix room)"
+        )
+    if not local:
+        check_room_settings(settings)
     if args.verbose == 0:
         logging.getLogger("bot").setLevel(logging.INFO)
         logging.getLogger("supportbot").setLevel(logging.INFO)
     db = Database(settings.resolved_database_url)
     db.create_schema()
-    token = read_access_token(settings)
-    redact([token])  # it never reaches a log line, whatever a library prints
+    room: LocalRoom | None = None
+    token: str | None = None
+    if local:
+        try:
+            room = LocalRoom(db, settings.local_room_id, settings.local_bot_user)
+        except ValueError as exc:
+            raise ConfigError(f"SUPPORTBOT_LOCAL_ROOM_ID / _LOCAL_BOT_USER: {exc}") from None
+    else:
+        token = read_access_token(settings)
+        redact([token])  # it never reaches a log line, whatever a library prints
     answerer = LiveAnswerer(settings, _retriever(settings))  # model loaded before joining
 
-    transport = MatrixTransport(
-        settings.matrix_homeserver,
-        settings.matrix_user_id,
-        token,
-        settings.matrix_rooms,
-        sync_timeout_ms=settings.sync_timeout_ms,
-        timeline_limit=settings.sync_timeline_limit,
-        history_depth=settings.history_depth,
-    )
+    transport: ChatTransport
+    if room is not None:
+        transport = LocalTransport(
+            room,
+            sync_timeout_ms=settings.sync_timeout_ms,
+            history_depth=settings.history_depth,
+            timeline_limit=settings.sync_timeline_limit,
+        )
+    else:
+        assert settings.matrix_user_id is not None and token is not None
+        transport = MatrixTransport(
+            settings.matrix_homeserver,
+            settings.matrix_user_id,
+            token,
+            settings.matrix_rooms,
+            sync_timeout_ms=settings.sync_timeout_ms,
+            timeline_limit=settings.sync_timeline_limit,
+            history_depth=settings.history_depth,
+        )
     service = RoomService(
         settings,
         transport,
@@ -453,8 +523,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         lambda: len(answerer.retriever.index.docs),
         lambda: len(answerer.retriever.index.chunks),
     )
+
+    async def serve() -> None:
+        running = asyncio.create_task(service.run())
+        if local:
+            # The port is known only once the server has bound (SUPPORTBOT_WEB_PORT=0 picks one).
+            while service.http_port is None and not running.done():
+                await asyncio.wait({running}, timeout=0.05)
+            if service.http_port is not None:
+                url = local_room_url(settings.web_host, service.http_port)
+                print(f"Local room: {url}", flush=True)
+        await running
+
     try:
-        asyncio.run(service.run())
+        asyncio.run(serve())
     finally:
         db.close()
     log.info("stopped after %d replies", service.replies_sent)
@@ -507,6 +589,127 @@ def cmd_threads_import(args: argparse.Namespace) -> int:
     return 0
 
 
+class UsageError(SupportBotError):
+    """Bad input on the command line (a user name, a password)."""
+
+
+def _read_new_password() -> str:
+    """Twice at a terminal (never echoed); otherwise the first line of stdin."""
+    import getpass
+
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat it: ") != first:
+            raise UsageError("the two passwords differ; nothing changed")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _auth_store(args: argparse.Namespace) -> AuthStore:
+    from bot.store import Database
+    from bot.store.auth_store import AuthStore
+
+    db = Database(_settings(args).resolved_database_url)
+    db.create_schema()
+    return AuthStore(db)
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from bot.web.passwords import hash_password, password_problem
+
+    name = args.name.strip()
+    if not name or len(name) > 255 or any(c.isspace() or not c.isprintable() for c in name):
+        raise UsageError("a user name is 1 to 255 printable characters without spaces")
+    store = _auth_store(args)
+    try:
+        if not args.update and store.password_hash(name) is not None:
+            raise UsageError(f"user {name!r} exists; use --update to set a new password")
+        password = _read_new_password()
+        problem = password_problem(password)
+        if problem:
+            raise UsageError(problem)
+        outcome = store.add_user(name, hash_password(password), update_existing=args.update)
+    finally:
+        store.db.close()
+    if outcome == "exists":  # added by someone else meanwhile
+        raise UsageError(f"user {name!r} exists; use --update to set a new password")
+    print(f"user {name} {outcome}")
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    store = _auth_store(args)
+    try:
+        users = store.users()
+    finally:
+        store.db.close()
+    if not users:
+        print("no dashboard users; add one with `supportbot users add NAME`")
+        return 0
+    rows = [("name", "created", "last sign-in")]
+    for user in users:
+        last = f"{user.last_login_at:%Y-%m-%d %H:%M}" if user.last_login_at else "never"
+        rows.append((user.name, f"{user.created_at:%Y-%m-%d %H:%M}", last))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_users_remove(args: argparse.Namespace) -> int:
+    store = _auth_store(args)
+    try:
+        removed = store.remove_user(args.name)
+    finally:
+        store.db.close()
+    if not removed:
+        raise UsageError(f"no user {args.name!r}")
+    print(f"user {args.name} removed")
+    return 0
+
+
+def cmd_db_status(args: argparse.Namespace) -> int:
+    from bot.store import Database
+    from bot.store.database import outdated_message
+
+    db = Database(_settings(args).resolved_database_url)
+    try:
+        current, head = db.schema_revision(), db.head_revision()
+    finally:
+        db.close()
+    shown = db.url.render_as_string(hide_password=True)
+    if args.json:
+        info = {"database": shown, "revision": current, "head": head, "up_to_date": current == head}
+        print(json.dumps(info, indent=2))
+        return 0 if current == head else 1
+    if current is None:
+        state = 'empty: any command creates the schema, or run "supportbot db upgrade"'
+    elif current == head:
+        state = "up to date"
+    else:
+        state = outdated_message(current, head)
+    print(f"database: {shown}")
+    print(f"schema revision: {current or 'none'} (this version needs {head}): {state}")
+    return 0 if current == head else 1
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from bot.store import Database
+
+    db = Database(_settings(args).resolved_database_url)
+    try:
+        before, now = db.upgrade()
+    finally:
+        db.close()
+    if before is None:
+        print(f"created the database schema at revision {now}")
+    elif before == now:
+        print(f"the database schema is already at revision {now}")
+    else:
+        print(f"upgraded the database schema from revision {before} to {now}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -521,6 +724,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("eval-duplicates", None): cmd_eval_duplicates,
         ("run", None): cmd_run,
         ("threads", "import"): cmd_threads_import,
+        ("db", "status"): cmd_db_status,
+        ("db", "upgrade"): cmd_db_upgrade,
+        ("users", "add"): cmd_users_add,
+        ("users", "list"): cmd_users_list,
+        ("users", "remove"): cmd_users_remove,
     }
     handler = handlers[(args.command, getattr(args, f"{args.command}_command", None))]
     try:

@@ -7,7 +7,8 @@
     │   ├── ConfigError       a missing or malformed setting; message is one user-facing line
     │   ├── ModelLoadError    embedding model not installed / not loadable offline
     │   ├── IndexNotFoundError  no published index in the data dir
-    │   └── IndexCorruptError   a published index folder is incomplete or inconsistent
+    │   ├── IndexCorruptError   a published index folder is incomplete or inconsistent
+    │   └── SchemaOutdatedError the database schema is older (or newer) than this version
     ├── TransientError        retry with backoff: network hiccups, 5xx, locked database
     ├── MessageRejectedError  the chat server refused one message; the service goes on
     └── BuildError            an index build failed; the current index is left untouched
@@ -46,6 +47,10 @@ class IndexNotFoundError(FatalError):
 
 class IndexCorruptError(FatalError):
     """A published index is unreadable or its parts disagree."""
+
+
+class SchemaOutdatedError(FatalError):
+    """The database schema is not the revision this version needs (``supportbot db upgrade``)."""
 
 
 class MessageRejectedError(SupportBotError):

@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime
 
 # Attributes a log call may pass with ``extra=`` that JSON output keeps as fields.
-CONTEXT_FIELDS = ("room_id", "event_id", "sender", "outcome", "seconds", "version")
+CONTEXT_FIELDS = ("room_id", "event_id", "sender", "outcome", "seconds", "version", "worker")
 
 
 class JsonFormatter(logging.Formatter):

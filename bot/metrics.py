@@ -26,6 +26,18 @@ class Metrics:
             registry=r,
         )
         self.errors = Counter("supportbot_errors", "Errors, by kind", ["kind"], registry=r)
+        # Several workers: an event this worker meant to handle was claimed or handled by
+        # another one first (normal when workers share a backlog; never a double answer).
+        self.claims_lost = Counter(
+            "supportbot_claims_lost",
+            "Events left to another worker that had claimed or handled them first",
+            registry=r,
+        )
+        self.claims_taken_over = Counter(
+            "supportbot_claims_taken_over",
+            "Events taken over from a worker whose lease ran out (it died or stalled)",
+            registry=r,
+        )
         self.build_seconds = Histogram(
             "supportbot_index_build_seconds",
             "Index builds run by the bot",

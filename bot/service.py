@@ -7,6 +7,12 @@ a time: policy, retrieval in the single worker thread, then at most one reply pe
 claimed in the database before it is sent with a transaction id derived from the question's
 event id. Events are marked handled only after that, so a crash anywhere re-handles them on
 restart, and the claim plus the transaction id make sure the room still sees one reply.
+
+Several workers (processes, one database) may run side by side: each syncs the rooms itself,
+an event is fresh only for the worker whose insert stored it, and every worker claims an event
+in the database (a lease, renewed while handling) before acting on it. A *sweeper* picks up
+unhandled events nobody holds: those stored before a start, another worker's backlog, and,
+once the lease has run out, the events of a worker that died mid-way.
 """
 
 from __future__ import annotations
@@ -16,13 +22,15 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import random
 import signal
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -41,15 +49,19 @@ from bot.errors import FatalError, MessageRejectedError, TransientError
 from bot.metrics import Metrics
 from bot.mining import learn
 from bot.settings import Settings
+from bot.store.dashboard_store import LAST_BUILD_KEY, DashboardStore
 from bot.store.room_store import RoomStore
-from bot.web.health import make_app, start_site
+from bot.web.app import build_app
+from bot.web.context import WebContext
+from bot.web.health import start_site
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Answer = Callable[[str], SuggestedReply]
 
-LAST_BUILD_KEY = "index.last_build"  # JSON: when, trigger, ok, version or error, seconds
+# A reply posted from the dashboard is tried this often before the page shows the error.
+DASHBOARD_SEND_ATTEMPTS = 3
 
 UNSURE_REPLY = (
     "I couldn't find a confident answer to this in the docs, so I've put your question in the "
@@ -60,6 +72,29 @@ UNSURE_REPLY = (
 def txn_id_for(question_event_id: str) -> str:
     """Stable per question: a retried or repeated send is de-duplicated by the homeserver."""
     return "supportbot-" + hashlib.sha256(question_event_id.encode()).hexdigest()[:40]
+
+
+def dead_local_workers(holders: Iterable[str], me: str) -> list[str]:
+    """Claim holders that were earlier processes on this host and are no longer running.
+
+    The default worker id is ``<hostname>-<pid>``, new on every start: without this, a bot
+    restarted after a SIGKILL would wait a whole lease for the event it had in hand. Only ids
+    of that form with this host's name are judged; a pid that is alive (perhaps reused by
+    some other program) is left alone, and its lease runs out as usual.
+    """
+    host = socket.gethostname()
+    dead: list[str] = []
+    for holder in holders:
+        name, _, pid = holder.rpartition("-")
+        if holder == me or name != host or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            dead.append(holder)
+        except (PermissionError, OverflowError, ValueError):
+            continue  # a live process of another user, or not a pid at all
+    return dead
 
 
 class Backoff:
@@ -102,9 +137,15 @@ class RoomService:
         self.reindex = reindex  # the scheduled full re-index (cron in settings)
         self.reload = reload  # pick up an index published by `supportbot index build` outside
         self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="answer")
+        # The limits count every worker's replies: they are read from the database.
         self.limiter = ReplyLimiter(
-            settings.user_cooldown_seconds, settings.room_replies_per_minute
+            settings.user_cooldown_seconds, settings.room_replies_per_minute, store
         )
+        self.worker_id = settings.resolved_worker_id
+        self.lease_seconds = settings.claim_lease_seconds
+        # Often enough that a dead worker's events wait little more than the lease.
+        self.sweep_seconds = min(self.lease_seconds / 4, 10.0)
+        self._expired_holders: dict[str, str] = {}  # event id -> the worker whose lease ran out
         self.me = BotIdentity(transport.user_id)
         self.ignore_users = frozenset(settings.ignore_users)
         self.maintainers = frozenset(settings.maintainers)
@@ -117,6 +158,8 @@ class RoomService:
         self._stopping = asyncio.Event()
         self._queued: set[str] = set()
         self.replies_sent = 0
+        self.dashboard = DashboardStore(store.db)
+        self._dashboard_build: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -138,25 +181,23 @@ class RoomService:
             self.me = BotIdentity(
                 self.transport.user_id, getattr(self.transport, "display_name", None)
             )
-            pending = await self._db(self.store.unhandled)
-            if pending:
-                log.info("re-handling %d events persisted before the last stop", len(pending))
+            await self._release_dead_local_claims()
             reader = asyncio.create_task(self._read_loop(), name="sync-reader")
             answerer = asyncio.create_task(self._answer_loop(), name="answerer")
             publisher = asyncio.create_task(self._publish_loop(), name="publisher")
             scheduler = asyncio.create_task(self._reindex_loop(), name="reindex")
             watcher = asyncio.create_task(self._watch_loop(), name="index-watch")
-            for event in pending:  # persisted before a crash or stop, not yet handled
-                await self._enqueue(event)
+            # Its first pass queues what was persisted before this start and not yet handled.
+            sweeper = asyncio.create_task(self._sweep_loop(), name="claim-sweep")
             stopper = asyncio.create_task(self._stopping.wait(), name="stop")
             done, _ = await asyncio.wait(
                 {reader, answerer, stopper}, return_when=asyncio.FIRST_COMPLETED
             )
             self._stopping.set()
             reader.cancel()  # an in-flight long-poll is safe to drop: its token was not stored
-            for background in (reader, publisher, scheduler, watcher):
+            for background in (reader, publisher, scheduler, watcher, sweeper):
                 background.cancel()
-            for background in (reader, publisher, scheduler, watcher):
+            for background in (reader, publisher, scheduler, watcher, sweeper):
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
             await answerer  # it notices the stop between events
@@ -176,14 +217,16 @@ class RoomService:
         if not self.settings.serve_http:
             return None
         runner = await start_site(
-            make_app(self.metrics, self.readiness), self.settings.web_host, self.settings.web_port
+            build_app(self.web_context()), self.settings.web_host, self.settings.web_port
         )
         for site in runner.sites:
             server = getattr(site, "_server", None)
             for sock in getattr(server, "sockets", None) or ():
                 self.http_port = int(sock.getsockname()[1])
         log.info(
-            "serving /healthz /readyz /metrics on %s:%s", self.settings.web_host, self.http_port
+            "serving the dashboard and /healthz /readyz /metrics on %s:%s",
+            self.settings.web_host,
+            self.http_port,
         )
         return runner
 
@@ -198,6 +241,119 @@ class RoomService:
         if since > window:
             return False, f"last successful /sync {since:.0f} s ago"
         return True, "syncing"
+
+    # --- the dashboard's view of the service --------------------------------------------------
+    def web_context(self) -> WebContext:
+        """What the web app may use: the database, the answerer, posting and rebuilding."""
+        retriever = getattr(self.answer, "retriever", None)
+
+        async def run_cpu(fn: Callable[[], Any]) -> Any:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
+
+        def encode(texts: list[str]) -> Any:
+            # Read at call time: a hot swap replaces the answerer's retriever, not its encoder.
+            return self.answer.retriever.encoder.encode(texts)  # type: ignore[attr-defined]
+
+        def index_manifest() -> dict[str, Any]:
+            current = getattr(self.answer, "retriever", None)
+            return dict(current.index.manifest) if current is not None else {}
+
+        return WebContext(
+            settings=self.settings,
+            db=self.store.db,
+            store=self.store,
+            metrics=self.metrics,
+            ready=self.readiness,
+            answer=self.answer,
+            run_cpu=run_cpu,
+            encode=encode if getattr(retriever, "encoder", None) is not None else None,
+            post_reply=self.post_from_dashboard,
+            rebuild=self._start_dashboard_rebuild if self.reindex is not None else None,
+            index_manifest=index_manifest if retriever is not None else None,
+            local_room=getattr(self.transport, "local_room", None),
+        )
+
+    async def _start_dashboard_rebuild(self) -> None:
+        """Start a full re-index in the background; one at a time."""
+        if self.reindex is None:
+            return
+        if self._dashboard_build is not None and not self._dashboard_build.done():
+            log.info("a rebuild started from the dashboard is still running")
+            return
+        self._dashboard_build = asyncio.create_task(
+            self._run_build("dashboard", self.reindex), name="dashboard-rebuild"
+        )
+
+    async def post_from_dashboard(
+        self, question_event_id: str, markdown: str, maintainer: str
+    ) -> str:
+        """Post a maintainer's reply as the bot in the question's thread, mentioning the asker.
+
+        The post is recorded before it is sent, with a transaction id of its own that every
+        retry reuses, so the room shows it once. A send that keeps failing raises a
+        ``TransientError`` whose message the dashboard shows next to the kept text.
+        """
+        question = await self._db(self.store.event, question_event_id)
+        if question is None:
+            raise LookupError(f"the question {question_event_id} is not stored")
+        post = await self._db(
+            self.dashboard.claim_post, question_event_id, question.room_id, maintainer, markdown
+        )
+        outgoing = OutgoingReply(
+            room_id=question.room_id,
+            reply_to=question.event_id,
+            thread_root=question.thread_root,
+            body=markdown,
+            formatted_body=markdown_to_html(markdown),
+            txn_id=post.txn_id,
+            mention=question.sender,
+        )
+        backoff = self._backoff()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                reply_id = await self.transport.send_reply(outgoing)
+                break
+            except MessageRejectedError:
+                await self._db(self.dashboard.mark_post_failed, post.id, "rejected")
+                raise
+            except TransientError as exc:
+                self.metrics.errors.labels("send").inc()
+                if attempt >= DASHBOARD_SEND_ATTEMPTS:
+                    await self._db(self.dashboard.mark_post_failed, post.id)
+                    raise TransientError(
+                        f"the room did not take the reply after {attempt} tries ({exc})"
+                    ) from exc
+                # Someone is waiting on the page: short pauses, not the sync loop's backoff.
+                await asyncio.sleep(min(backoff.next_delay(), 2.0))
+            except BaseException:
+                await self._db(self.dashboard.mark_post_failed, post.id)
+                raise
+        await self._db(self.dashboard.mark_post_sent, post.id, reply_id)
+        await self._db(self.dashboard.record_person_answer, question_event_id, maintainer)
+        log.info("%s posted to %s from the dashboard: %s", maintainer, question_event_id, reply_id)
+        return reply_id
+
+    async def _note_person_reply(self, event: RoomEvent) -> None:
+        """Someone other than the asker (and the bot) replied in a question's thread or to the
+        question itself: the question counts as answered by them."""
+        targets = [
+            e
+            for e in (
+                event.relates_to if event.rel_type == "m.thread" else None,
+                event.in_reply_to,
+            )
+            if e
+        ]
+        if not targets:
+            return
+        at = datetime.fromtimestamp(event.origin_ts / 1000, UTC) if event.origin_ts else None
+        changed = await self._db(
+            self.dashboard.note_reply_in_thread, targets, event.sender, at or datetime.now(UTC)
+        )
+        if changed:
+            log.info("%s answered %d queued question(s) in the room", event.sender, changed)
 
     async def _connect(self) -> None:
         backoff = self._backoff()
@@ -329,6 +485,113 @@ class RoomService:
             if version:
                 log.info("picked up index %s published outside the bot", version)
 
+    # --- claims shared with other workers ------------------------------------------------------
+    async def _release_dead_local_claims(self) -> None:
+        try:
+            holders = await self._db(self.store.claim_holders)
+            dead = dead_local_workers(holders, self.worker_id)
+            released = await self._db(self.store.release_claims, dead) if dead else 0
+        except TransientError as exc:  # their leases run out anyway
+            log.warning("could not look for claims of earlier processes: %s", exc)
+            return
+        if released:
+            log.info(
+                "released %d claims of earlier processes on this host (%s)",
+                released,
+                ", ".join(sorted(dead)),
+                extra={"worker": self.worker_id},
+            )
+
+    async def _sweep_loop(self) -> None:
+        """Queue unhandled events that nobody is working on, every ``sweep_seconds``.
+
+        The first pass, at start, takes everything persisted before and not handled. Later
+        passes take events stored more than a pass ago: another worker's backlog (so busy
+        workers share it) and the events of a worker whose lease ran out (it died mid-way).
+        Nothing is claimed here: the answerer claims each event right before handling it, so
+        a queue full of events never holds other workers back.
+        """
+        first = True
+        while not self._stopping.is_set():
+            room = self.queue.maxsize - self.queue.qsize()
+            if room > 0:
+                try:
+                    now = datetime.now(UTC)
+                    found = await self._db(
+                        self.store.claimable,
+                        self.worker_id,
+                        received_before=now
+                        if first
+                        else now - timedelta(seconds=self.sweep_seconds),
+                        limit=room + len(self._queued),  # what is queued here comes back too
+                        now=now,
+                    )
+                except TransientError as exc:
+                    log.warning("looking for unhandled events failed (%s); trying again", exc)
+                    found = []
+                new = [(e, holder) for e, holder in found if e.event_id not in self._queued]
+                if first and new:
+                    log.info("re-handling %d events persisted before this start", len(new))
+                for event, holder in new[:room]:
+                    if holder is not None and holder != self.worker_id:
+                        self._expired_holders[event.event_id] = holder
+                    await self._enqueue(event)
+            first = False
+            if await self._sleep_or_stop(self.sweep_seconds):
+                return
+
+    async def _claim(self, event: RoomEvent) -> bool:
+        """Claim the event for this worker; False when another worker holds or handled it."""
+        try:
+            ours = await self._db(
+                self.store.claim_event, event.event_id, self.worker_id, self.lease_seconds
+            )
+        except TransientError as exc:  # left unclaimed: the next sweep offers it again
+            log.warning("claiming %s failed (%s); leaving it for now", event.event_id, exc)
+            self._queued.discard(event.event_id)
+            return False
+        previous = self._expired_holders.pop(event.event_id, None)
+        if not ours:
+            self._queued.discard(event.event_id)  # a later sweep may offer it again
+            self.metrics.claims_lost.inc()
+            log.debug(
+                "event %s is another worker's; skipping",
+                event.event_id,
+                extra={"event_id": event.event_id, "worker": self.worker_id},
+            )
+            return False
+        if previous is not None:
+            self.metrics.claims_taken_over.inc()
+            log.warning(
+                "took over %s from worker %s, whose lease ran out",
+                event.event_id,
+                previous,
+                extra={"event_id": event.event_id, "worker": self.worker_id},
+            )
+        return True
+
+    async def _keep_claim(self, event_id: str) -> None:
+        """Renew the lease while handling (slow inference, send retries); runs until cancelled."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                ours = await self._db(
+                    self.store.claim_event, event_id, self.worker_id, self.lease_seconds
+                )
+            except Exception as exc:  # best effort: the next renewal may work, the lease is long
+                log.warning("renewing the claim on %s failed: %s", event_id, exc)
+                continue
+            if not ours:
+                # Only after this process stalled for longer than the lease. The reply claim
+                # and its transaction id still keep the room at one reply.
+                log.warning(
+                    "another worker took over %s while this one was handling it",
+                    event_id,
+                    extra={"event_id": event_id, "worker": self.worker_id},
+                )
+                self.metrics.claims_lost.inc()
+                return
+
     # --- answerer ------------------------------------------------------------------------------
     async def _answer_loop(self) -> None:
         while not self._stopping.is_set():
@@ -336,7 +599,10 @@ class RoomService:
                 event = await asyncio.wait_for(self.queue.get(), timeout=0.5)
             except TimeoutError:
                 continue
+            if not await self._claim(event):
+                continue
             started = time.monotonic()
+            renewer = asyncio.create_task(self._keep_claim(event.event_id), name="claim-renew")
             try:
                 outcome = await self._handle(event)
             except FatalError:
@@ -348,9 +614,15 @@ class RoomService:
                 log.exception("handling %s in %s failed", event.event_id, event.room_id)
                 outcome = f"error:{type(exc).__name__}"
                 self.metrics.errors.labels("handling").inc()
-            if outcome is None:  # stopped mid-send: leave it unhandled for the next start
+            finally:
+                renewer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewer
+            if outcome is None:  # stopped mid-send: give it back to the next start or worker
+                with contextlib.suppress(TransientError):
+                    await self._db(self.store.release_claim, event.event_id, self.worker_id)
                 return
-            await self._db(self.store.mark_handled, event.event_id, outcome)
+            await self._db(self.store.mark_handled, event.event_id, outcome, self.worker_id)
             self._queued.discard(event.event_id)
             elapsed = time.monotonic() - started
             self.metrics.answer_seconds.observe(elapsed)
@@ -374,6 +646,7 @@ class RoomService:
                     "sender": event.sender,
                     "outcome": outcome,
                     "seconds": round(elapsed, 3),
+                    "worker": self.worker_id,
                 },
             )
 
@@ -412,6 +685,7 @@ class RoomService:
         reason = ignore_reason(event, self.me, self.ignore_users)
         if reason:
             return f"ignored:{reason}"
+        await self._note_person_reply(event)
         existing = await self._db(self.store.reply, event.event_id)
         if existing is not None and existing.state == "sent":
             return "already-replied"  # re-handled after a restart: keep its triage status
@@ -461,7 +735,7 @@ class RoomService:
     async def _reply(self, event: RoomEvent, body: str, *, confident: bool) -> str | None:
         existing = await self._db(self.store.reply, event.event_id)
         if existing is None:
-            limited = self.limiter.check(event.room_id, event.sender)
+            limited = await self._db(self.limiter.check, event.room_id, event.sender)
             if limited:
                 return f"suppressed:{limited}"
         claim = await self._db(
@@ -500,11 +774,9 @@ class RoomService:
                 if await self._sleep_or_stop(delay):
                     return None
         await self._db(self.store.mark_reply_sent, event.event_id, reply_id)
-        await self._db(
-            self.store.set_question_status,
-            event.event_id,
-            "answered_bot" if confident else "new",
-        )
-        self.limiter.record(event.room_id, event.sender)
+        if confident:
+            await self._db(self.dashboard.record_bot_answer, event.event_id)
+        else:
+            await self._db(self.store.set_question_status, event.event_id, "new")
         self.replies_sent += 1
         return "replied" if confident else "replied:unsure"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.postgres_server import PostgresServer, postgres_skip_reason
 from tests.synapse_server import SynapseServer, synapse_skip_reason
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -50,6 +52,33 @@ def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]
         pytest.skip(reason)
     with SynapseServer(tmp_path_factory.mktemp("synapse")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """One real PostgreSQL for the whole run, started on first use (skipped only where it is
+    not installed and CI is not asking for it: see tests/postgres_server.py)."""
+    reason = postgres_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with PostgresServer(tmp_path_factory.mktemp("postgres")) as server:
+        yield server
+
+
+_database_names = itertools.count(1)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh, empty database: a SQLite file (in a folder not made yet), or a new
+    database on the session's PostgreSQL, dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'db' / 'supportbot.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    name = f"test_{next(_database_names)}"
+    yield server.new_database(name)
+    server.drop_database(name)
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import update
 
 from bot.answering.policy import (
     BotIdentity,
@@ -16,6 +20,9 @@ from bot.answering.policy import (
     strip_reply_fallback,
 )
 from bot.chat import RoomEvent
+from bot.store.database import Database
+from bot.store.models import ReplyRow
+from bot.store.room_store import RoomStore
 
 BOT = "@keras-bot:gitter.im"
 ME = BotIdentity(BOT)
@@ -357,58 +364,123 @@ def test_binary_looking_text() -> None:
 
 
 # --- rate limits ---------------------------------------------------------------------------------
-def test_user_cooldown() -> None:
-    limiter = ReplyLimiter(user_cooldown=30.0, room_per_minute=100)
-    assert limiter.check("!a", "@u", now=1000.0) is None
-    limiter.record("!a", "@u", now=1000.0)
-    assert limiter.check("!a", "@u", now=1000.0) == "user-cooldown"
-    assert limiter.check("!a", "@u", now=1029.9) == "user-cooldown"
-    assert limiter.check("!a", "@u", now=1030.0) is None
+# The limiter reads the replies every worker claimed from the database (SQLite and PostgreSQL).
+T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+_replies = itertools.count()
+
+
+@pytest.fixture
+def room_store(database_url: str) -> Iterator[RoomStore]:
+    db = Database(database_url)
+    db.create_schema()
+    yield RoomStore(db)
+    db.close()
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def record(store: RoomStore, room_id: str, user: str, seconds: float) -> None:
+    """A reply to ``user``'s question in ``room_id``, claimed at T0 + ``seconds``."""
+    qid = f"$q{next(_replies)}"
+    question = RoomEvent(room_id, qid, user, 0, "m.room.message", "m.text", "how?")
+    store.persist_batch([question], None)
+    store.claim_reply(
+        question_event_id=qid,
+        room_id=room_id,
+        txn_id=f"txn-{qid}",
+        body="b",
+        formatted_body="<p>b</p>",
+        thread_root=qid,
+    )
+    with store.db.session() as s:
+        s.execute(
+            update(ReplyRow).where(ReplyRow.question_event_id == qid).values(created_at=at(seconds))
+        )
+
+
+def test_user_cooldown(room_store: RoomStore) -> None:
+    limiter = ReplyLimiter(user_cooldown=30.0, room_per_minute=100, history=room_store)
+    assert limiter.check("!a", "@u", now=at(0)) is None
+    record(room_store, "!a", "@u", 0)
+    assert limiter.check("!a", "@u", now=at(0)) == "user-cooldown"
+    assert limiter.check("!a", "@u", now=at(29.9)) == "user-cooldown"
+    assert limiter.check("!a", "@u", now=at(30)) is None
     # Other users are not affected.
-    assert limiter.check("!a", "@v", now=1000.0) is None
+    assert limiter.check("!a", "@v", now=at(0)) is None
     # The cooldown is per user, in every room.
-    assert limiter.check("!b", "@u", now=1010.0) == "user-cooldown"
+    assert limiter.check("!b", "@u", now=at(10)) == "user-cooldown"
 
 
-def test_zero_cooldown() -> None:
-    limiter = ReplyLimiter(user_cooldown=0.0, room_per_minute=100)
-    limiter.record("!a", "@u", now=5.0)
-    assert limiter.check("!a", "@u", now=5.0) is None
+def test_zero_cooldown(room_store: RoomStore) -> None:
+    limiter = ReplyLimiter(user_cooldown=0.0, room_per_minute=100, history=room_store)
+    record(room_store, "!a", "@u", 5)
+    assert limiter.check("!a", "@u", now=at(5)) is None
 
 
-def test_room_window_of_60_seconds() -> None:
-    limiter = ReplyLimiter(user_cooldown=0.0, room_per_minute=3)
+def test_room_window_of_60_seconds(room_store: RoomStore) -> None:
+    limiter = ReplyLimiter(user_cooldown=0.0, room_per_minute=3, history=room_store)
     for i, t in enumerate((0.0, 10.0, 20.0)):
-        assert limiter.check("!a", f"@u{i}", now=t) is None
-        limiter.record("!a", f"@u{i}", now=t)
-    assert limiter.check("!a", "@new", now=30.0) == "room-rate-limit"
-    assert limiter.check("!a", "@new", now=59.9) == "room-rate-limit"
-    assert limiter.check("!a", "@new", now=60.0) is None  # the first reply left the window
-    limiter.record("!a", "@new", now=60.0)
-    assert limiter.check("!a", "@other", now=65.0) == "room-rate-limit"
-    assert limiter.check("!a", "@other", now=70.0) is None
+        assert limiter.check("!a", f"@u{i}", now=at(t)) is None
+        record(room_store, "!a", f"@u{i}", t)
+    assert limiter.check("!a", "@new", now=at(30)) == "room-rate-limit"
+    assert limiter.check("!a", "@new", now=at(59.9)) == "room-rate-limit"
+    assert limiter.check("!a", "@new", now=at(60)) is None  # the first reply left the window
+    record(room_store, "!a", "@new", 60)
+    assert limiter.check("!a", "@other", now=at(65)) == "room-rate-limit"
+    assert limiter.check("!a", "@other", now=at(70)) is None
     # Another room has its own window.
-    assert limiter.check("!b", "@other", now=30.0) is None
+    assert limiter.check("!b", "@other", now=at(30)) is None
 
 
-def test_rooms_are_independent() -> None:
-    limiter = ReplyLimiter(user_cooldown=0.0, room_per_minute=1)
-    limiter.record("!a", "@u", now=0.0)
-    assert limiter.check("!a", "@v", now=1.0) == "room-rate-limit"
-    assert limiter.check("!b", "@v", now=1.0) is None
-    limiter.record("!b", "@v", now=1.0)
-    assert limiter.check("!b", "@w", now=2.0) == "room-rate-limit"
-    assert limiter.check("!c", "@w", now=2.0) is None
+def test_rooms_are_independent(room_store: RoomStore) -> None:
+    limiter = ReplyLimiter(user_cooldown=0.0, room_per_minute=1, history=room_store)
+    record(room_store, "!a", "@u", 0)
+    assert limiter.check("!a", "@v", now=at(1)) == "room-rate-limit"
+    assert limiter.check("!b", "@v", now=at(1)) is None
+    record(room_store, "!b", "@v", 1)
+    assert limiter.check("!b", "@w", now=at(2)) == "room-rate-limit"
+    assert limiter.check("!c", "@w", now=at(2)) is None
 
 
-def test_check_does_not_record() -> None:
-    limiter = ReplyLimiter(user_cooldown=30.0, room_per_minute=1)
+def test_check_does_not_record(room_store: RoomStore) -> None:
+    limiter = ReplyLimiter(user_cooldown=30.0, room_per_minute=1, history=room_store)
     for _ in range(5):
-        assert limiter.check("!a", "@u", now=0.0) is None
+        assert limiter.check("!a", "@u", now=at(0)) is None
 
 
-def test_default_clock_is_monotonic() -> None:
-    limiter = ReplyLimiter(user_cooldown=3600.0, room_per_minute=10)
-    limiter.record("!a", "@u")
+def test_limits_are_shared_by_workers(database_url: str) -> None:
+    # Two workers, each with its own connection to the database: what one replied counts
+    # against the other's limits.
+    first, second = Database(database_url), Database(database_url)
+    first.create_schema()
+    try:
+        one = ReplyLimiter(user_cooldown=30.0, room_per_minute=2, history=RoomStore(first))
+        two = ReplyLimiter(user_cooldown=30.0, room_per_minute=2, history=RoomStore(second))
+        record(RoomStore(first), "!a", "@u", 0)
+        assert two.check("!a", "@u", now=at(1)) == "user-cooldown"
+        record(RoomStore(second), "!a", "@v", 1)
+        assert one.check("!a", "@w", now=at(2)) == "room-rate-limit"
+        assert one.check("!a", "@w", now=at(60.5)) is None
+    finally:
+        first.close()
+        second.close()
+
+
+def test_rejected_replies_do_not_count(room_store: RoomStore) -> None:
+    limiter = ReplyLimiter(user_cooldown=30.0, room_per_minute=1, history=room_store)
+    record(room_store, "!a", "@u", 0)
+    [row] = room_store.pending_replies()
+    room_store.mark_reply_rejected(row.question_event_id)  # never appeared in the room
+    assert limiter.check("!a", "@u", now=at(1)) is None
+
+
+def test_default_clock_is_the_wall_clock(room_store: RoomStore) -> None:
+    # Claimed replies carry a wall-clock time (they are compared across processes and hosts).
+    limiter = ReplyLimiter(user_cooldown=3600.0, room_per_minute=10, history=room_store)
+    record(room_store, "!a", "@u", 0)
+    with room_store.db.session() as s:
+        s.execute(update(ReplyRow).values(created_at=datetime.now(UTC)))
     assert limiter.check("!a", "@u") == "user-cooldown"
-    assert limiter.check("!a", "@u", now=time.monotonic() + 3601.0) is None
+    assert limiter.check("!a", "@u", now=datetime.now(UTC) + timedelta(seconds=3601)) is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -18,8 +17,8 @@ ROOM = "!room:example.org"
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'room.db'}")
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
     database.create_schema()
     yield database
     database.close()
@@ -286,8 +285,8 @@ def test_reply_event_ids_only_sent(store: RoomStore) -> None:
     assert [r.question_event_id for r in store.pending_replies()] == ["$q1"]
 
 
-def test_claims_survive_a_new_store_on_the_same_file(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'restart.db'}"
+def test_claims_survive_a_new_store_on_the_same_file(database_url: str) -> None:
+    url = database_url
     first = Database(url)
     first.create_schema()
     claim(RoomStore(first))

@@ -340,8 +340,9 @@ def test_crash_after_claim_resends_with_the_same_txn_id(
     assert [r.question_event_id for r in store.pending_replies()] == ["$q1"]
 
     restarted = make_service()
-    # The user cooldown is not applied to a claim made before the crash.
-    restarted.limiter.record(ROOM, ALICE)
+    # The pending claim is itself a reply to Alice within the (default 30 s) cooldown, but the
+    # cooldown is not applied to a claim made before the crash.
+    assert restarted.limiter.check(ROOM, ALICE) == "user-cooldown"
     assert run(restarted._handle(e)) == "replied"
     [resent] = transport_of(restarted).sent
     assert resent.txn_id == first_try.txn_id == txn_id_for("$q1")

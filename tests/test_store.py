@@ -1,8 +1,6 @@
-"""Corpus tables and the embedding cache on a real SQLite file."""
+"""Corpus tables and the embedding cache on SQLite and PostgreSQL (``database_url``)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
@@ -28,14 +26,14 @@ def chunks_of(d: Document, n: int = 2) -> list[Chunk]:
     return [Chunk(d.doc_id, i, d.title, f"{d.title} > part {i}\n\n{d.text}") for i in range(n)]
 
 
-def make_db(tmp_path: Path) -> Database:
-    db = Database(f"sqlite:///{tmp_path / 'sub' / 'bot.db'}")  # parent folder is created
+def make_db(url: str) -> Database:
+    db = Database(url)  # a SQLite file's parent folder is created
     db.create_schema()
     return db
 
 
-def test_replace_corpus_adds_updates_and_removes(tmp_path: Path) -> None:
-    db = make_db(tmp_path)
+def test_replace_corpus_adds_updates_and_removes(database_url: str) -> None:
+    db = make_db(database_url)
     a, b = doc("guides/a"), doc("keras.Model")
     db.replace_corpus([a, b], chunks_of(a) + chunks_of(b, 3))
     assert db.count_documents() == 2
@@ -56,8 +54,8 @@ def test_replace_corpus_adds_updates_and_removes(tmp_path: Path) -> None:
     db.close()
 
 
-def test_embedding_cache_is_keyed_by_model_and_hash(tmp_path: Path) -> None:
-    db = make_db(tmp_path)
+def test_embedding_cache_is_keyed_by_model_and_hash(database_url: str) -> None:
+    db = make_db(database_url)
     rng = np.random.default_rng(0)
     vectors = {f"h{i}": rng.standard_normal(8).astype(np.float32) for i in range(700)}
     db.store_embeddings("model-a", vectors)

@@ -30,8 +30,8 @@ from index_builder.sources.past_answers import PastAnswer
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_db(tmp_path: Path) -> Database:
-    db = Database(f"sqlite:///{tmp_path / 'data' / 'bot.db'}")
+def make_db(url: str) -> Database:
+    db = Database(url)
     db.create_schema()
     return db
 
@@ -174,8 +174,10 @@ def test_jsonl_file_with_bom_crlf_unicode_blank_and_bad_lines(tmp_path: Path) ->
     assert str(bad.problems[0]) == "line 1: not UTF-8 text (byte 15)"
 
 
-def test_import_is_idempotent_and_updates_changed_answers(tmp_path: Path) -> None:
-    db = make_db(tmp_path)
+def test_import_is_idempotent_and_updates_changed_answers(
+    tmp_path: Path, database_url: str
+) -> None:
+    db = make_db(database_url)
     path = write_jsonl(tmp_path / "t.jsonl", [record(1), record(2), "oops", record(3)])
     first = import_threads(db, path)
     assert (first.new, first.updated, first.unchanged, first.errors) == (3, 0, 0, 1)
@@ -283,8 +285,8 @@ def test_gitter_json_lines_with_string_users_and_bad_items(tmp_path: Path) -> No
     assert report.skipped == {"thread root without text": 1}
 
 
-def test_gitter_import_is_idempotent(tmp_path: Path) -> None:
-    db = make_db(tmp_path)
+def test_gitter_import_is_idempotent(tmp_path: Path, database_url: str) -> None:
+    db = make_db(database_url)
     path = tmp_path / "gitter.json"
     path.write_text(json.dumps(gitter_messages()))
     first = import_threads(db, path)
@@ -328,8 +330,8 @@ def test_unreadable_files_raise(tmp_path: Path) -> None:
 
 
 # --- the store ------------------------------------------------------------------------------------
-def test_store_queries(tmp_path: Path) -> None:
-    db = make_db(tmp_path)
+def test_store_queries(database_url: str) -> None:
+    db = make_db(database_url)
     store = PastAnswerStore(db)
     plus2 = timezone(timedelta(hours=2))
     room = PastAnswer(

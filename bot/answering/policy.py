@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from bot.chat import RoomEvent
 
@@ -107,30 +107,36 @@ def question_text(event: RoomEvent, me: BotIdentity) -> str:
     return me.strip_mention(strip_reply_fallback(event.body))
 
 
+class ReplyHistory(Protocol):
+    """The replies already claimed, by every worker: ``RoomStore`` answers from its tables."""
+
+    def replies_since(self, room_id: str, since: datetime) -> int: ...
+
+    def last_reply_to(self, user: str) -> datetime | None: ...
+
+
 @dataclass
 class ReplyLimiter:
-    """Per-user cooldown and per-room replies-per-minute, on a monotonic clock."""
+    """Per-user cooldown and per-room replies-per-minute, over the shared reply history.
+
+    The history is the database's, not this process's: workers sharing a database share the
+    limits. A reply counts from the moment it is claimed (before the send), so one that is
+    still on its way counts too. Two workers checking at the same instant may both pass, so
+    the limits can be exceeded by at most one reply per other worker, never more.
+    """
 
     user_cooldown: float
     room_per_minute: int
-    _last_user: dict[str, float] = field(default_factory=dict)
-    _room_times: dict[str, deque[float]] = field(default_factory=dict)
+    history: ReplyHistory
 
-    def check(self, room_id: str, user: str, now: float | None = None) -> str | None:
+    def check(self, room_id: str, user: str, now: datetime | None = None) -> str | None:
         """None when a reply may go out now, else the reason it may not."""
-        now = time.monotonic() if now is None else now
-        last = self._last_user.get(user)
-        if last is not None and now - last < self.user_cooldown:
-            return "user-cooldown"
-        times = self._room_times.get(room_id)
-        if times is not None:
-            while times and now - times[0] >= 60.0:
-                times.popleft()
-            if len(times) >= self.room_per_minute:
-                return "room-rate-limit"
+        now = now or datetime.now(UTC)
+        if self.user_cooldown > 0:
+            last = self.history.last_reply_to(user)
+            if last is not None and (now - last).total_seconds() < self.user_cooldown:
+                return "user-cooldown"
+        # A reply leaves the window 60 s after it was claimed.
+        if self.history.replies_since(room_id, now - timedelta(seconds=60)) >= self.room_per_minute:
+            return "room-rate-limit"
         return None
-
-    def record(self, room_id: str, user: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        self._last_user[user] = now
-        self._room_times.setdefault(room_id, deque()).append(now)

@@ -16,12 +16,41 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    TypeDecorator,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A point in time, stored and returned in UTC and always zone-aware, on every backend.
+
+    PostgreSQL keeps ``timestamptz`` and returns it in the session's time zone; SQLite keeps
+    no zone at all, returns naive values and would store an aware value's local wall time.
+    Normalising here means callers compare and subtract times the same way on both: what comes
+    back is UTC-aware, and a naive value going in is taken to be UTC already.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -41,7 +70,7 @@ class DocumentRow(Base):
     kind: Mapped[str] = mapped_column(String(16))
     aliases: Mapped[list[str]] = mapped_column(JSON, default=list)
     content_hash: Mapped[str] = mapped_column(String(64))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     chunks: Mapped[list[ChunkRow]] = relationship(
         back_populates="document", cascade="all, delete-orphan", order_by="ChunkRow.ordinal"
@@ -72,7 +101,7 @@ class EmbeddingCacheRow(Base):
     chunk_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     dim: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class RoomEventRow(Base):
@@ -94,15 +123,13 @@ class RoomEventRow(Base):
     mentions: Mapped[list[str]] = mapped_column(JSON, default=list)
     # "live" (from /sync), "gap" (back-filled after a limited timeline), "history" (first join)
     origin: Mapped[str] = mapped_column(String(16), default="live")
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    handled_at: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True, index=True
-    )
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
     outcome: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # Several workers share one database: a worker claims an event before handling it; a claim
     # whose lease ran out (the worker died) may be taken over by another worker.
     claimed_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class SyncStateRow(Base):
@@ -112,7 +139,7 @@ class SyncStateRow(Base):
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class QuestionRow(Base):
@@ -133,10 +160,10 @@ class QuestionRow(Base):
     suggestion: Mapped[str | None] = mapped_column(Text, nullable=True)
     sources: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     index_version: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # When and by whom it was first answered: "bot", or the person (Matrix id / dashboard user)
-    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     answered_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
     # The maintainer who marked it answered or dismissed on the dashboard
     handled_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
@@ -160,8 +187,8 @@ class ReplyRow(Base):
     formatted_body: Mapped[str] = mapped_column(Text)
     thread_root: Mapped[str] = mapped_column(String(255))
     posted_by: Mapped[str] = mapped_column(String(255), default="bot")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class PastAnswerRow(Base):
@@ -180,7 +207,7 @@ class PastAnswerRow(Base):
     title: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     asked_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
     answered_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # where it came from: "room", "import:jsonl", "import:gitter"
     source: Mapped[str] = mapped_column(String(64), index=True)
     # how the answer was established: maintainer-thread, maintainer-reply, accepted-reaction,
@@ -189,7 +216,7 @@ class PastAnswerRow(Base):
     room_id: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
     question_event_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
     answer_event_id: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class DashboardPostRow(Base):
@@ -209,8 +236,8 @@ class DashboardPostRow(Base):
     txn_id: Mapped[str] = mapped_column(String(128), unique=True)
     state: Mapped[str] = mapped_column(String(16), default="pending")  # pending/sent/rejected
     reply_event_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class SuggestionVoteRow(Base):
@@ -221,7 +248,7 @@ class SuggestionVoteRow(Base):
     question_event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     user_name: Mapped[str] = mapped_column(String(255), primary_key=True)
     vote: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class UserRow(Base):
@@ -231,8 +258,8 @@ class UserRow(Base):
 
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     password_hash: Mapped[str] = mapped_column(String(512))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class WebSessionRow(Base):
@@ -241,12 +268,10 @@ class WebSessionRow(Base):
     __tablename__ = "web_sessions"
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_name: Mapped[str] = mapped_column(
-        ForeignKey("users.name", ondelete="CASCADE"), index=True
-    )
+    user_name: Mapped[str] = mapped_column(ForeignKey("users.name", ondelete="CASCADE"), index=True)
     csrf_token: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 class LoginThrottleRow(Base):
@@ -256,8 +281,8 @@ class LoginThrottleRow(Base):
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
-    last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class LocalRoomEventRow(Base):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from bot.chat import RoomEvent
 from bot.mining import Change, Remove, StoredPair, UpdateText, Upsert
@@ -25,22 +29,24 @@ SYNC_TOKEN_KEY = "matrix.sync_token"
 _IN_BATCH = 500
 
 
-def _to_row(e: RoomEvent) -> RoomEventRow:
-    return RoomEventRow(
-        event_id=e.event_id,
-        room_id=e.room_id,
-        sender=e.sender,
-        origin_ts=e.origin_ts,
-        event_type=e.event_type,
-        msgtype=e.msgtype,
-        body=e.body,
-        formatted_body=e.formatted_body,
-        rel_type=e.rel_type,
-        relates_to=e.relates_to,
-        in_reply_to=e.in_reply_to,
-        mentions=list(e.mentions),
-        origin=e.origin,
-    )
+def _to_row(e: RoomEvent) -> dict[str, Any]:
+    """The column values of a ``room_events`` row for this event (not yet handled or claimed)."""
+    return {
+        "event_id": e.event_id,
+        "room_id": e.room_id,
+        "sender": e.sender,
+        "origin_ts": e.origin_ts,
+        "event_type": e.event_type,
+        "msgtype": e.msgtype,
+        "body": e.body,
+        "formatted_body": e.formatted_body,
+        "rel_type": e.rel_type,
+        "relates_to": e.relates_to,
+        "in_reply_to": e.in_reply_to,
+        "mentions": list(e.mentions),
+        "origin": e.origin,
+        "received_at": utcnow(),
+    }
 
 
 def _from_row(r: RoomEventRow) -> RoomEvent:
@@ -73,9 +79,69 @@ class ReplyClaim:
     room_id: str
 
 
+# Replies that count against the rate limits: sent, or claimed and (maybe) on their way.
+_LIVE_REPLY_STATES = ("pending", "sent")
+
+
+def _claimable(worker: str, now: datetime) -> Any:
+    """SQL condition: nobody holds the event's claim, this worker does, or the lease ran out."""
+    return or_(
+        RoomEventRow.claimed_by.is_(None),
+        RoomEventRow.claimed_by == worker,
+        RoomEventRow.claimed_until.is_(None),
+        RoomEventRow.claimed_until < now,
+    )
+
+
 class RoomStore:
+    """Safe to share between worker processes: every write that two workers may race on is a
+    single conditional statement (insert-unless-present, upsert, compare-and-set update)."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._dialect = db.engine.dialect.name
+
+    # --- race-safe primitives ------------------------------------------------------------------
+    def _insert_new(self, s: Session, model: Any, rows: list[dict[str, Any]], key: str) -> set[Any]:
+        """Insert the rows whose key is not stored yet; return the keys this call inserted.
+
+        Two workers may insert the same rows at once. ON CONFLICT DO NOTHING makes the second
+        skip a row instead of failing its whole transaction, and RETURNING tells each which
+        rows were its own. PostgreSQL makes the second wait for the first's uncommitted row and
+        then skips it, so every key is reported to exactly one caller.
+        """
+        if not rows:
+            return set()
+        column = getattr(model, key)
+        if self._dialect == "postgresql":
+            pg = postgresql.insert(model).values(rows).on_conflict_do_nothing()
+            return set(s.scalars(pg.returning(column)))
+        if self._dialect == "sqlite":
+            lite = sqlite.insert(model).values(rows).on_conflict_do_nothing()
+            return set(s.scalars(lite.returning(column)))
+        # Any other backend: a savepoint per row, so a duplicate undoes only that row.
+        inserted: set[Any] = set()
+        for row in rows:
+            try:
+                with s.begin_nested():
+                    s.execute(insert(model).values(row))
+            except IntegrityError:
+                continue
+            inserted.add(row[key])
+        return inserted
+
+    def _put_state(self, s: Session, key: str, value: str) -> None:
+        """Insert or overwrite one key; two workers writing the first value never collide."""
+        values = {"key": key, "value": value, "updated_at": utcnow()}
+        changed = {"value": value, "updated_at": values["updated_at"]}
+        if self._dialect == "postgresql":
+            pg = postgresql.insert(SyncStateRow).values(values)
+            s.execute(pg.on_conflict_do_update(index_elements=["key"], set_=changed))
+        elif self._dialect == "sqlite":
+            lite = sqlite.insert(SyncStateRow).values(values)
+            s.execute(lite.on_conflict_do_update(index_elements=["key"], set_=changed))
+        else:
+            s.merge(SyncStateRow(**values))
 
     # --- sync state ----------------------------------------------------------------------------
     def get_state(self, key: str) -> str | None:
@@ -85,7 +151,7 @@ class RoomStore:
 
     def set_state(self, key: str, value: str) -> None:
         with self.db.session() as s:
-            s.merge(SyncStateRow(key=key, value=value, updated_at=utcnow()))
+            self._put_state(s, key, value)
 
     def sync_token(self) -> str | None:
         return self.get_state(SYNC_TOKEN_KEY)
@@ -94,26 +160,30 @@ class RoomStore:
         """Write unseen events and the new sync token in one transaction; return the unseen.
 
         Idempotent on event id: a replayed batch (crash after the server sent it, before the
-        token was stored) inserts nothing and yields nothing to act on twice.
+        token was stored) inserts nothing and yields nothing to act on twice. Several workers
+        each sync the same rooms and persist the same events: an event is returned to the one
+        worker whose insert stored it, never to two.
+
+        The token key is shared by all workers, so an older worker's token may overwrite a
+        newer one. Nothing is lost by that: a worker stores a token only together with every
+        event before it, so any stored token resumes after events that are all persisted, and
+        the replay from an older one inserts nothing.
         """
-        fresh: list[RoomEvent] = []
+        first: dict[str, RoomEvent] = {}
+        for event in events:
+            first.setdefault(event.event_id, event)  # a duplicate inside one batch: the first
+        # In event-id order: two workers inserting overlapping batches wait on each other's
+        # rows in one global order (and take the token row last), so they cannot deadlock.
+        rows = [_to_row(first[event_id]) for event_id in sorted(first)]
+        inserted: set[str] = set()
         with self.db.session() as s:
-            ids = list(dict.fromkeys(e.event_id for e in events))
-            known: set[str] = set()
-            for start in range(0, len(ids), _IN_BATCH):
-                batch = ids[start : start + _IN_BATCH]
-                known.update(
-                    s.scalars(select(RoomEventRow.event_id).where(RoomEventRow.event_id.in_(batch)))
+            for start in range(0, len(rows), _IN_BATCH):
+                inserted |= self._insert_new(
+                    s, RoomEventRow, rows[start : start + _IN_BATCH], "event_id"
                 )
-            for event in events:
-                if event.event_id in known:
-                    continue
-                known.add(event.event_id)
-                s.add(_to_row(event))
-                fresh.append(event)
             if next_token is not None:
-                s.merge(SyncStateRow(key=SYNC_TOKEN_KEY, value=next_token, updated_at=utcnow()))
-        return fresh
+                self._put_state(s, SYNC_TOKEN_KEY, next_token)
+        return [e for e in first.values() if e.event_id in inserted]  # batch order
 
     def known(self, event_id: str) -> bool:
         with self.db.session() as s:
@@ -130,13 +200,109 @@ class RoomStore:
             ).all()
             return [_from_row(r) for r in rows]
 
-    def mark_handled(self, event_id: str, outcome: str) -> None:
+    def mark_handled(self, event_id: str, outcome: str, worker: str | None = None) -> None:
+        """Done with it: the lease ends, and ``claimed_by`` keeps the worker that handled it."""
+        values: dict[str, Any] = {"handled_at": utcnow(), "outcome": outcome[:64]}
+        values["claimed_until"] = None
+        if worker is not None:
+            values["claimed_by"] = worker
+        with self.db.session() as s:
+            s.execute(update(RoomEventRow).where(RoomEventRow.event_id == event_id).values(values))
+
+    # --- claims: which worker handles an event -------------------------------------------------
+    def claim_event(
+        self, event_id: str, worker: str, lease_seconds: float, *, now: datetime | None = None
+    ) -> bool:
+        """Take or renew this worker's claim on an unhandled event; False if another holds it.
+
+        One conditional UPDATE, so it is atomic: SQLite runs one writer at a time, and
+        PostgreSQL, after waiting for a concurrent claimer's row lock, re-checks the WHERE
+        clause against the row that claimer committed. Two workers can never both get True
+        for one event while its lease runs; after it ran out (the holder died or stalled),
+        the first to ask takes it over.
+        """
+        now = now or utcnow()
+        with self.db.session() as s:
+            result = s.execute(
+                update(RoomEventRow)
+                .where(
+                    RoomEventRow.event_id == event_id,
+                    RoomEventRow.handled_at.is_(None),
+                    _claimable(worker, now),
+                )
+                .values(claimed_by=worker, claimed_until=now + timedelta(seconds=lease_seconds))
+            )
+            return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
+
+    def release_claim(self, event_id: str, worker: str) -> None:
+        """Give an unhandled event back (stopping mid-way) so others need not wait the lease."""
         with self.db.session() as s:
             s.execute(
                 update(RoomEventRow)
-                .where(RoomEventRow.event_id == event_id)
-                .values(handled_at=utcnow(), outcome=outcome[:64])
+                .where(
+                    RoomEventRow.event_id == event_id,
+                    RoomEventRow.handled_at.is_(None),
+                    RoomEventRow.claimed_by == worker,
+                )
+                .values(claimed_by=None, claimed_until=None)
             )
+
+    def claimable(
+        self,
+        worker: str,
+        *,
+        received_before: datetime,
+        limit: int,
+        now: datetime | None = None,
+    ) -> list[tuple[RoomEvent, str | None]]:
+        """Unhandled events this worker could claim now, oldest first, with their claimant.
+
+        Only events stored before ``received_before``: a just-persisted event is about to be
+        handled by the worker that stored it. Nothing is claimed here; the caller claims each
+        event right before handling it.
+        """
+        now = now or utcnow()
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(RoomEventRow)
+                .where(
+                    RoomEventRow.handled_at.is_(None),
+                    RoomEventRow.received_at < received_before,
+                    _claimable(worker, now),
+                )
+                .order_by(RoomEventRow.origin_ts, RoomEventRow.received_at)
+                .limit(limit)
+            ).all()
+            return [(_from_row(r), r.claimed_by) for r in rows]
+
+    def claim_holders(self, *, now: datetime | None = None) -> set[str]:
+        """Workers whose lease on some unhandled event is still running."""
+        now = now or utcnow()
+        with self.db.session() as s:
+            return set(
+                s.scalars(
+                    select(RoomEventRow.claimed_by)
+                    .where(
+                        RoomEventRow.handled_at.is_(None),
+                        RoomEventRow.claimed_by.is_not(None),
+                        RoomEventRow.claimed_until >= now,
+                    )
+                    .distinct()
+                )
+            )
+
+    def release_claims(self, workers: Iterable[str]) -> int:
+        """Drop every claim these (dead) workers hold on unhandled events; returns how many."""
+        names = list(workers)
+        if not names:
+            return 0
+        with self.db.session() as s:
+            result = s.execute(
+                update(RoomEventRow)
+                .where(RoomEventRow.handled_at.is_(None), RoomEventRow.claimed_by.in_(names))
+                .values(claimed_by=None, claimed_until=None)
+            )
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     def event(self, event_id: str) -> RoomEvent | None:
         with self.db.session() as s:
@@ -197,24 +363,29 @@ class RoomStore:
         thread_root: str,
         posted_by: str = "bot",
     ) -> ReplyClaim:
-        """Record the intent to reply before sending; the primary key makes it unique."""
+        """Record the intent to reply before sending; the primary key makes it unique.
+
+        Race-safe across workers: of two concurrent claims one inserts ("new"), the other
+        finds that row ("pending") and sends the same body with the same transaction id,
+        which the homeserver de-duplicates, so the room still sees one reply.
+        """
+        values = {
+            "question_event_id": question_event_id,
+            "room_id": room_id,
+            "txn_id": txn_id,
+            "state": "pending",
+            "body": body,
+            "formatted_body": formatted_body,
+            "thread_root": thread_root,
+            "posted_by": posted_by,
+            "created_at": utcnow(),
+        }
         with self.db.session() as s:
+            inserted = self._insert_new(s, ReplyRow, [values], "question_event_id")
             row = s.get(ReplyRow, question_event_id)
-            if row is None:
-                row = ReplyRow(
-                    question_event_id=question_event_id,
-                    room_id=room_id,
-                    txn_id=txn_id,
-                    state="pending",
-                    body=body,
-                    formatted_body=formatted_body,
-                    thread_root=thread_root,
-                    posted_by=posted_by,
-                )
-                s.add(row)
-                state = "new"
-            else:
-                state = row.state
+            if row is None:  # only a transaction id taken by another question gets here
+                raise RuntimeError(f"reply transaction id {txn_id} is taken by another question")
+            state = "new" if inserted else row.state
             return ReplyClaim(
                 state=state,
                 txn_id=row.txn_id,
@@ -239,6 +410,30 @@ class RoomStore:
                 update(ReplyRow)
                 .where(ReplyRow.question_event_id == question_event_id)
                 .values(state="rejected")
+            )
+
+    # --- what the rate limits count: the replies of every worker --------------------------------
+    def replies_since(self, room_id: str, since: datetime) -> int:
+        """Replies claimed in this room after ``since`` that were sent or may still be."""
+        with self.db.session() as s:
+            count = s.scalar(
+                select(func.count())
+                .select_from(ReplyRow)
+                .where(
+                    ReplyRow.room_id == room_id,
+                    ReplyRow.state.in_(_LIVE_REPLY_STATES),
+                    ReplyRow.created_at > since,
+                )
+            )
+            return int(count or 0)
+
+    def last_reply_to(self, user: str) -> datetime | None:
+        """When a reply to a question by this user was last claimed, in any room."""
+        with self.db.session() as s:
+            return s.scalar(
+                select(func.max(ReplyRow.created_at))
+                .join(RoomEventRow, RoomEventRow.event_id == ReplyRow.question_event_id)
+                .where(RoomEventRow.sender == user, ReplyRow.state.in_(_LIVE_REPLY_STATES))
             )
 
     def reply(self, question_event_id: str) -> ReplyRow | None:

@@ -30,13 +30,18 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def make_app(metrics_: Metrics, ready: Callable[[], tuple[bool, str]]) -> web.Application:
-    app = web.Application()
+def add_health_routes(app: web.Application, metrics_: Metrics, ready: ReadyCheck) -> None:
     app[METRICS_KEY] = metrics_
     app[READY_KEY] = ready
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+
+
+def make_app(metrics_: Metrics, ready: ReadyCheck) -> web.Application:
+    """Just the probes (the full app with the dashboard is ``bot.web.app.build_app``)."""
+    app = web.Application()
+    add_health_routes(app, metrics_, ready)
     return app
 
 

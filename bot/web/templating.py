@@ -8,6 +8,10 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+# Set by the auth middleware for a signed-in request; read here for every page.
+USER_KEY = web.RequestKey("user", str)
+CSRF_KEY = web.RequestKey("csrf_token", str)
+
 
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
@@ -27,8 +31,8 @@ def render(
 ) -> web.Response:
     """Render ``template`` with the signed-in user and CSRF token the auth middleware set."""
     values: dict[str, Any] = {
-        "user": request.get("user"),
-        "csrf_token": request.get("csrf_token", ""),
+        "user": request.get(USER_KEY),
+        "csrf_token": request.get(CSRF_KEY, ""),
         "path": request.path,
     }
     values.update(context or {})

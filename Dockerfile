@@ -1,0 +1,55 @@
+# syntax=docker/dockerfile:1
+# The support bot as a container: `supportbot run` on port 8080, state in /data.
+#
+#   CPU (default):  docker build -t supportbot .
+#   CUDA:           docker build --build-arg TORCH_VARIANT=cuda -t supportbot:cuda .
+#                   (PyPI's torch wheels bundle the CUDA libraries; the host needs the NVIDIA
+#                   driver and container toolkit: docker run --gpus all ...)
+#
+# Same install as the README's non-Docker path: torch first (CPU wheel or CUDA build), then
+# the project with its `keras` extra, whose installed package is the default index source.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ARG TORCH_VARIANT=cpu
+ARG TORCH_VERSION=2.13.0
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+# torch before the project: a bare `torch` requirement would pull the multi-GB CUDA build.
+RUN if [ "$TORCH_VARIANT" = "cpu" ]; then \
+        pip install "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu; \
+    else \
+        pip install "torch==${TORCH_VERSION}"; \
+    fi
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY index_builder ./index_builder
+RUN pip install ".[keras]"
+
+FROM ${PYTHON_IMAGE} AS runtime
+# git: `SUPPORTBOT_DOCS_GIT_PULL=true` refreshes a mounted keras-io checkout before re-indexing.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git=1:2.39.* \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 10001 --shell /usr/sbin/nologin supportbot \
+    && mkdir /data && chown supportbot:supportbot /data
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    HF_HUB_OFFLINE=1 \
+    SUPPORTBOT_DATA_DIR=/data \
+    SUPPORTBOT_WEB_HOST=0.0.0.0 \
+    SUPPORTBOT_WEB_PORT=8080 \
+    SUPPORTBOT_LOG_FORMAT=json
+USER 10001:10001
+WORKDIR /data
+VOLUME ["/data"]
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10m --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4).status != 200)"]
+ENTRYPOINT ["supportbot"]
+# Migrate, bring the index up to date (a no-op in seconds when nothing changed), then serve.
+CMD ["run", "--prepare"]

@@ -1,0 +1,493 @@
+"""The embedded local room: try the bot without a homeserver, an account or a token.
+
+``LocalRoom`` keeps one room's timeline in the ``local_room_events`` table, each event stored
+in the Matrix client-server shape, so the rest of the bot (``parse_event``, the store, the
+policy, learning) cannot tell it from a Matrix room. ``seq`` orders the timeline and is the
+sync token. ``LocalTransport`` is the ``ChatTransport`` over it: ``sync`` long-polls the table,
+``send_reply`` appends the bot's threaded notice.
+
+Posting is blocking SQLAlchemy (call it through ``asyncio.to_thread`` from async code); a post
+wakes the long-polls of this process at once, and waiters also re-read the table every
+``POLL_SECONDS`` so a post written by another process is seen too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import func, inspect, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.chat import OutgoingReply, RoomEvent, SyncBatch, parse_event
+from bot.errors import MessageRejectedError, SchemaOutdatedError
+from bot.store.database import Database
+from bot.store.models import LocalRoomEventRow
+
+log = logging.getLogger(__name__)
+
+# Matrix caps a whole event at 64 KiB; this leaves room for the envelope and the HTML body.
+MAX_BODY_BYTES = 60_000
+MAX_REACTION_KEY = 64
+NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,32}")
+_TXN_RE = re.compile(r"[A-Za-z0-9._~-]{1,100}")
+POLL_SECONDS = 1.0
+# How far back a thread reply looks for the thread's latest event (the reply fallback).
+_THREAD_SCAN = 2000
+
+Raw = dict[str, Any]
+
+
+class LocalRoomInputError(ValueError):
+    """Something a person typed into the local room is not acceptable; the text says why."""
+
+
+def check_name(name: str) -> str:
+    """A display name as typed (spaces around it dropped), or ``LocalRoomInputError``."""
+    name = name.strip()
+    if not name:
+        raise LocalRoomInputError("enter a name (letters, digits, '.', '_' or '-')")
+    if not NAME_RE.fullmatch(name):
+        raise LocalRoomInputError(
+            "a name is 1 to 32 characters: letters A-Z, digits, '.', '_' or '-' "
+            f"(got {len(name)} characters)"
+            if len(name) > 32
+            else "a name may contain only letters A-Z, digits, '.', '_' and '-'"
+        )
+    return name
+
+
+def check_body(body: str) -> str:
+    """The message text with line endings normalised and outer whitespace dropped."""
+    text = body.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if not text:
+        raise LocalRoomInputError("the message is empty")
+    size = len(text.encode("utf-8"))
+    if size > MAX_BODY_BYTES:
+        raise LocalRoomInputError(
+            f"the message is too long: {size} bytes, at most {MAX_BODY_BYTES} "
+            "(Matrix caps an event at 64 KiB)"
+        )
+    return text
+
+
+def localpart(user_id: str) -> str:
+    return user_id[1:].split(":", 1)[0] if user_id.startswith("@") else user_id
+
+
+def relation(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    content = raw.get("content")
+    relates = content.get("m.relates_to") if isinstance(content, Mapping) else None
+    return relates if isinstance(relates, Mapping) else {}
+
+
+def thread_root_of(raw: Mapping[str, Any]) -> str | None:
+    """The root event id when ``raw`` is a thread reply, else None."""
+    relates = relation(raw)
+    root = relates.get("event_id")
+    return root if relates.get("rel_type") == "m.thread" and isinstance(root, str) else None
+
+
+class LocalRoom:
+    """One room whose timeline lives in the database (see the module docstring)."""
+
+    def __init__(self, db: Database, room_id: str, bot_user: str) -> None:
+        if not room_id.startswith("!") or ":" not in room_id:
+            raise ValueError(f"local room id must look like !name:server, not {room_id!r}")
+        if not bot_user.startswith("@") or ":" not in bot_user:
+            raise ValueError(f"local bot user must look like @name:server, not {bot_user!r}")
+        self.db = db
+        self.room_id = room_id
+        self.bot_user = bot_user
+        self.server = room_id.split(":", 1)[1]
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"LocalRoom({self.room_id!r})"
+
+    def ensure(self) -> None:
+        """Check the database holds the timeline table (the room itself is implicit).
+
+        The schema belongs to the migrations (``Database.create_schema``); creating the table
+        here would leave a database the next migration cannot apply to.
+        """
+        if not inspect(self.db.engine).has_table(LocalRoomEventRow.__tablename__):
+            raise SchemaOutdatedError(
+                "the database has no local_room_events table: run `supportbot db upgrade`"
+            )
+
+    def user_id_for(self, name: str) -> str:
+        """The user id a person posting as ``name`` gets: ``@name:server`` (lower case)."""
+        user = f"@{check_name(name).lower()}:{self.server}"
+        if user == self.bot_user or localpart(user) == localpart(self.bot_user).lower():
+            raise LocalRoomInputError(f"the name {name.strip()!r} is the bot's; pick another")
+        return user
+
+    # --- writing -------------------------------------------------------------------------------
+    def post(
+        self,
+        sender: str,
+        body: str,
+        *,
+        thread_root: str | None = None,
+        in_reply_to: str | None = None,
+        mentions: Iterable[str] = (),
+        msgtype: str = "m.text",
+        formatted_body: str | None = None,
+        txn_id: str | None = None,
+    ) -> str:
+        """Append a message; return its event id (the first one's when ``txn_id`` repeats).
+
+        In a thread without an explicit ``in_reply_to`` the reply fallback points at the
+        thread's latest event, as Matrix clients do, so "thanks!" after the bot's answer reads
+        as feedback on it rather than as the question asked again.
+        """
+        self._check_sender(sender)
+        content: Raw = {"msgtype": msgtype, "body": check_body(body)}
+        if formatted_body is not None:
+            content["format"] = "org.matrix.custom.html"
+            content["formatted_body"] = formatted_body
+        if thread_root or in_reply_to:
+            content["m.relates_to"] = self._relation(thread_root, in_reply_to)
+        content["m.mentions"] = {"user_ids": list(dict.fromkeys(mentions))}
+        return self.send(sender, content, txn_id=txn_id)
+
+    def post_reaction(
+        self, sender: str, target_event_id: str, key: str, *, txn_id: str | None = None
+    ) -> str:
+        """Annotate a message with ``key`` (an emoji); reacting twice returns the first one."""
+        self._check_sender(sender)
+        key = key.strip()
+        if not key or len(key) > MAX_REACTION_KEY:
+            raise LocalRoomInputError(f"a reaction is 1 to {MAX_REACTION_KEY} characters")
+        target = self.event(target_event_id)
+        if target is None or target.get("type") != "m.room.message":
+            raise LocalRoomInputError(f"no message {target_event_id!r} in this room")
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(LocalRoomEventRow.event).where(
+                    LocalRoomEventRow.room_id == self.room_id, LocalRoomEventRow.sender == sender
+                )
+            )
+            for raw in rows:
+                relates = relation(raw)
+                if (
+                    raw.get("type") == "m.reaction"
+                    and relates.get("event_id") == target_event_id
+                    and relates.get("key") == key
+                ):
+                    return str(raw["event_id"])
+        content = {
+            "m.relates_to": {"rel_type": "m.annotation", "event_id": target_event_id, "key": key}
+        }
+        return self.send(sender, content, event_type="m.reaction", txn_id=txn_id)
+
+    def send(
+        self,
+        sender: str,
+        content: Mapping[str, Any],
+        *,
+        event_type: str = "m.room.message",
+        txn_id: str | None = None,
+    ) -> str:
+        """Append an event with ready-made ``content``; idempotent per (sender, ``txn_id``).
+
+        Transaction ids are scoped to the sender, as Matrix scopes them to a device, so one
+        person cannot collide with (or pre-empt) another's.
+        """
+        if event_type == "m.room.message":
+            body = content.get("body")
+            if not isinstance(body, str) or not body.strip():
+                raise LocalRoomInputError("the message is empty")
+            if len(body.encode("utf-8")) > MAX_BODY_BYTES:
+                raise LocalRoomInputError(f"the message is longer than {MAX_BODY_BYTES} bytes")
+        if txn_id is not None and not _TXN_RE.fullmatch(txn_id):
+            raise LocalRoomInputError("a transaction id is 1 to 100 URL-safe characters")
+        key = f"{sender}/{txn_id}" if txn_id is not None else None
+        try:
+            event_id = self._insert(sender, event_type, content, key)
+        except IntegrityError:
+            # Two posts with one transaction id raced; the loser returns the winner's event.
+            existing = self._by_txn(key) if key else None
+            if existing is None:
+                raise
+            return existing
+        self._notify()
+        return event_id
+
+    def _insert(
+        self, sender: str, event_type: str, content: Mapping[str, Any], txn_key: str | None
+    ) -> str:
+        with self.db.session() as s:
+            if s.get_bind().dialect.name == "postgresql":
+                # Sequence numbers are handed out before commit: with concurrent writers seq 11
+                # could commit before seq 10 and a sync that already passed 11 would never see
+                # 10. Serialising writers makes commit order the seq order (readers never wait).
+                s.execute(text(f"LOCK TABLE {LocalRoomEventRow.__tablename__} IN EXCLUSIVE MODE"))
+            if txn_key is not None:
+                existing = s.scalar(
+                    select(LocalRoomEventRow.event_id).where(LocalRoomEventRow.txn_id == txn_key)
+                )
+                if existing is not None:
+                    return existing
+            event_id = "$" + secrets.token_urlsafe(18)
+            origin_ts = int(time.time() * 1000)
+            raw: Raw = {
+                "type": event_type,
+                "event_id": event_id,
+                "sender": sender,
+                "room_id": self.room_id,
+                "origin_server_ts": origin_ts,
+                "content": dict(content),
+            }
+            s.add(
+                LocalRoomEventRow(
+                    room_id=self.room_id,
+                    event_id=event_id,
+                    sender=sender,
+                    txn_id=txn_key,
+                    event=raw,
+                    origin_ts=origin_ts,
+                )
+            )
+        return event_id
+
+    def _by_txn(self, txn_key: str) -> str | None:
+        with self.db.session() as s:
+            return s.scalar(
+                select(LocalRoomEventRow.event_id).where(LocalRoomEventRow.txn_id == txn_key)
+            )
+
+    def _check_sender(self, sender: str) -> None:
+        if sender == self.bot_user:
+            return
+        if not sender.startswith("@") or not sender.endswith(":" + self.server):
+            raise LocalRoomInputError(f"{sender!r} is not a user of {self.room_id}")
+        check_name(localpart(sender))
+
+    def _relation(self, thread_root: str | None, in_reply_to: str | None) -> Raw:
+        with self.db.session() as s:
+            if in_reply_to is not None and self._row(s, in_reply_to) is None:
+                raise LocalRoomInputError(f"no message {in_reply_to!r} to reply to")
+            if thread_root is None:
+                return {"m.in_reply_to": {"event_id": in_reply_to}}
+            root = self._row(s, thread_root)
+            if root is None or root.event.get("type") != "m.room.message":
+                raise LocalRoomInputError(f"no message {thread_root!r} to reply to in a thread")
+            # Threads do not nest: a reply to a thread reply joins that reply's thread.
+            outer = thread_root_of(root.event)
+            if outer is not None:
+                thread_root = outer
+                root = self._row(s, outer) or root
+            fallback = in_reply_to or self._latest_in_thread(s, thread_root, root.seq)
+        return {
+            "rel_type": "m.thread",
+            "event_id": thread_root,
+            "is_falling_back": in_reply_to is None,
+            "m.in_reply_to": {"event_id": fallback},
+        }
+
+    def _row(self, s: Session, event_id: str) -> LocalRoomEventRow | None:
+        return s.scalar(
+            select(LocalRoomEventRow).where(
+                LocalRoomEventRow.event_id == event_id, LocalRoomEventRow.room_id == self.room_id
+            )
+        )
+
+    def _latest_in_thread(self, s: Session, root: str, root_seq: int) -> str:
+        rows = s.scalars(
+            select(LocalRoomEventRow.event)
+            .where(LocalRoomEventRow.room_id == self.room_id, LocalRoomEventRow.seq > root_seq)
+            .order_by(LocalRoomEventRow.seq.desc())
+            .limit(_THREAD_SCAN)
+        )
+        for raw in rows:
+            if raw.get("type") == "m.room.message" and thread_root_of(raw) == root:
+                return str(raw["event_id"])
+        return root
+
+    # --- reading -------------------------------------------------------------------------------
+    def head(self) -> int:
+        """The newest ``seq`` in this room (0 for an empty room)."""
+        with self.db.session() as s:
+            return int(
+                s.scalar(
+                    select(func.max(LocalRoomEventRow.seq)).where(
+                        LocalRoomEventRow.room_id == self.room_id
+                    )
+                )
+                or 0
+            )
+
+    def events_after(self, seq: int, limit: int = 100) -> list[tuple[int, Raw]]:
+        """Events with ``seq`` above the given one, oldest first, at most ``limit``."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(LocalRoomEventRow.seq, LocalRoomEventRow.event)
+                .where(LocalRoomEventRow.room_id == self.room_id, LocalRoomEventRow.seq > seq)
+                .order_by(LocalRoomEventRow.seq)
+                .limit(limit)
+            )
+            return [(int(n), dict(raw)) for n, raw in rows]
+
+    def recent(self, limit: int) -> list[tuple[int, Raw]]:
+        """The last ``limit`` events, oldest first."""
+        if limit <= 0:
+            return []
+        with self.db.session() as s:
+            rows = s.execute(
+                select(LocalRoomEventRow.seq, LocalRoomEventRow.event)
+                .where(LocalRoomEventRow.room_id == self.room_id)
+                .order_by(LocalRoomEventRow.seq.desc())
+                .limit(limit)
+            ).all()
+        return [(int(n), dict(raw)) for n, raw in reversed(rows)]
+
+    def event(self, event_id: str) -> Raw | None:
+        with self.db.session() as s:
+            row = self._row(s, event_id)
+            return dict(row.event) if row is not None else None
+
+    # --- waiting -------------------------------------------------------------------------------
+    async def wait(self, since_seq: int, timeout: float) -> bool:
+        """Wait until an event newer than ``since_seq`` exists; False after ``timeout`` s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, timeout)
+        wakeup = asyncio.Event()
+        waiter = (loop, wakeup)
+        with self._lock:
+            self._waiters.add(waiter)
+        try:
+            while True:
+                # Registered before reading: a post landing between the read and the wait
+                # still sets the event, so no wake-up is lost.
+                wakeup.clear()
+                if await asyncio.to_thread(self.head) > since_seq:
+                    return True
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), min(remaining, POLL_SECONDS))
+        finally:
+            with self._lock:
+                self._waiters.discard(waiter)
+
+    def _notify(self) -> None:
+        # post() runs in worker threads: asyncio events are only touched from their own loop.
+        with self._lock:
+            waiters = list(self._waiters)
+        for loop, wakeup in waiters:
+            with contextlib.suppress(RuntimeError):  # that loop has closed
+                loop.call_soon_threadsafe(wakeup.set)
+
+
+class LocalTransport:
+    """``ChatTransport`` over a ``LocalRoom``: the same contract as ``MatrixTransport``."""
+
+    def __init__(
+        self,
+        room: LocalRoom,
+        *,
+        sync_timeout_ms: int = 30_000,
+        history_depth: int = 20,
+        timeline_limit: int = 100,
+    ) -> None:
+        self.local_room = room
+        self.user_id = room.bot_user
+        self.display_name: str | None = None
+        self.room_ids = [room.room_id]
+        # The bot is the room's admin, like a room creator; everyone else is at 0.
+        self.power_levels: dict[str, dict[str, int]] = {room.room_id: {room.bot_user: 100}}
+        self.sync_timeout_ms = sync_timeout_ms
+        self.history_depth = history_depth
+        self.timeline_limit = max(1, timeline_limit)
+
+    def __repr__(self) -> str:
+        return f"LocalTransport({self.local_room.room_id!r})"
+
+    async def connect(self) -> None:
+        await asyncio.to_thread(self.local_room.ensure)
+        log.info("local room %s ready as %s", self.local_room.room_id, self.user_id)
+
+    async def sync(self, since: str | None) -> SyncBatch:
+        """Events after ``since`` (waiting up to the timeout for one); the first call: history."""
+        room = self.local_room
+        start = self._parse_token(since)
+        if start is not None:
+            rows = await asyncio.to_thread(room.events_after, start, self.timeline_limit)
+            if not rows and self.sync_timeout_ms > 0:
+                if await asyncio.to_thread(room.head) < start:
+                    log.warning("sync token %s is ahead of the local room; starting over", since)
+                    start = None
+                elif await room.wait(start, self.sync_timeout_ms / 1000):
+                    rows = await asyncio.to_thread(room.events_after, start, self.timeline_limit)
+        if start is None:
+            # First sync: the recent past is read for triage, never answered (as on Matrix).
+            head = await asyncio.to_thread(room.head)
+            rows = await asyncio.to_thread(room.recent, self.history_depth)
+            return SyncBatch(next_token=str(head), events=self._parse(rows, "history"))
+        next_token = rows[-1][0] if rows else start
+        return SyncBatch(next_token=str(next_token), events=self._parse(rows, "live"))
+
+    @staticmethod
+    def _parse_token(since: str | None) -> int | None:
+        if since is None:
+            return None
+        try:
+            value = int(since)
+        except ValueError:
+            # e.g. a Matrix token left in the database by an earlier run against a homeserver
+            log.warning("sync token %r is not the local room's; starting over", since)
+            return None
+        return value if value >= 0 else None
+
+    def _parse(self, rows: Sequence[tuple[int, Raw]], origin: str) -> tuple[RoomEvent, ...]:
+        parsed = (parse_event(self.local_room.room_id, raw, origin=origin) for _, raw in rows)
+        return tuple(e for e in parsed if e is not None)
+
+    async def send_reply(self, reply: OutgoingReply) -> str:
+        if reply.room_id != self.local_room.room_id:
+            raise MessageRejectedError(f"not the local room: {reply.room_id}")
+        content: Raw = {
+            "msgtype": "m.notice",
+            "body": reply.body,
+            "format": "org.matrix.custom.html",
+            "formatted_body": reply.formatted_body,
+            "m.relates_to": {
+                "rel_type": "m.thread",
+                "event_id": reply.thread_root,
+                "is_falling_back": True,
+                "m.in_reply_to": {"event_id": reply.reply_to},
+            },
+            "m.mentions": {"user_ids": [reply.mention]} if reply.mention else {},
+        }
+        try:
+            return await asyncio.to_thread(
+                self.local_room.send, self.user_id, content, txn_id=reply.txn_id
+            )
+        except LocalRoomInputError as exc:
+            raise MessageRejectedError(f"local room refused the reply: {exc}") from exc
+
+    async def close(self) -> None:
+        return None
+
+
+def local_room_url(host: str, port: int) -> str:
+    """The room page's address to print: a wildcard bind is reached through loopback."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/room"

@@ -1,0 +1,511 @@
+"""The triage dashboard's queries: the queue, one question in its thread, actions, votes, posts.
+
+Each method is one need of a page, returning plain frozen dataclasses, so the web handlers
+never hold a database session. Times come back as aware UTC datetimes whatever the backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
+
+from bot.store.auth_store import as_utc
+from bot.store.database import Database
+from bot.store.models import (
+    DashboardPostRow,
+    QuestionRow,
+    ReplyRow,
+    RoomEventRow,
+    SuggestionVoteRow,
+    SyncStateRow,
+    utcnow,
+)
+
+# JSON in sync_state: when, trigger, ok, version or error, seconds (written by the service).
+LAST_BUILD_KEY = "index.last_build"
+
+STATUSES = ("new", "suggested", "answered_bot", "answered_person", "dismissed")
+OPEN_STATUSES = ("new", "suggested")
+ANSWERED_STATUSES = ("answered_bot", "answered_person")
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    room: str | None = None
+    statuses: tuple[str, ...] = OPEN_STATUSES
+    min_confidence: float | None = None  # 0..1, inclusive
+    max_confidence: float | None = None
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    event_id: str
+    room_id: str
+    asker: str
+    text: str
+    confidence: float | None
+    status: str
+    mentioned: bool
+    created_at: datetime  # when the bot queued it: the order of the queue and of updates
+    asked_at: datetime | None  # the message's own timestamp
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    items: list[QueueItem]
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+
+@dataclass(frozen=True)
+class QuestionDetail:
+    item: QueueItem
+    suggestion: str | None
+    sources: list[dict[str, Any]]
+    index_version: str | None
+    answered_by: str | None
+    answered_at: datetime | None
+    handled_by: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ThreadMessage:
+    event_id: str
+    sender: str
+    body: str
+    sent_at: datetime | None
+    is_question: bool = False
+    edited: bool = False
+    deleted: bool = False
+    note: str | None = None  # e.g. "the bot's reply (not seen back from the room yet)"
+
+
+@dataclass(frozen=True)
+class VoteTally:
+    up: int = 0
+    down: int = 0
+    mine: int = 0  # +1, -1 or 0 for the user asking
+
+
+@dataclass(frozen=True)
+class DashboardPost:
+    id: int
+    question_event_id: str
+    room_id: str
+    posted_by: str
+    body: str
+    txn_id: str
+    state: str
+    reply_event_id: str | None
+    created_at: datetime
+    sent_at: datetime | None = None
+
+
+def _ts(origin_ts: int | None) -> datetime | None:
+    return datetime.fromtimestamp(origin_ts / 1000, UTC) if origin_ts else None
+
+
+def _item(q: QuestionRow, origin_ts: int | None) -> QueueItem:
+    return QueueItem(
+        event_id=q.event_id,
+        room_id=q.room_id,
+        asker=q.asker,
+        text=q.text,
+        confidence=q.confidence,
+        status=q.status,
+        mentioned=bool(q.mentioned),
+        created_at=as_utc(q.created_at),
+        asked_at=_ts(origin_ts),
+    )
+
+
+def _posted_note(post: DashboardPostRow) -> str:
+    return f"posted by {post.posted_by} from the dashboard"
+
+
+def _post(row: DashboardPostRow) -> DashboardPost:
+    return DashboardPost(
+        id=row.id,
+        question_event_id=row.question_event_id,
+        room_id=row.room_id,
+        posted_by=row.posted_by,
+        body=row.body,
+        txn_id=row.txn_id,
+        state=row.state,
+        reply_event_id=row.reply_event_id,
+        created_at=as_utc(row.created_at),
+        sent_at=as_utc(row.sent_at) if row.sent_at else None,
+    )
+
+
+class DashboardStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- the queue -----------------------------------------------------------------------------
+    @staticmethod
+    def _conditions(filters: QueueFilters) -> list[ColumnElement[bool]]:
+        found: list[ColumnElement[bool]] = []
+        if filters.room:
+            found.append(QuestionRow.room_id == filters.room)
+        if filters.statuses:
+            found.append(QuestionRow.status.in_(filters.statuses))
+        if filters.min_confidence is not None:
+            found.append(QuestionRow.confidence >= filters.min_confidence)
+        if filters.max_confidence is not None:
+            found.append(QuestionRow.confidence <= filters.max_confidence)
+        return found
+
+    @staticmethod
+    def _items_query(filters: QueueFilters) -> Select[QuestionRow, int]:
+        return (
+            select(QuestionRow, RoomEventRow.origin_ts)
+            .join(RoomEventRow, RoomEventRow.event_id == QuestionRow.event_id)
+            .where(*DashboardStore._conditions(filters))
+            .order_by(QuestionRow.created_at.desc(), RoomEventRow.origin_ts.desc())
+        )
+
+    def queue(self, filters: QueueFilters, *, page: int = 1, page_size: int = 25) -> QueuePage:
+        """One page of questions, newest first."""
+        page = max(1, page)
+        with self.db.session() as s:
+            total = s.scalar(
+                select(func.count()).select_from(QuestionRow).where(*self._conditions(filters))
+            )
+            rows = s.execute(
+                self._items_query(filters).offset((page - 1) * page_size).limit(page_size)
+            ).all()
+            items = [_item(q, ts) for q, ts in rows]
+        return QueuePage(items, int(total or 0), page, page_size)
+
+    def queued_after(
+        self, filters: QueueFilters, after: datetime, *, limit: int = 100
+    ) -> list[QueueItem]:
+        """Questions queued after ``after`` (the newest the page already shows), newest first."""
+        with self.db.session() as s:
+            rows = s.execute(
+                self._items_query(filters)
+                .where(QuestionRow.created_at > as_utc(after))
+                .limit(limit)
+            ).all()
+            return [_item(q, ts) for q, ts in rows]
+
+    def rooms(self) -> list[str]:
+        with self.db.session() as s:
+            return list(
+                s.scalars(select(QuestionRow.room_id).distinct().order_by(QuestionRow.room_id))
+            )
+
+    # --- one question --------------------------------------------------------------------------
+    def question(self, event_id: str) -> QuestionDetail | None:
+        with self.db.session() as s:
+            found = s.execute(
+                select(QuestionRow, RoomEventRow.origin_ts)
+                .join(RoomEventRow, RoomEventRow.event_id == QuestionRow.event_id)
+                .where(QuestionRow.event_id == event_id)
+            ).first()
+            if found is None:
+                return None
+            q, ts = found
+            return QuestionDetail(
+                item=_item(q, ts),
+                suggestion=q.suggestion,
+                sources=list(q.sources or []),
+                index_version=q.index_version,
+                answered_by=q.answered_by,
+                answered_at=as_utc(q.answered_at) if q.answered_at else None,
+                handled_by=q.handled_by,
+                updated_at=as_utc(q.updated_at),
+            )
+
+    def thread(self, event_id: str) -> list[ThreadMessage]:
+        """The question with its thread, in time order: the thread root, messages in the
+        thread, replies to the question, and the bot's or the dashboard's replies even before
+        the room echoes them back. Edits show their latest text; redactions blank a message."""
+        with self.db.session() as s:
+            question = s.get(RoomEventRow, event_id)
+            if question is None:
+                return []
+            root = (
+                question.relates_to
+                if question.rel_type == "m.thread" and question.relates_to
+                else question.event_id
+            )
+            rows = list(
+                s.scalars(
+                    select(RoomEventRow).where(
+                        RoomEventRow.event_type == "m.room.message",
+                        or_(RoomEventRow.rel_type.is_(None), RoomEventRow.rel_type != "m.replace"),
+                        or_(
+                            RoomEventRow.event_id.in_({root, event_id}),
+                            and_(
+                                RoomEventRow.rel_type == "m.thread",
+                                RoomEventRow.relates_to == root,
+                            ),
+                            RoomEventRow.in_reply_to == event_id,
+                        ),
+                    )
+                )
+            )
+            sender_of = {r.event_id: r.sender for r in rows}
+            ids = set(sender_of)
+            edits: dict[str, str] = {}
+            for edit in s.scalars(
+                select(RoomEventRow)
+                .where(
+                    RoomEventRow.rel_type == "m.replace", RoomEventRow.relates_to.in_(sorted(ids))
+                )
+                .order_by(RoomEventRow.origin_ts)
+            ):
+                # Only the author's own edits count (as in Matrix clients); the last one wins.
+                if edit.relates_to and sender_of.get(edit.relates_to) == edit.sender:
+                    edits[edit.relates_to] = edit.body
+            redacted = set(
+                s.scalars(
+                    select(RoomEventRow.relates_to).where(
+                        RoomEventRow.event_type == "m.room.redaction",
+                        RoomEventRow.relates_to.in_(sorted(ids)),
+                    )
+                )
+            )
+            posts = {
+                post.reply_event_id: post
+                for post in s.scalars(
+                    select(DashboardPostRow).where(
+                        DashboardPostRow.question_event_id == event_id,
+                        DashboardPostRow.state == "sent",
+                    )
+                )
+            }
+            messages = [
+                ThreadMessage(
+                    event_id=r.event_id,
+                    sender=r.sender,
+                    body="" if r.event_id in redacted else edits.get(r.event_id, r.body),
+                    sent_at=_ts(r.origin_ts),
+                    is_question=r.event_id == event_id,
+                    edited=r.event_id in edits,
+                    deleted=r.event_id in redacted,
+                    note=_posted_note(posts[r.event_id]) if r.event_id in posts else None,
+                )
+                for r in rows
+            ]
+            # What the bot sent shows at once, before the room echoes it back through /sync.
+            reply = s.get(ReplyRow, event_id)
+            if reply is not None and reply.state == "sent" and reply.reply_event_id not in ids:
+                messages.append(
+                    ThreadMessage(
+                        event_id=reply.reply_event_id or "",
+                        sender="the bot",
+                        body=reply.body,
+                        sent_at=as_utc(reply.sent_at) if reply.sent_at else None,
+                        note="the bot's reply, not yet seen back from the room",
+                    )
+                )
+            for reply_id, post in posts.items():
+                if reply_id not in ids:
+                    messages.append(
+                        ThreadMessage(
+                            event_id=reply_id or "",
+                            sender="the bot",
+                            body=post.body,
+                            sent_at=as_utc(post.sent_at) if post.sent_at else None,
+                            note=_posted_note(post),
+                        )
+                    )
+        far_future = datetime.max.replace(tzinfo=UTC)
+        return sorted(messages, key=lambda m: m.sent_at or far_future)
+
+    # --- triage actions ------------------------------------------------------------------------
+    def _set(self, event_id: str, **values: Any) -> bool:
+        with self.db.session() as s:
+            result = s.execute(
+                update(QuestionRow)
+                .where(QuestionRow.event_id == event_id)
+                .values(updated_at=utcnow(), **values)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def dismiss(self, event_id: str, user: str) -> bool:
+        return self._set(event_id, status="dismissed", handled_by=user)
+
+    def mark_answered(self, event_id: str, user: str) -> bool:
+        """A maintainer says it is answered (somewhere the bot did not see, or by themselves)."""
+        with self.db.session() as s:
+            q = s.get(QuestionRow, event_id)
+            if q is None:
+                return False
+            q.status = "answered_person"
+            q.handled_by = user
+            q.answered_at = q.answered_at or utcnow()
+            q.updated_at = utcnow()
+            return True
+
+    def reopen(self, event_id: str, user: str) -> bool:
+        with self.db.session() as s:
+            q = s.get(QuestionRow, event_id)
+            if q is None:
+                return False
+            q.status = "suggested" if q.sources else "new"
+            q.handled_by = user
+            q.updated_at = utcnow()
+            return True
+
+    def record_person_answer(self, event_id: str, who: str, *, at: datetime | None = None) -> bool:
+        """Someone answered it (a post from the dashboard): it is theirs now, even after the
+        bot's answer. The first person to answer keeps the credit."""
+        with self.db.session() as s:
+            q = s.get(QuestionRow, event_id)
+            if q is None:
+                return False
+            if q.status != "answered_person" or not q.answered_by:
+                q.answered_by = who
+                q.answered_at = at or utcnow()
+            q.status = "answered_person"
+            q.updated_at = utcnow()
+            return True
+
+    def note_reply_in_thread(
+        self, question_ids: Sequence[str], responder: str, at: datetime
+    ) -> int:
+        """A person other than the asker replied in a question's thread: it counts as answered
+        unless it was dismissed or already answered. Returns how many questions changed."""
+        if not question_ids:
+            return 0
+        with self.db.session() as s:
+            result = s.execute(
+                update(QuestionRow)
+                .where(
+                    QuestionRow.event_id.in_(list(dict.fromkeys(question_ids))),
+                    QuestionRow.asker != responder,
+                    QuestionRow.status.in_(OPEN_STATUSES),
+                )
+                .values(
+                    status="answered_person",
+                    answered_by=responder,
+                    answered_at=at,
+                    updated_at=utcnow(),
+                )
+            )
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def record_bot_answer(self, event_id: str) -> None:
+        """The bot's confident reply went out."""
+        with self.db.session() as s:
+            q = s.get(QuestionRow, event_id)
+            if q is None:
+                return
+            q.status = "answered_bot"
+            if not q.answered_by:
+                q.answered_by = "bot"
+                q.answered_at = utcnow()
+            q.updated_at = utcnow()
+
+    # --- votes on the suggestion ---------------------------------------------------------------
+    def vote(self, event_id: str, user: str, value: int) -> None:
+        """One vote per user and question; voting again changes it, 0 withdraws it."""
+        with self.db.session() as s:
+            row = s.get(SuggestionVoteRow, (event_id, user))
+            if value == 0:
+                if row is not None:
+                    s.delete(row)
+            elif row is None:
+                s.add(SuggestionVoteRow(question_event_id=event_id, user_name=user, vote=value))
+            else:
+                row.vote = value
+                row.created_at = utcnow()
+
+    def votes(self, event_id: str, user: str | None = None) -> VoteTally:
+        with self.db.session() as s:
+            rows = s.execute(
+                select(SuggestionVoteRow.user_name, SuggestionVoteRow.vote).where(
+                    SuggestionVoteRow.question_event_id == event_id
+                )
+            ).all()
+        return VoteTally(
+            up=sum(1 for _, v in rows if v > 0),
+            down=sum(1 for _, v in rows if v < 0),
+            mine=next((v for u, v in rows if u == user), 0),
+        )
+
+    # --- replies posted from the dashboard -----------------------------------------------------
+    def claim_post(
+        self, question_event_id: str, room_id: str, posted_by: str, body: str
+    ) -> DashboardPost:
+        """Record a post before sending it. Its transaction id comes from the row id (stable
+        for this post's retries) plus its creation time, so a database started afresh never
+        reuses a transaction id the homeserver already de-duplicates against."""
+        with self.db.session() as s:
+            row = DashboardPostRow(
+                question_event_id=question_event_id,
+                room_id=room_id,
+                posted_by=posted_by,
+                body=body,
+                txn_id="claiming-" + secrets.token_hex(16),
+                state="pending",
+            )
+            s.add(row)
+            s.flush()
+            seed = f"{row.id}:{question_event_id}:{as_utc(row.created_at).isoformat()}"
+            row.txn_id = (
+                f"supportbot-post-{row.id}-" + hashlib.sha256(seed.encode()).hexdigest()[:24]
+            )
+            s.flush()
+            return _post(row)
+
+    def mark_post_sent(self, post_id: int, reply_event_id: str) -> None:
+        with self.db.session() as s:
+            s.execute(
+                update(DashboardPostRow)
+                .where(DashboardPostRow.id == post_id)
+                .values(state="sent", reply_event_id=reply_event_id, sent_at=utcnow())
+            )
+
+    def mark_post_failed(self, post_id: int, state: str = "failed") -> None:
+        with self.db.session() as s:
+            s.execute(
+                update(DashboardPostRow).where(DashboardPostRow.id == post_id).values(state=state)
+            )
+
+    def posts(self, question_event_id: str) -> list[DashboardPost]:
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(DashboardPostRow)
+                .where(DashboardPostRow.question_event_id == question_event_id)
+                .order_by(DashboardPostRow.id)
+            ).all()
+            return [_post(r) for r in rows]
+
+    # --- index page ----------------------------------------------------------------------------
+    def last_build(self) -> dict[str, Any] | None:
+        """The last index build the running bot made, as the service recorded it."""
+        with self.db.session() as s:
+            raw = s.scalar(select(SyncStateRow.value).where(SyncStateRow.key == LAST_BUILD_KEY))
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError:
+            return {"ok": False, "error": f"unreadable record: {raw[:200]}"}
+        return data if isinstance(data, dict) else {"ok": False, "error": "unreadable record"}

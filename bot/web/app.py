@@ -1,0 +1,52 @@
+"""The one web application ``supportbot run`` serves: health probes, the maintainers'
+dashboard behind a sign-in, its static files and, when the bot runs without a homeserver, the
+local room page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from bot.store.auth_store import AuthStore
+from bot.store.dashboard_store import DashboardStore
+from bot.web import formatting
+from bot.web.auth import AUTH_STORE_KEY, add_auth_routes, auth_middleware
+from bot.web.context import CTX_KEY, WebContext
+from bot.web.dashboard import add_dashboard_routes
+from bot.web.health import add_health_routes
+from bot.web.request_helpers import DASHBOARD_STORE_KEY
+from bot.web.templating import environment
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def add_static_routes(app: web.Application) -> None:
+    """``/static/`` once, whoever asks first (the local room's routes may ask too)."""
+    if "static" not in app.router.named_resources():
+        app.router.add_static("/static/", STATIC_DIR, name="static")
+
+
+async def _insights(request: web.Request) -> web.StreamResponse:
+    # Imported on first use: the insights page is its own module with its own imports.
+    from bot.web.insights import insights_page
+
+    return await insights_page(request)
+
+
+def build_app(ctx: WebContext) -> web.Application:
+    formatting.register(environment())
+    app = web.Application(middlewares=[auth_middleware], client_max_size=1024**2)
+    app[CTX_KEY] = ctx
+    app[AUTH_STORE_KEY] = AuthStore(ctx.db)
+    app[DASHBOARD_STORE_KEY] = DashboardStore(ctx.db)
+    add_health_routes(app, ctx.metrics, ctx.ready)
+    add_static_routes(app)
+    add_auth_routes(app)
+    add_dashboard_routes(app)
+    app.router.add_get("/insights", _insights)
+    if ctx.local_room is not None:
+        from bot.web.room import add_room_routes
+
+        add_room_routes(app)
+    return app

@@ -1,0 +1,169 @@
+"""The triage queue (``/queue``) and its live updates (``/queue/updates``), plus the routes of
+the other dashboard pages (question, try it, index), which live in their own modules.
+
+Filters are plain query parameters, so a filtered queue is a link anyone can share and the
+page works without JavaScript; ``static/queue.js`` only adds rows that arrive while it is open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from bot.store.dashboard_store import OPEN_STATUSES, STATUSES, QueueFilters, QueueItem
+from bot.web import index_page, questions, try_it
+from bot.web.formatting import status_label
+from bot.web.request_helpers import dashboard_store, flash, in_thread
+from bot.web.templating import environment, render
+
+PAGE_SIZE = 25
+STATUS_CHOICES = (
+    ("open", "Open (new or with a suggestion)"),
+    ("all", "All"),
+    *((s, status_label(s)) for s in STATUSES),
+)
+
+
+class BadQuery(ValueError):
+    """A query parameter the queue cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class QueueQuery:
+    """The queue's query parameters, checked, and how to write them back into links."""
+
+    filters: QueueFilters
+    status: str
+    room: str
+    min_confidence: str  # as typed (percent), for the form
+    max_confidence: str
+    page: int
+
+    def params(self, **changes: Any) -> dict[str, str]:
+        values = {
+            "room": self.room,
+            "status": self.status,
+            "min_confidence": self.min_confidence,
+            "max_confidence": self.max_confidence,
+            "page": str(self.page),
+        }
+        values.update({k: str(v) for k, v in changes.items()})
+        # Defaults are left out: short, readable links.
+        defaults = {"status": "open", "page": "1"}
+        return {k: v for k, v in values.items() if v and defaults.get(k) != v}
+
+    def link(self, path: str = "/queue", **changes: Any) -> str:
+        params = self.params(**changes)
+        return f"{path}?{urlencode(params)}" if params else path
+
+
+def _percent(query: Mapping[str, str], name: str) -> tuple[str, float | None]:
+    raw = query.get(name, "").strip().rstrip("%").strip()
+    if not raw:
+        return "", None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadQuery(f"{name} must be a number from 0 to 100") from None
+    if not 0 <= value <= 100:
+        raise BadQuery(f"{name} must be a number from 0 to 100")
+    return raw, value / 100
+
+
+def parse_queue_query(query: Mapping[str, str]) -> QueueQuery:
+    status = query.get("status", "open").strip() or "open"
+    if status == "open":
+        statuses: tuple[str, ...] = OPEN_STATUSES
+    elif status == "all":
+        statuses = ()
+    elif status in STATUSES:
+        statuses = (status,)
+    else:
+        raise BadQuery(f"status must be one of open, all, {', '.join(STATUSES)}")
+    room = query.get("room", "").strip()
+    min_raw, min_value = _percent(query, "min_confidence")
+    max_raw, max_value = _percent(query, "max_confidence")
+    try:
+        page = int(query.get("page", "1") or "1")
+    except ValueError:
+        raise BadQuery("page must be a whole number") from None
+    return QueueQuery(
+        filters=QueueFilters(
+            room=room or None,
+            statuses=statuses,
+            min_confidence=min_value,
+            max_confidence=max_value,
+        ),
+        status=status,
+        room=room,
+        min_confidence=min_raw,
+        max_confidence=max_raw,
+        page=max(1, page),
+    )
+
+
+def _row_html(item: QueueItem) -> str:
+    return environment().get_template("_queue_row.html").render(item=item)
+
+
+async def queue_page(request: web.Request) -> web.StreamResponse:
+    try:
+        query = parse_queue_query(request.query)
+    except BadQuery as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    store = dashboard_store(request)
+    page = await in_thread(store.queue, query.filters, page=query.page, page_size=PAGE_SIZE)
+    rooms = await in_thread(store.rooms)
+    # The newest row shown is where live updates start; an empty queue starts from now.
+    latest = page.items[0].created_at if page.items else datetime.now(UTC)
+    return render(
+        request,
+        "queue.html",
+        {
+            "page": page,
+            "query": query,
+            "rooms": rooms,
+            "status_choices": STATUS_CHOICES,
+            "flash": flash(request),
+            "latest": latest.isoformat(),
+            # Live rows only make sense at the top of the queue.
+            "live": query.page == 1,
+            "updates_url": query.link("/queue/updates", page=1),
+            "refresh_url": query.link(),
+            "prev_url": query.link(page=query.page - 1) if page.has_prev else None,
+            "next_url": query.link(page=query.page + 1) if page.has_next else None,
+        },
+    )
+
+
+async def queue_updates(request: web.Request) -> web.StreamResponse:
+    """JSON for ``queue.js``: rows queued after ``after`` (ISO time), same filters, rendered by
+    the same template as the page, newest first."""
+    try:
+        query = parse_queue_query(request.query)
+        after = datetime.fromisoformat(request.query.get("after", ""))
+    except (BadQuery, ValueError) as exc:
+        return web.json_response({"error": str(exc) or "bad after"}, status=400)
+    if after.tzinfo is None:
+        after = after.replace(tzinfo=UTC)
+    items = await in_thread(dashboard_store(request).queued_after, query.filters, after)
+    return web.json_response(
+        {
+            "items": [{"event_id": i.event_id, "html": _row_html(i)} for i in items],
+            "latest": (items[0].created_at if items else after).isoformat(),
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def add_dashboard_routes(app: web.Application) -> None:
+    app.router.add_get("/queue", queue_page)
+    app.router.add_get("/queue/updates", queue_updates)
+    questions.add_question_routes(app)
+    try_it.add_try_routes(app)
+    index_page.add_index_routes(app)

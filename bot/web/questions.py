@@ -1,0 +1,157 @@
+"""One question: its thread, the bot's suggestion with sources, and what a maintainer can do
+about it (post a reply as the bot, mark answered, dismiss, reopen, vote on the suggestion).
+
+Every action is a POST (CSRF-checked by the auth middleware) answered by a 303 back to the
+page with a flash key, so reloading never repeats it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from bot.answering.render import markdown_to_html
+from bot.errors import SupportBotError
+from bot.store.dashboard_store import OPEN_STATUSES
+from bot.web.formatting import question_url
+from bot.web.request_helpers import context, dashboard_store, flash, in_thread, signed_in_user
+from bot.web.templating import render
+
+log = logging.getLogger(__name__)
+
+MAX_POST_CHARS = 20_000  # well under a Matrix event's 64 KiB with the HTML copy
+VOTES = {"up": 1, "down": -1, "none": 0}
+
+
+def _event_id(request: web.Request) -> str:
+    return request.match_info["event_id"]
+
+
+async def _page(
+    request: web.Request,
+    *,
+    draft: str | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> web.StreamResponse:
+    event_id = _event_id(request)
+    store = dashboard_store(request)
+    detail = await in_thread(store.question, event_id)
+    if detail is None:
+        return render(request, "not_found.html", {"what": "question", "back": "/queue"}, status=404)
+    user = signed_in_user(request)
+    thread = await in_thread(store.thread, event_id)
+    tally = await in_thread(store.votes, event_id, user)
+    posts = await in_thread(store.posts, event_id)
+    ctx = context(request)
+    return render(
+        request,
+        "question.html",
+        {
+            "q": detail,
+            "thread": thread,
+            "tally": tally,
+            "posts": posts,
+            "flash": flash(request),
+            "error": error,
+            "draft": (detail.suggestion or "") if draft is None else draft,
+            "suggestion_html": markdown_to_html(detail.suggestion) if detail.suggestion else "",
+            "can_post": ctx.post_reply is not None,
+            "is_open": detail.item.status in OPEN_STATUSES,
+            "threshold": ctx.settings.reply_threshold,
+        },
+        status=status,
+    )
+
+
+async def question_page(request: web.Request) -> web.StreamResponse:
+    return await _page(request)
+
+
+def _back(request: web.Request, note: str) -> web.HTTPSeeOther:
+    return web.HTTPSeeOther(f"{question_url(_event_id(request))}?flash={note}")
+
+
+async def _require_question(request: web.Request) -> None:
+    if await in_thread(dashboard_store(request).question, _event_id(request)) is None:
+        raise web.HTTPNotFound(text="no such question")
+
+
+async def post_reply(request: web.Request) -> web.StreamResponse:
+    user = signed_in_user(request)
+    await _require_question(request)
+    form = await request.post()
+    body = str(form.get("body", "")).replace("\r\n", "\n").strip()
+    if not body:
+        return await _page(request, draft="", error="The reply is empty.", status=400)
+    if len(body) > MAX_POST_CHARS:
+        return await _page(
+            request,
+            draft=body,
+            error=f"The reply is too long ({len(body)} characters; at most {MAX_POST_CHARS}).",
+            status=400,
+        )
+    post = context(request).post_reply
+    if post is None:
+        return await _page(
+            request,
+            draft=body,
+            error="Posting is not available: this dashboard is not connected to a room.",
+            status=503,
+        )
+    event_id = _event_id(request)
+    try:
+        await post(event_id, body, user)
+    except (SupportBotError, LookupError, OSError) as exc:
+        # The text stays in the editor: nothing typed is lost to a network hiccup.
+        log.warning("posting to %s from the dashboard failed: %s", event_id, exc)
+        return await _page(
+            request, draft=body, error=f"Could not post to the room: {exc}", status=502
+        )
+    await in_thread(dashboard_store(request).record_person_answer, event_id, user)
+    raise _back(request, "posted")
+
+
+async def mark_answered(request: web.Request) -> web.StreamResponse:
+    if not await in_thread(
+        dashboard_store(request).mark_answered, _event_id(request), signed_in_user(request)
+    ):
+        raise web.HTTPNotFound(text="no such question")
+    raise _back(request, "answered")
+
+
+async def dismiss(request: web.Request) -> web.StreamResponse:
+    if not await in_thread(
+        dashboard_store(request).dismiss, _event_id(request), signed_in_user(request)
+    ):
+        raise web.HTTPNotFound(text="no such question")
+    raise _back(request, "dismissed")
+
+
+async def reopen(request: web.Request) -> web.StreamResponse:
+    if not await in_thread(
+        dashboard_store(request).reopen, _event_id(request), signed_in_user(request)
+    ):
+        raise web.HTTPNotFound(text="no such question")
+    raise _back(request, "reopened")
+
+
+async def vote(request: web.Request) -> web.StreamResponse:
+    user = signed_in_user(request)
+    form = await request.post()
+    value = VOTES.get(str(form.get("vote", "")))
+    if value is None:
+        raise web.HTTPBadRequest(text="vote must be up, down or none")
+    await _require_question(request)
+    await in_thread(dashboard_store(request).vote, _event_id(request), user, value)
+    raise _back(request, "voted")
+
+
+def add_question_routes(app: web.Application) -> None:
+    app.router.add_get("/questions/{event_id}", question_page)
+    app.router.add_post("/questions/{event_id}/post", post_reply)
+    app.router.add_post("/questions/{event_id}/answered", mark_answered)
+    app.router.add_post("/questions/{event_id}/dismiss", dismiss)
+    app.router.add_post("/questions/{event_id}/reopen", reopen)
+    app.router.add_post("/questions/{event_id}/vote", vote)
