@@ -37,7 +37,7 @@ def test_dockerfile_is_multistage_non_root_and_health_checked() -> None:
     assert "HEALTHCHECK" in runtime and "/healthz" in runtime
     assert re.search(r"^ARG TORCH_VARIANT=cpu$", text, re.M)
     # torch is installed before the project, so the CPU image never pulls the CUDA build.
-    assert text.index("pip install \"torch==") < text.index('pip install ".[keras]"')
+    assert text.index('pip install "torch==') < text.index('pip install ".[keras]"')
 
 
 def test_compose_runs_the_bot_against_postgres() -> None:

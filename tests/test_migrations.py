@@ -232,7 +232,8 @@ def test_concurrent_migrations_both_succeed(database_url: str, how: str) -> None
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=migrate, args=(db,)) for db in databases]
+    # Daemon threads: a regression that deadlocks fails the test instead of hanging the run.
+    threads = [threading.Thread(target=migrate, args=(db,), daemon=True) for db in databases]
     for t in threads:
         t.start()
     for t in threads:

@@ -147,6 +147,19 @@ def test_round_trip_keeps_every_field(store: RoomStore) -> None:
     assert store.unhandled() == [event]
 
 
+def test_overlong_client_fields_are_clipped_not_refused(store: RoomStore) -> None:
+    """msgtype, rel_type and relation targets are whatever a client sent; PostgreSQL would
+    refuse the whole batch (and so stall the sync) for one overlong value."""
+    msgtype, target = "m." + "x" * 100, "$" + "z" * 300
+    event = ev("$odd", msgtype=msgtype, rel_type="r" * 80, relates_to=target)
+    assert store.persist_batch([event], "s1") == [event]
+    stored = store.event("$odd")
+    assert stored is not None and stored.body == event.body
+    assert (stored.msgtype, stored.rel_type) == (msgtype[:64], "r" * 64)
+    assert stored.relates_to == target[:255]
+    assert store.sync_token() == "s1"
+
+
 # --- the handled queue ---------------------------------------------------------------------------
 def test_unhandled_in_origin_ts_order(store: RoomStore) -> None:
     store.persist_batch([ev("$c", 30), ev("$a", 10)], "s1")

@@ -442,19 +442,22 @@ def test_votes_one_per_user_and_changeable(tmp_path: Path) -> None:
         csrf = await signed_in(client)
         html = await vote(client, csrf, "up")
         assert "Thanks, your vote is recorded." in html
-        assert 'aria-pressed="true" aria-label="Good suggestion">👍 1<' in html
+        assert 'aria-pressed="true" aria-label="Good suggestion">👍 Good 1<' in html
         await vote(client, csrf, "up")  # twice is still one vote
         assert votes() == {"maria": 1}
         html = await vote(client, csrf, "down")
         assert votes() == {"maria": -1}
-        assert "👍 0<" in html and 'aria-pressed="true" aria-label="Bad suggestion">👎 1<' in html
+        assert (
+            "👍 Good 0<" in html
+            and 'aria-pressed="true" aria-label="Bad suggestion">👎 Bad 1<' in html
+        )
         bad = await client.post("/questions/%24q/vote", data={"csrf_token": csrf, "vote": "9"})
         assert bad.status == 400
 
     async def otto(client: Client) -> None:
         csrf = await signed_in(client, "otto")
         html = await vote(client, csrf, "up")
-        assert "👍 1<" in html and "👎 1<" in html
+        assert "👍 Good 1<" in html and "👎 Bad 1<" in html
         await vote(client, csrf, "none")  # the pressed button withdraws it
         assert votes() == {"maria": -1}
 

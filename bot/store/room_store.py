@@ -29,6 +29,14 @@ SYNC_TOKEN_KEY = "matrix.sync_token"
 _IN_BATCH = 500
 
 
+def _clip(value: str | None, column: Any) -> str | None:
+    """``value`` cut to the column's length. These fields are whatever other people's clients
+    sent; PostgreSQL refuses an overlong value (SQLite keeps it), and one odd event must not
+    stop the batch, and with it the sync, on either backend."""
+    length: int = column.type.length
+    return value[:length] if value is not None else None
+
+
 def _to_row(e: RoomEvent) -> dict[str, Any]:
     """The column values of a ``room_events`` row for this event (not yet handled or claimed)."""
     return {
@@ -36,13 +44,13 @@ def _to_row(e: RoomEvent) -> dict[str, Any]:
         "room_id": e.room_id,
         "sender": e.sender,
         "origin_ts": e.origin_ts,
-        "event_type": e.event_type,
-        "msgtype": e.msgtype,
+        "event_type": _clip(e.event_type, RoomEventRow.event_type),
+        "msgtype": _clip(e.msgtype, RoomEventRow.msgtype),
         "body": e.body,
         "formatted_body": e.formatted_body,
-        "rel_type": e.rel_type,
-        "relates_to": e.relates_to,
-        "in_reply_to": e.in_reply_to,
+        "rel_type": _clip(e.rel_type, RoomEventRow.rel_type),
+        "relates_to": _clip(e.relates_to, RoomEventRow.relates_to),
+        "in_reply_to": _clip(e.in_reply_to, RoomEventRow.in_reply_to),
         "mentions": list(e.mentions),
         "origin": e.origin,
         "received_at": utcnow(),

@@ -27,6 +27,11 @@ def add_static_routes(app: web.Application) -> None:
         app.router.add_static("/static/", STATIC_DIR, name="static")
 
 
+async def _favicon(_request: web.Request) -> web.StreamResponse:
+    # Browsers ask for /favicon.ico on their own; answer it instead of bouncing to the login.
+    return web.FileResponse(STATIC_DIR / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
+
+
 async def _insights(request: web.Request) -> web.StreamResponse:
     # Imported on first use: the insights page is its own module with its own imports.
     from bot.web.insights import insights_page
@@ -42,6 +47,7 @@ def build_app(ctx: WebContext) -> web.Application:
     app[DASHBOARD_STORE_KEY] = DashboardStore(ctx.db)
     add_health_routes(app, ctx.metrics, ctx.ready)
     add_static_routes(app)
+    app.router.add_get("/favicon.ico", _favicon)
     add_auth_routes(app)
     add_dashboard_routes(app)
     app.router.add_get("/insights", _insights)

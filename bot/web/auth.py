@@ -34,7 +34,17 @@ SESSION_HASH_KEY = web.RequestKey("session_hash", str)
 # Reachable without signing in: health probes, the login form, static files and the local
 # room (a chat page for anyone who can reach the bot; it has its own rules).
 PUBLIC_PATHS = frozenset(
-    {"/", "/login", "/healthz", "/readyz", "/metrics", "/room", "/room/messages", "/room/events"}
+    {
+        "/",
+        "/login",
+        "/favicon.ico",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/room",
+        "/room/messages",
+        "/room/events",
+    }
 )
 PUBLIC_PREFIXES = ("/static/",)
 # Public pages that still want to know who is signed in (to send them on).
@@ -153,8 +163,10 @@ async def home(request: web.Request) -> web.StreamResponse:
 def _login_page(
     request: web.Request, *, error: str | None = None, notice: str | None = None, status: int = 200
 ) -> web.Response:
-    # A fresh double-submit token each time the form is shown.
-    form_token = secrets.token_urlsafe(32)
+    # The double-submit token lives as long as its cookie: re-rendering the form (another tab,
+    # or the browser's own /favicon.ico fetch bounced here) must not void a form already shown.
+    existing = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    form_token = existing if len(existing) >= 32 else secrets.token_urlsafe(32)
     response = render(
         request,
         "login.html",
