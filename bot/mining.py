@@ -14,7 +14,7 @@ stored) and returns the changes to make to the past-answer table.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.answering.policy import strip_reply_fallback
 from bot.chat import RoomEvent
@@ -72,11 +72,13 @@ def learn(
     is_trusted: Callable[[str, str], bool],
     bot_user: str,
     bot_replied: Callable[[str], bool],
+    permalink: Callable[[str, str], str] = matrix_permalink,
 ) -> list[Change]:
     if event.event_type == "m.room.redaction" and event.relates_to:
         return [Remove(event.relates_to)] if pairs_touching(event.relates_to) else []
     if event.event_type == "m.reaction":
-        return _accept(event, lookup=lookup, bot_user=bot_user)
+        changes = _accept(event, lookup=lookup, bot_user=bot_user)
+        return [_linked(c, permalink) for c in changes]
     if event.event_type != "m.room.message" or event.sender == bot_user:
         return []
     if event.is_edit and event.relates_to:
@@ -104,7 +106,7 @@ def learn(
         how = "maintainer-correction"
     else:
         how = "maintainer-thread" if event.rel_type == "m.thread" else "maintainer-reply"
-    return [_upsert(question, event, how)]
+    return [_linked(_upsert(question, event, how), permalink)]
 
 
 def _accept(
@@ -120,6 +122,14 @@ def _accept(
     if question is None or question.sender != reaction.sender or answer.sender == reaction.sender:
         return []  # only the asker accepts, and not their own message
     return [_upsert(question, answer, "accepted-reaction")]
+
+
+def _linked(change: Change, permalink: Callable[[str, str], str]) -> Change:
+    """Point a new pair at the room it came from (matrix.to, or the local room's own page)."""
+    if not isinstance(change, Upsert):
+        return change
+    url = permalink(change.room_id, change.question_event_id)
+    return replace(change, pair=replace(change.pair, url=url))
 
 
 def _upsert(question: RoomEvent, answer: RoomEvent, how: str) -> Upsert:

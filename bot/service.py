@@ -54,6 +54,7 @@ from bot.store.room_store import RoomStore
 from bot.web.app import build_app
 from bot.web.context import WebContext
 from bot.web.health import start_site
+from index_builder.sources.past_answers import matrix_permalink
 
 log = logging.getLogger(__name__)
 
@@ -665,8 +666,17 @@ class RoomService:
             is_trusted=self._is_trusted,
             bot_user=self.me.user_id,
             bot_replied=self.store.bot_replied,
+            permalink=self._permalink,
         )
         return self.store.apply_changes(changes) if changes else 0
+
+    def _permalink(self, room_id: str, event_id: str) -> str:
+        """Where a past answer's link points: matrix.to, or the local room's page here."""
+        if getattr(self.transport, "local_room", None) is not None and self.http_port:
+            from bot.local_room import local_room_url
+
+            return f"{local_room_url(self.settings.web_host, self.http_port)}#{event_id}"
+        return matrix_permalink(room_id, event_id)
 
     async def _learn(self, event: RoomEvent) -> None:
         if not self.settings.learn_from_room:

@@ -19,7 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Integer, MetaData, inspect, select, text
 
 from bot import cli
-from bot.errors import SchemaOutdatedError, TransientError
+from bot.errors import ConfigError, SchemaOutdatedError, TransientError
 from bot.store.database import Database, alembic_config, normalise_url
 from bot.store.models import Base, PastAnswerRow, QuestionRow, RoomEventRow, SyncStateRow
 from tests.fixtures import models_0001
@@ -287,6 +287,10 @@ def test_postgres_urls_use_psycopg_3() -> None:
     assert normalise_url("postgresql+psycopg2://h/d").drivername == "postgresql+psycopg2"
     assert normalise_url("postgres+asyncpg://h/d").drivername == "postgresql+asyncpg"
     assert normalise_url("sqlite:///x.db").drivername == "sqlite"
+    with pytest.raises(ConfigError, match="not a SQLAlchemy URL"):
+        Database("db.internal:5432")
+    with pytest.raises(ConfigError, match=r"no database driver for 'postgresql\+nodriver'"):
+        Database("postgresql+nodriver://h/d")
 
 
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
@@ -369,12 +373,13 @@ def test_db_commands(
     assert code == 0, err
 
 
-def test_db_upgrade_from_the_shell(tmp_path: Path) -> None:
-    """The installed entry point, on the default database in the data dir."""
+def test_db_commands_and_run_from_the_shell(tmp_path: Path) -> None:
+    """The real entry point, on the default database in the data dir."""
 
-    def supportbot(*args: str) -> subprocess.CompletedProcess[str]:
+    def supportbot(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPORTBOT_")}
-        env["SUPPORTBOT_DATA_DIR"] = str(tmp_path / "data")
+        env["SUPPORTBOT_DATA_DIR"] = str(data)
+        env["SUPPORTBOT_WEB_PORT"] = "0"
         return subprocess.run(
             [sys.executable, "-m", "bot", *args],
             capture_output=True,
@@ -384,13 +389,21 @@ def test_db_upgrade_from_the_shell(tmp_path: Path) -> None:
             timeout=120,
         )
 
-    status = supportbot("db", "status")
+    fresh = tmp_path / "fresh"
+    status = supportbot(fresh, "db", "status")
     assert status.returncode == 1, status.stderr
     assert "schema revision: none (this version needs 0002): empty" in status.stdout
-    assert f"sqlite:///{(tmp_path / 'data' / 'supportbot.db').resolve()}" in status.stdout
-    upgrade = supportbot("db", "upgrade")
+    assert f"sqlite:///{(fresh / 'supportbot.db').resolve()}" in status.stdout
+    upgrade = supportbot(fresh, "db", "upgrade")
     assert upgrade.returncode == 0, upgrade.stderr
     assert upgrade.stdout == "created the database schema at revision 0002\n"
-    status = supportbot("db", "status")
+    status = supportbot(fresh, "db", "status")
     assert status.returncode == 0, status.stderr
     assert status.stdout.splitlines()[-1].endswith("up to date")
+
+    # `run` (here: the local room, which needs no settings) refuses an old schema up front.
+    old = tmp_path / "old"
+    make_0001_era(f"sqlite:///{(old / 'supportbot.db').resolve()}").close()
+    run = supportbot(old, "run")
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.splitlines()[-1] == f"supportbot: error: {OUTDATED}"

@@ -97,3 +97,20 @@ def test_edits_and_redactions_follow_the_pair() -> None:
     redaction = RoomEvent("!r", "$d", MAINT, 0, "m.room.redaction", None, "", relates_to="$a")
     assert run(redaction, [QUESTION, answer], pairs) == [Remove("$a")]
     assert run(redaction, [QUESTION, answer], []) == []
+
+
+def test_pairs_link_where_the_room_is_reached() -> None:
+    """In the local room, a past answer links the bot's own room page, not matrix.to."""
+    answer = msg("$a", MAINT, "Set layer.trainable = False.", rel_type="m.thread", relates_to="$q")
+    [change] = learn(
+        answer,
+        lookup={e.event_id: e for e in (QUESTION, answer)}.get,
+        pair_for_question=lambda _q: None,
+        pairs_touching=lambda _e: [],
+        is_trusted=lambda _room, user: user == MAINT,
+        bot_user=BOT,
+        bot_replied=lambda _q: False,
+        permalink=lambda room, event: f"http://127.0.0.1:8080/room#{event}",
+    )
+    assert isinstance(change, Upsert)
+    assert change.pair.url == "http://127.0.0.1:8080/room#$q"

@@ -9,6 +9,8 @@ see :meth:`Database.create_schema` and :meth:`Database.upgrade`.
 from __future__ import annotations
 
 import functools
+import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,9 +71,20 @@ UPGRADE_COMMAND = "supportbot db upgrade"
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
-    # WAL lets the dashboard read while a build writes; busy_timeout rides out short locks.
-    cur.execute("PRAGMA journal_mode=WAL")
+    # busy_timeout rides out short locks. WAL lets the dashboard read while a build writes.
     cur.execute("PRAGMA busy_timeout=10000")
+    # Switching a new file to WAL needs it to itself, and SQLite answers "locked" at once,
+    # without the busy wait, while a connection opened at the same moment (another worker
+    # starting) holds a lock: wait for that here.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 

@@ -2,7 +2,7 @@
 
 Rows go in and come out as :class:`index_builder.sources.past_answers.PastAnswer`. Times are
 kept in UTC: a naive ``created_at`` is taken as UTC, and what comes back is always
-timezone-aware (SQLite drops the zone on the way in, so reads re-attach UTC).
+timezone-aware (``UTCDateTime`` columns do that on SQLite and PostgreSQL alike).
 """
 
 from __future__ import annotations
