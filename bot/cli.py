@@ -83,10 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run",
-        help="join the configured Matrix/Gitter rooms and answer mentions in threads",
+        help="answer in the configured Matrix/Gitter rooms (or the local room) and serve the "
+        "dashboard",
         description="Follow the rooms with a /sync long-poll, store every question for triage, "
-        "and reply in a thread when mentioned. Needs SUPPORTBOT_MATRIX_USER_ID, "
-        "SUPPORTBOT_MATRIX_ACCESS_TOKEN (or _FILE) and SUPPORTBOT_MATRIX_ROOMS; see README.",
+        "reply in a thread when mentioned, and serve the maintainers' dashboard, /healthz, "
+        "/readyz and /metrics on SUPPORTBOT_WEB_HOST:SUPPORTBOT_WEB_PORT. With "
+        "SUPPORTBOT_MATRIX_USER_ID, SUPPORTBOT_MATRIX_ACCESS_TOKEN (or _FILE) and "
+        "SUPPORTBOT_MATRIX_ROOMS it joins a Matrix room; without them it serves the local room "
+        "page at /room. See README.",
+    )
+    run.add_argument(
+        "--prepare",
+        action="store_true",
+        help="first migrate the database (db upgrade) and build the index if none is "
+        "published yet (what the Docker image does at start)",
     )
     _add_common(run)
 
@@ -443,6 +453,26 @@ def cmd_eval_duplicates(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare(settings: Settings, db: Any) -> None:
+    """``run --prepare``: migrate, and build a first index when none is published."""
+    from bot.retrieval.index import current_version
+    from index_builder.build import build_index
+
+    before, head = db.upgrade()
+    if before != head:
+        log.info("database schema migrated from %s to %s", before or "empty", head)
+    if current_version(settings.index_root) is None:
+        log.info("no index published in %s yet: building one", settings.index_root)
+        report = build_index(settings)
+        log.info(
+            "index %s: %d documents, %d chunks in %.1f s",
+            report.version,
+            report.documents,
+            report.chunks,
+            report.seconds,
+        )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
     from datetime import datetime
@@ -470,6 +500,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger("bot").setLevel(logging.INFO)
         logging.getLogger("supportbot").setLevel(logging.INFO)
     db = Database(settings.resolved_database_url)
+    if args.prepare:
+        _prepare(settings, db)
     db.create_schema()
     room: LocalRoom | None = None
     token: str | None = None

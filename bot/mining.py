@@ -124,6 +124,31 @@ def _accept(
     return [_upsert(question, answer, "accepted-reaction")]
 
 
+def dashboard_answer(
+    question: RoomEvent,
+    *,
+    reply_event_id: str,
+    maintainer: str,
+    text: str,
+    posted_at_ms: int,
+    permalink: Callable[[str, str], str] = matrix_permalink,
+) -> Upsert:
+    """A maintainer's answer posted from the dashboard (sent as the bot, so the room alone
+    would not credit it): the same kind of pair as a maintainer's thread answer."""
+    answer = RoomEvent(
+        room_id=question.room_id,
+        event_id=reply_event_id,
+        sender=maintainer,
+        origin_ts=posted_at_ms,
+        event_type="m.room.message",
+        msgtype="m.notice",
+        body=text,
+    )
+    change = _linked(_upsert(question, answer, "dashboard-post"), permalink)
+    assert isinstance(change, Upsert)
+    return change
+
+
 def _linked(change: Change, permalink: Callable[[str, str], str]) -> Change:
     """Point a new pair at the room it came from (matrix.to, or the local room's own page)."""
     if not isinstance(change, Upsert):

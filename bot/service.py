@@ -47,7 +47,7 @@ from bot.answering.reply import SuggestedReply
 from bot.chat import ChatTransport, OutgoingReply, RoomEvent
 from bot.errors import FatalError, MessageRejectedError, TransientError
 from bot.metrics import Metrics
-from bot.mining import learn
+from bot.mining import dashboard_answer, learn
 from bot.settings import Settings
 from bot.store.dashboard_store import LAST_BUILD_KEY, DashboardStore
 from bot.store.room_store import RoomStore
@@ -333,8 +333,37 @@ class RoomService:
                 raise
         await self._db(self.dashboard.mark_post_sent, post.id, reply_id)
         await self._db(self.dashboard.record_person_answer, question_event_id, maintainer)
+        await self._learn_dashboard_answer(question, reply_id, maintainer, markdown)
         log.info("%s posted to %s from the dashboard: %s", maintainer, question_event_id, reply_id)
         return reply_id
+
+    async def _learn_dashboard_answer(
+        self, question: RoomEvent, reply_id: str, maintainer: str, markdown: str
+    ) -> None:
+        """A maintainer's post becomes a past answer, unless the question already has one."""
+        if not self.settings.learn_from_room:
+            return
+
+        def learn_it() -> int:
+            if self.store.pair_for_question(question.event_id) is not None:
+                return 0  # the first trusted answer stays, as for answers in the room
+            change = dashboard_answer(
+                question,
+                reply_event_id=reply_id,
+                maintainer=maintainer,
+                text=markdown.strip(),
+                posted_at_ms=int(time.time() * 1000),
+                permalink=self._permalink,
+            )
+            return self.store.apply_changes([change])
+
+        try:
+            changed = await self._db(learn_it)
+        except Exception:  # learning is best effort; the post itself went out
+            log.exception("learning the dashboard answer to %s failed", question.event_id)
+            return
+        if changed:
+            self.past_answers_changed.set()
 
     async def _note_person_reply(self, event: RoomEvent) -> None:
         """Someone other than the asker (and the bot) replied in a question's thread or to the
@@ -543,7 +572,10 @@ class RoomService:
 
     async def _claim(self, event: RoomEvent) -> bool:
         """Claim the event for this worker; False when another worker holds or handled it."""
+        previous = self._expired_holders.pop(event.event_id, None)
         try:
+            if previous is None:  # queued here before the other worker's lease ran out
+                previous = await self._db(self.store.expired_holder, event.event_id, self.worker_id)
             ours = await self._db(
                 self.store.claim_event, event.event_id, self.worker_id, self.lease_seconds
             )
@@ -551,7 +583,6 @@ class RoomService:
             log.warning("claiming %s failed (%s); leaving it for now", event.event_id, exc)
             self._queued.discard(event.event_id)
             return False
-        previous = self._expired_holders.pop(event.event_id, None)
         if not ours:
             self._queued.discard(event.event_id)  # a later sweep may offer it again
             self.metrics.claims_lost.inc()

@@ -214,10 +214,7 @@ def test_save_question_and_status(store: RoomStore) -> None:
     assert (row.room_id, row.asker, row.text) == (ROOM, "@alice:example.org", event.body)
     assert row.mentioned is True and row.confidence == 0.8
     assert row.sources == sources and row.index_version == "v1" and row.status == "suggested"
-    store.set_question_status("$q", "answered_bot")
-    row = store.question("$q")
-    assert row is not None and row.status == "answered_bot"
-    # Saving again replaces the row (one per question).
+    # Saving again (a re-handled event) refreshes the one row per question...
     store.save_question(
         event,
         "how do I save a model?",
@@ -230,6 +227,23 @@ def test_save_question_and_status(store: RoomStore) -> None:
     )
     row = store.question("$q")
     assert row is not None and row.status == "new" and row.confidence is None
+    assert row.suggestion is None and row.sources == [] and row.mentioned is False
+    # ...but never reopens one a person answered or dismissed meanwhile.
+    for settled in ("answered_person", "dismissed", "answered_bot"):
+        store.set_question_status("$q", settled)
+        store.save_question(
+            event,
+            "how do I save a model?",
+            mentioned=True,
+            confidence=0.7,
+            suggestion="See **saving**",
+            sources=sources,
+            index_version="v2",
+            status="suggested",
+        )
+        row = store.question("$q")
+        assert row is not None and row.status == settled
+        assert row.confidence == 0.7 and row.index_version == "v2"
     store.set_question_status("$missing", "dismissed")  # no row: nothing happens
 
 

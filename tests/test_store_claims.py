@@ -159,6 +159,9 @@ def test_claim_event_lifecycle(stores: tuple[RoomStore, RoomStore]) -> None:
     assert not b.claim_event("$q", "w2", LEASE, now=t0 + timedelta(seconds=LEASE + 1))
     # Not renewed in time (the holder died): the next worker takes it over.
     later = t0 + timedelta(seconds=2 * LEASE)
+    assert b.expired_holder("$q", "w2", now=t0 + timedelta(seconds=LEASE)) is None  # still held
+    assert b.expired_holder("$q", "w2", now=later) == "w1"
+    assert a.expired_holder("$q", "w1", now=later) is None  # its own claim is no takeover
     assert b.claim_event("$q", "w2", LEASE, now=later)
     assert not a.claim_event("$q", "w1", LEASE, now=later)
     assert a.claim_holders(now=later) == {"w2"}

@@ -700,6 +700,16 @@ def test_post_from_dashboard_sends_once_in_the_thread_and_records_it(tmp_path: P
         # The dashboard shows the post in the thread even before the room echoes it back.
         thread = DashboardStore(db).thread(question_id)
         assert [m.body for m in thread][-1] == "Use **`model.save()`**."
+        # The maintainer's answer is learnt as a past answer, credited to them.
+        pair = service.store.pair_for_question(question_id)
+        assert pair is not None and pair.established_by == "dashboard-post"
+        assert pair.answer_event_id == reply_id
+        assert service.past_answers_changed.is_set()
+        # A second post does not replace it (the first trusted answer stays).
+        service.past_answers_changed.clear()
+        asyncio.run(service.post_from_dashboard(question_id, "Or `keras.saving`.", "otto"))
+        assert service.store.pair_for_question(question_id) == pair
+        assert not service.past_answers_changed.is_set()
     finally:
         service.executor.shutdown()
         db.close()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -26,6 +26,8 @@ from bot.store.models import (
 from bot.store.past_answers import upsert_in
 
 SYNC_TOKEN_KEY = "matrix.sync_token"
+# Statuses a re-handled question may still move between; the others were set by a person.
+_OPEN_STATUSES = ("new", "suggested")
 _IN_BATCH = 500
 
 
@@ -242,6 +244,22 @@ class RoomStore:
             )
             return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
 
+    def expired_holder(
+        self, event_id: str, worker: str, *, now: datetime | None = None
+    ) -> str | None:
+        """The other worker whose lease on this unhandled event ran out, if any (for logs and
+        the takeover metric; the claim itself is decided by ``claim_event`` alone)."""
+        now = now or utcnow()
+        with self.db.session() as s:
+            row = s.execute(
+                select(RoomEventRow.claimed_by, RoomEventRow.claimed_until).where(
+                    RoomEventRow.event_id == event_id, RoomEventRow.handled_at.is_(None)
+                )
+            ).first()
+        if row is None or row.claimed_by in (None, worker) or row.claimed_until is None:
+            return None
+        return str(row.claimed_by) if row.claimed_until < now else None
+
     def release_claim(self, event_id: str, worker: str) -> None:
         """Give an unhandled event back (stopping mid-way) so others need not wait the lease."""
         with self.db.session() as s:
@@ -330,22 +348,39 @@ class RoomStore:
         index_version: str | None,
         status: str,
     ) -> None:
+        """Insert or refresh a question's suggestion; race-safe between workers.
+
+        A re-handled event (after a restart, or a lease taken over) refreshes the suggestion
+        but never reopens a question a person already answered or dismissed meanwhile.
+        """
+        values: dict[str, Any] = {
+            "event_id": event.event_id,
+            "room_id": event.room_id,
+            "asker": event.sender,
+            "text": text,
+            "mentioned": mentioned,
+            "status": status,
+            "confidence": confidence,
+            "suggestion": suggestion,
+            "sources": sources,
+            "index_version": index_version,
+            "updated_at": utcnow(),
+        }
         with self.db.session() as s:
-            s.merge(
-                QuestionRow(
-                    event_id=event.event_id,
-                    room_id=event.room_id,
-                    asker=event.sender,
-                    text=text,
-                    mentioned=mentioned,
-                    status=status,
-                    confidence=confidence,
-                    suggestion=suggestion,
-                    sources=sources,
-                    index_version=index_version,
-                    updated_at=utcnow(),
-                )
+            if self._dialect not in ("postgresql", "sqlite"):
+                existing = s.get(QuestionRow, event.event_id)
+                if existing is not None and existing.status not in _OPEN_STATUSES:
+                    values["status"] = existing.status
+                s.merge(QuestionRow(**values))
+                return
+            dialect = postgresql if self._dialect == "postgresql" else sqlite
+            stmt = dialect.insert(QuestionRow).values(values)
+            refreshed = {k: stmt.excluded[k] for k in values if k not in ("event_id", "status")}
+            refreshed["status"] = case(
+                (QuestionRow.status.in_(_OPEN_STATUSES), stmt.excluded.status),
+                else_=QuestionRow.status,
             )
+            s.execute(stmt.on_conflict_do_update(index_elements=["event_id"], set_=refreshed))
 
     def set_question_status(self, event_id: str, status: str) -> None:
         with self.db.session() as s:
