@@ -452,6 +452,36 @@ def test_parse_days() -> None:
 HOSTILE = "How does fit() & predict() differ? <script>alert('x')</script>"
 
 
+def _fill_one(db: Database, text: str) -> None:
+    """One more open, low-confidence question, asked now."""
+    at = datetime.now(UTC)
+    with db.session() as s:
+        s.add(
+            RoomEventRow(
+                event_id="$late",
+                room_id="!r:x",
+                sender="@ann:x",
+                origin_ts=ms(at),
+                event_type="m.room.message",
+                msgtype="m.text",
+                body=text,
+            )
+        )
+        s.flush()
+        s.add(
+            QuestionRow(
+                event_id="$late",
+                room_id="!r:x",
+                asker="@ann:x",
+                text=text,
+                status="new",
+                confidence=0.1,
+                suggestion=SUGGESTION,
+                sources=[{"url": "https://keras.io/x"}],
+            )
+        )
+
+
 def _fill(db: Database, now: datetime) -> None:
     t = now - timedelta(days=3)
 
@@ -619,13 +649,18 @@ def test_insights_page_groups_doc_gaps_with_the_encoder(tmp_path: Path, encoder:
     db.create_schema()
     _fill(db, datetime.now(UTC))
     calls: list[int] = []
+    encoded: list[list[str]] = []
 
     async def run_cpu(job: Callable[[], Any]) -> Any:
         calls.append(1)
         return await asyncio.to_thread(job)
 
+    def encode(texts: list[str]) -> Any:
+        encoded.append(texts)
+        return encoder.encode(texts)
+
     async def scenario() -> None:
-        app = _app(db, tmp_path, encode=encoder.encode, run_cpu=run_cpu)
+        app = _app(db, tmp_path, encode=encode, run_cpu=run_cpu)
         async with TestClient(TestServer(app)) as client:
             response = await client.get("/insights")
             assert response.status == 200
@@ -636,6 +671,16 @@ def test_insights_page_groups_doc_gaps_with_the_encoder(tmp_path: Path, encoder:
             # The three fit-vs-predict questions (one of them hostile) form one gap.
             assert '<td class="num">3</td>' in gaps
             assert "&lt;script&gt;" in gaps and "<script>" not in gaps
+            # The next view embeds nothing: the vectors are in the embedding cache.
+            first = sorted(encoded[0])
+            again = await client.get("/insights")
+            assert again.status == 200 and '<td class="num">3</td>' in await again.text()
+            assert calls == [1] and len(encoded) == 1
+            # A new low-confidence question: only its text is embedded.
+            _fill_one(db, "How can I plot the learning rate schedule?")
+            assert (await client.get("/insights")).status == 200
+            assert encoded[1:] == [["How can I plot the learning rate schedule?"]]
+            assert len(first) == len(set(first))  # each distinct text embedded once
 
     asyncio.run(scenario())
     db.close()
@@ -662,3 +707,33 @@ def test_insights_page_falls_back_to_text_when_embedding_fails(
     asyncio.run(scenario())
     db.close()
     assert any("doc gaps failed" in r.getMessage() for r in caplog.records)
+
+
+def test_doc_gap_embedding_runs_in_small_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CPU worker also answers the room: embed in batches so a question can slip in."""
+    from bot.web import insights
+    from bot.web.context import CTX_KEY
+
+    db = Database(f"sqlite:///{tmp_path / 'bot.db'}")
+    db.create_schema()
+    sizes: list[int] = []
+    rng = np.random.default_rng(0)
+
+    def encode(texts: list[str]) -> Any:
+        sizes.append(len(texts))
+        vectors = rng.normal(size=(len(texts), 8)).astype(np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    monkeypatch.setattr(insights, "EMBED_BATCH", 2)
+    ctx = _app(db, tmp_path, encode=encode)[CTX_KEY]
+    texts = ["a?", "b?", "a?", "c?", "d?", "e?"]
+    vectors = asyncio.run(insights._embed(ctx, texts))
+    assert vectors is not None and vectors.shape == (6, 8)
+    assert sizes == [2, 2, 1]  # five distinct texts, two per job
+    np.testing.assert_array_equal(vectors[0], vectors[2])
+    again = asyncio.run(insights._embed(ctx, texts))
+    assert sizes == [2, 2, 1] and again is not None
+    np.testing.assert_allclose(again, vectors)
+    db.close()

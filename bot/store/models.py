@@ -118,8 +118,9 @@ class RoomEventRow(Base):
     body: Mapped[str] = mapped_column(Text, default="")
     formatted_body: Mapped[str | None] = mapped_column(Text, nullable=True)
     rel_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    relates_to: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    in_reply_to: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # Indexed: a question's thread (the dashboard, insights, learning) is looked up by these.
+    relates_to: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    in_reply_to: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
     mentions: Mapped[list[str]] = mapped_column(JSON, default=list)
     # "live" (from /sync), "gap" (back-filled after a limited timeline), "history" (first join)
     origin: Mapped[str] = mapped_column(String(16), default="live")

@@ -4,7 +4,7 @@ local room's timeline.
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2025-01-02
+Create Date: 2026-11-27
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ def upgrade() -> None:
     with op.batch_alter_table("room_events") as batch:
         batch.add_column(sa.Column("claimed_by", sa.String(255), nullable=True))
         batch.add_column(sa.Column("claimed_until", _TIMESTAMP, nullable=True))
+    # Threads are looked up by relation (dashboard, insights): no full scans as the room grows.
+    op.create_index("ix_room_events_relates_to", "room_events", ["relates_to"])
+    op.create_index("ix_room_events_in_reply_to", "room_events", ["in_reply_to"])
     with op.batch_alter_table("questions") as batch:
         batch.add_column(sa.Column("answered_at", _TIMESTAMP, nullable=True))
         batch.add_column(sa.Column("answered_by", sa.String(255), nullable=True))
@@ -106,6 +109,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_room_events_in_reply_to", table_name="room_events")
+    op.drop_index("ix_room_events_relates_to", table_name="room_events")
     for name in (
         "local_room_events",
         "login_throttle",
