@@ -45,9 +45,10 @@ from bot.answering.policy import (
 from bot.answering.render import markdown_to_html
 from bot.answering.reply import SuggestedReply
 from bot.chat import ChatTransport, OutgoingReply, RoomEvent
+from bot.dashboard_bridge import DashboardBridge
 from bot.errors import FatalError, MessageRejectedError, TransientError
 from bot.metrics import Metrics
-from bot.mining import dashboard_answer, learn
+from bot.mining import learn
 from bot.settings import Settings
 from bot.store.dashboard_store import LAST_BUILD_KEY, DashboardStore
 from bot.store.room_store import RoomStore
@@ -60,9 +61,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Answer = Callable[[str], SuggestedReply]
-
-# A reply posted from the dashboard is tried this often before the page shows the error.
-DASHBOARD_SEND_ATTEMPTS = 3
 
 UNSURE_REPLY = (
     "I couldn't find a confident answer to this in the docs, so I've put your question in the "
@@ -160,7 +158,7 @@ class RoomService:
         self._queued: set[str] = set()
         self.replies_sent = 0
         self.dashboard = DashboardStore(store.db)
-        self._dashboard_build: asyncio.Task[None] | None = None
+        self.bridge = DashboardBridge(self)
 
     # --- lifecycle -----------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -208,6 +206,7 @@ class RoomService:
         finally:
             if runner is not None:
                 await runner.cleanup()
+            await self.bridge.close()
             await self.transport.close()
             self.executor.shutdown(wait=True, cancel_futures=True)
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -243,127 +242,14 @@ class RoomService:
             return False, f"last successful /sync {since:.0f} s ago"
         return True, "syncing"
 
-    # --- the dashboard's view of the service --------------------------------------------------
+    # --- the dashboard's view of the service (bot/dashboard_bridge.py) ----------------------
     def web_context(self) -> WebContext:
-        """What the web app may use: the database, the answerer, posting and rebuilding."""
-        retriever = getattr(self.answer, "retriever", None)
-
-        async def run_cpu(fn: Callable[[], Any]) -> Any:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
-
-        def encode(texts: list[str]) -> Any:
-            # Read at call time: a hot swap replaces the answerer's retriever, not its encoder.
-            return self.answer.retriever.encoder.encode(texts)  # type: ignore[attr-defined]
-
-        def index_manifest() -> dict[str, Any]:
-            current = getattr(self.answer, "retriever", None)
-            return dict(current.index.manifest) if current is not None else {}
-
-        return WebContext(
-            settings=self.settings,
-            db=self.store.db,
-            store=self.store,
-            metrics=self.metrics,
-            ready=self.readiness,
-            answer=self.answer,
-            run_cpu=run_cpu,
-            encode=encode if getattr(retriever, "encoder", None) is not None else None,
-            post_reply=self.post_from_dashboard,
-            rebuild=self._start_dashboard_rebuild if self.reindex is not None else None,
-            index_manifest=index_manifest if retriever is not None else None,
-            local_room=getattr(self.transport, "local_room", None),
-        )
-
-    async def _start_dashboard_rebuild(self) -> None:
-        """Start a full re-index in the background; one at a time."""
-        if self.reindex is None:
-            return
-        if self._dashboard_build is not None and not self._dashboard_build.done():
-            log.info("a rebuild started from the dashboard is still running")
-            return
-        self._dashboard_build = asyncio.create_task(
-            self._run_build("dashboard", self.reindex), name="dashboard-rebuild"
-        )
+        return self.bridge.web_context()
 
     async def post_from_dashboard(
         self, question_event_id: str, markdown: str, maintainer: str
     ) -> str:
-        """Post a maintainer's reply as the bot in the question's thread, mentioning the asker.
-
-        The post is recorded before it is sent, with a transaction id of its own that every
-        retry reuses, so the room shows it once. A send that keeps failing raises a
-        ``TransientError`` whose message the dashboard shows next to the kept text.
-        """
-        question = await self._db(self.store.event, question_event_id)
-        if question is None:
-            raise LookupError(f"the question {question_event_id} is not stored")
-        post = await self._db(
-            self.dashboard.claim_post, question_event_id, question.room_id, maintainer, markdown
-        )
-        outgoing = OutgoingReply(
-            room_id=question.room_id,
-            reply_to=question.event_id,
-            thread_root=question.thread_root,
-            body=markdown,
-            formatted_body=markdown_to_html(markdown),
-            txn_id=post.txn_id,
-            mention=question.sender,
-        )
-        backoff = self._backoff()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                reply_id = await self.transport.send_reply(outgoing)
-                break
-            except MessageRejectedError:
-                await self._db(self.dashboard.mark_post_failed, post.id, "rejected")
-                raise
-            except TransientError as exc:
-                self.metrics.errors.labels("send").inc()
-                if attempt >= DASHBOARD_SEND_ATTEMPTS:
-                    await self._db(self.dashboard.mark_post_failed, post.id)
-                    raise TransientError(
-                        f"the room did not take the reply after {attempt} tries ({exc})"
-                    ) from exc
-                # Someone is waiting on the page: short pauses, not the sync loop's backoff.
-                await asyncio.sleep(min(backoff.next_delay(), 2.0))
-            except BaseException:
-                await self._db(self.dashboard.mark_post_failed, post.id)
-                raise
-        await self._db(self.dashboard.mark_post_sent, post.id, reply_id)
-        await self._db(self.dashboard.record_person_answer, question_event_id, maintainer)
-        await self._learn_dashboard_answer(question, reply_id, maintainer, markdown)
-        log.info("%s posted to %s from the dashboard: %s", maintainer, question_event_id, reply_id)
-        return reply_id
-
-    async def _learn_dashboard_answer(
-        self, question: RoomEvent, reply_id: str, maintainer: str, markdown: str
-    ) -> None:
-        """A maintainer's post becomes a past answer, unless the question already has one."""
-        if not self.settings.learn_from_room:
-            return
-
-        def learn_it() -> int:
-            if self.store.pair_for_question(question.event_id) is not None:
-                return 0  # the first trusted answer stays, as for answers in the room
-            change = dashboard_answer(
-                question,
-                reply_event_id=reply_id,
-                maintainer=maintainer,
-                text=markdown.strip(),
-                posted_at_ms=int(time.time() * 1000),
-                permalink=self._permalink,
-            )
-            return self.store.apply_changes([change])
-
-        try:
-            changed = await self._db(learn_it)
-        except Exception:  # learning is best effort; the post itself went out
-            log.exception("learning the dashboard answer to %s failed", question.event_id)
-            return
-        if changed:
-            self.past_answers_changed.set()
+        return await self.bridge.post(question_event_id, markdown, maintainer)
 
     async def _note_person_reply(self, event: RoomEvent) -> None:
         """Someone other than the asker (and the bot) replied in a question's thread or to the

@@ -844,10 +844,10 @@ def test_web_context_from_the_service(tmp_path: Path, answerer: LiveAnswerer) ->
             reply = await ctx.run_cpu(lambda: answerer(QUESTION))
             assert reply.sources
             await ctx.rebuild()
-            task = service._dashboard_build
+            task = service.bridge._build
             assert task is not None
             await ctx.rebuild()  # still running: not started twice
-            assert service._dashboard_build is task
+            assert service.bridge._build is task
             await task
 
         asyncio.run(go())
