@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Answer = Callable[[str], SuggestedReply]
 
+UNSURE_QUEUED = "I've also put your question in the maintainers' queue."
 UNSURE_REPLY = (
     "I couldn't find a confident answer to this in the docs, so I've put your question in the "
     "maintainers' queue."
@@ -656,8 +657,17 @@ class RoomService:
             return "triage"
         if not reply.would_reply and not mentioned:
             return "triage:low-confidence"
-        body = reply.markdown if reply.would_reply else UNSURE_REPLY
+        body = reply.markdown if reply.would_reply else self._unsure_body(reply)
         return await self._reply(event, body, confident=reply.would_reply)
+
+    def _unsure_body(self, reply: SuggestedReply) -> str:
+        mode = self.settings.unsure_reply
+        if mode == "auto":
+            mode = "closest" if getattr(self.transport, "local_room", None) else "note"
+        if mode == "closest" and reply.sources:
+            # compose_reply's unsure text already says so ("I'm not sure..."): keep it honest.
+            return f"{reply.markdown}\n\n{UNSURE_QUEUED}"
+        return UNSURE_REPLY
 
     async def _reply(self, event: RoomEvent, body: str, *, confident: bool) -> str | None:
         existing = await self._db(self.store.reply, event.event_id)

@@ -80,6 +80,14 @@ class Settings(BaseSettings):
         0.6, ge=0.0, le=1.0, description="Minimum confidence for the bot to suggest a reply."
     )
     max_sources: int = Field(3, ge=1, le=10)
+    unsure_reply: Literal["auto", "note", "closest"] = Field(
+        "auto",
+        description=(
+            "What a mention below the threshold gets: 'note' (the question went to the "
+            "maintainers), 'closest' (that, after the closest pages, marked as unsure); "
+            "auto: note in Matrix rooms, closest in the local room (a room for trying the bot)."
+        ),
+    )
 
     # --- the room (Matrix; Gitter is a Matrix homeserver) -------------------------------------
     room_transport: Literal["auto", "matrix", "local"] = Field(

@@ -23,7 +23,7 @@ from bot.answering.reply import Source, SuggestedReply
 from bot.chat import OutgoingReply, RoomEvent, SyncBatch
 from bot.errors import FatalError, TransientError
 from bot.gitter_client import MatrixForbiddenError, MessageRejectedError
-from bot.service import UNSURE_REPLY, Backoff, RoomService, txn_id_for
+from bot.service import UNSURE_QUEUED, UNSURE_REPLY, Backoff, RoomService, txn_id_for
 from bot.settings import load_settings
 from bot.store.database import Database
 from bot.store.room_store import RoomStore
@@ -417,6 +417,18 @@ def test_below_threshold_mention_gets_the_unsure_reply(
     assert sent.formatted_body == markdown_to_html(UNSURE_REPLY)
     question = store.question("$q1")
     assert question is not None and question.status == "new"  # still for the maintainers
+
+
+def test_unsure_reply_can_show_the_closest_pages(
+    make_service: ServiceFactory, store: RoomStore
+) -> None:
+    service = make_service(answer=FakeAnswer(confident=False), unsure_reply="closest")
+    assert handle(service, event()) == ["replied:unsure"]
+    [sent] = transport_of(service).sent
+    assert sent.body.startswith("I'm not sure the docs answer this")
+    assert sent.body.endswith(UNSURE_QUEUED)
+    question = store.question("$q1")
+    assert question is not None and question.status == "new"  # not counted as answered
 
 
 def test_user_cooldown_suppresses(make_service: ServiceFactory, store: RoomStore) -> None:
