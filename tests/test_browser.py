@@ -210,6 +210,10 @@ def test_question_from_the_room_is_edited_and_posted_by_a_maintainer(
     assert hostile_row.locator("img").count() == 0
     _screenshot(dash, "queue.png")
 
+    # A question asked while the queue is open appears in it without a reload.
+    late_id = _ask_in_room(room, "dave", "Which optimizer should I use for fine-tuning BERT?")
+    dash.locator(f'tr[data-event-id="{late_id}"]').wait_for(timeout=30_000)
+
     # The question page: the suggestion prefilled in the editor; edit it and post it.
     row.locator("td.text a").click()
     dash.wait_for_url(re.compile(r".*/questions/.*"))
@@ -248,3 +252,36 @@ def test_question_from_the_room_is_edited_and_posted_by_a_maintainer(
     assert "Dismissed" not in dash.locator(".status").first.inner_text()
 
     assert dialogs == [], "no script from user text ran"
+
+
+def test_core_flows_work_without_javascript(bot: RunningBot, browser: Any) -> None:
+    """Sign in, ask in the room, open the question, dismiss it: forms and redirects only."""
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(bot.base + "/room")
+    page.fill("#post-name", "nojs")
+    page.fill("#post-body", "How do I save a model to disk?")
+    with page.expect_navigation():
+        page.click("#post-form button[type=submit]")
+    question = page.locator("#timeline > li.root").filter(has_text="save a model to disk").last
+    question_id = question.get_attribute("data-event-id")
+    assert question_id
+
+    page.goto(bot.base + "/login")
+    page.fill("#name", "alice")
+    page.fill("#password", PASSWORD)
+    with page.expect_navigation():
+        page.click("form[action='/login'] button[type=submit]")
+    # The bot stores the question a moment after the post: refresh the queue until it's there.
+    row = page.locator(f'tr[data-event-id="{question_id}"]')
+    deadline = time.monotonic() + 60
+    while row.count() == 0 and time.monotonic() < deadline:
+        page.goto(bot.base + "/queue")
+        time.sleep(0.5)
+    assert row.count() == 1
+    with page.expect_navigation():
+        row.locator("td.text a").click()
+    with page.expect_navigation():
+        page.click("button:has-text('Dismiss')")
+    assert "Dismissed" in page.locator("main").inner_text()
+    context.close()
