@@ -58,3 +58,25 @@ def test_compose_runs_the_bot_against_postgres() -> None:
     workers = {services[n]["environment"]["SUPPORTBOT_WORKER_ID"] for n in ("bot", "bot-2")}
     assert len(workers) == 2
     assert "healthcheck" in services["db"]
+
+
+def test_package_data_ships_every_template_static_file_and_migration() -> None:
+    """A non-editable install (the Docker image, `pip install .`) must carry the web assets
+    and the migration script template: package-data globs cover every such file."""
+    import fnmatch
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    package_data: dict[str, list[str]] = config["tool"]["setuptools"]["package-data"]
+    for folder in ("bot/web/templates", "bot/web/static", "bot/store/migrations"):
+        for path in (REPO / folder).rglob("*"):
+            if not path.is_file() or path.suffix == ".py" or "__pycache__" in path.parts:
+                continue  # modules ship as part of their package
+            package = path.parent.relative_to(REPO).as_posix().replace("/", ".")
+            owners = [p for p in package_data if package == p or package.startswith(p + ".")]
+            assert owners, f"{path.relative_to(REPO)}: no package-data entry for {package}"
+            owner = max(owners, key=len)
+            relative = path.relative_to(REPO / owner.replace(".", "/")).as_posix()
+            assert any(fnmatch.fnmatch(relative, g) for g in package_data[owner]), (
+                f"{path.relative_to(REPO)} is not in [tool.setuptools.package-data]"
+            )
