@@ -592,3 +592,80 @@ def test_metrics_and_readiness_move_when_questions_arrive(
     assert metric("supportbot_events_total") > events_before
     assert metric("supportbot_answer_seconds_count") >= 1
     assert bot.stop() == 0
+
+
+def test_dashboard_post_reaches_the_matrix_thread_as_the_bot(
+    synapse: SynapseServer, make_bot: Callable[..., tuple[Bot, MatrixUser]]
+) -> None:
+    """A maintainer signs in to the running bot's dashboard and posts an answer: it goes to the
+    question's Matrix thread as the bot, mentioning the asker, and is credited to them."""
+    import re
+    import urllib.request
+    from http.cookiejar import CookieJar
+    from urllib.parse import urlencode
+
+    room_id, bot_user, alice, _bob = new_room(synapse)
+    # Never confident on this tiny index: the question waits for a maintainer.
+    bot, _ = make_bot(room_id, bot_user, SUPPORTBOT_REPLY_THRESHOLD="0.99")
+    password = "correct horse battery"
+    added = subprocess.run(
+        [sys.executable, "-m", "bot", "users", "add", "maria"],
+        input=password + "\n",
+        env=bot.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert added.returncode == 0, added.stderr
+    bot.start()
+    port = re.search(r"/metrics on 127\.0\.0\.1:(\d+)", bot.log())
+    assert port, bot.log()[-2000:]
+    base = f"http://127.0.0.1:{port.group(1)}"
+
+    question = ask(synapse, alice, room_id, bot_user, QUESTIONS[1])
+    [note] = wait_replies(synapse, alice, room_id, bot_user, 1)
+    assert "maintainers" in note["content"]["body"]
+
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+
+    def form_token(html: str) -> str:
+        found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+        assert found, html[:2000]
+        return found.group(1)
+
+    def post(path: str, fields: dict[str, str]) -> str:
+        with browser.open(base + path, data=urlencode(fields).encode(), timeout=30) as resp:
+            return str(resp.read().decode())
+
+    with browser.open(base + "/login", timeout=30) as resp:
+        login = resp.read().decode()
+    post(
+        "/login",
+        {"csrf_token": form_token(login), "name": "maria", "password": password, "next": "/"},
+    )
+    page_path = "/questions/" + quote(question, safe="")
+    with browser.open(base + page_path, timeout=30) as resp:
+        page = resp.read().decode()
+    answer = "Use `model.save('model.keras')` and `keras.saving.load_model('model.keras')`."
+    done = post(page_path + "/post", {"csrf_token": form_token(page), "body": answer})
+    assert "Posted" in done or "posted" in done
+
+    replies = wait_replies(synapse, alice, room_id, bot_user, 2)
+    [posted] = [r for r in replies if r["content"]["body"] == answer]
+    content = posted["content"]
+    assert content["m.relates_to"]["rel_type"] == "m.thread"
+    assert content["m.relates_to"]["event_id"] == question
+    assert content["m.mentions"] == {"user_ids": [alice.user_id]}
+    assert "<code>model.save('model.keras')</code>" in content["formatted_body"]
+    bot.wait_for_log(posted["event_id"])  # its own post came back through /sync, ignored
+    assert bot.stop() == 0
+    with bot.db() as db:
+        [(state, posted_by)] = db.execute("SELECT state, posted_by FROM dashboard_posts")
+        status, answered_by = db.execute(
+            "SELECT status, answered_by FROM questions WHERE event_id = ?", (question,)
+        ).fetchone()
+        [established] = db.execute("SELECT established_by FROM past_answers").fetchall()
+    assert (state, posted_by) == ("sent", "maria")
+    assert (status, answered_by) == ("answered_person", "maria")
+    assert established == ("dashboard-post",)
+    assert len(bot_replies(synapse, alice, room_id, bot_user)) == 2  # the note and the post
