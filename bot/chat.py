@@ -59,6 +59,24 @@ class OutgoingReply:
     txn_id: str  # stable per question: a retried send is de-duplicated by the server
     mention: str | None = None  # user to notify
 
+    def content(self) -> dict[str, Any]:
+        """The ``m.room.message`` content every transport sends: an ``m.notice`` in the
+        question's thread (with the reply fallback for clients without threads), Markdown in
+        ``body``, HTML in ``formatted_body``, and an explicit mention of the asker."""
+        return {
+            "msgtype": "m.notice",
+            "body": self.body,
+            "format": "org.matrix.custom.html",
+            "formatted_body": self.formatted_body,
+            "m.relates_to": {
+                "rel_type": "m.thread",
+                "event_id": self.thread_root,
+                "is_falling_back": True,
+                "m.in_reply_to": {"event_id": self.reply_to},
+            },
+            "m.mentions": {"user_ids": [self.mention]} if self.mention else {},
+        }
+
 
 class ChatTransport(Protocol):
     """Connect, iterate events, send, close: all network I/O of the room side lives here."""

@@ -268,19 +268,7 @@ class MatrixTransport:
         return self._parse_all(room_id, list(reversed(collected)), "gap")
 
     async def send_reply(self, reply: OutgoingReply) -> str:
-        content: dict[str, Any] = {
-            "msgtype": "m.notice",
-            "body": reply.body,
-            "format": "org.matrix.custom.html",
-            "formatted_body": reply.formatted_body,
-            "m.relates_to": {
-                "rel_type": "m.thread",
-                "event_id": reply.thread_root,
-                "is_falling_back": True,
-                "m.in_reply_to": {"event_id": reply.reply_to},
-            },
-            "m.mentions": {"user_ids": [reply.mention]} if reply.mention else {},
-        }
+        content = reply.content()
         try:
             resp = await self.client.room_send(
                 reply.room_id, "m.room.message", content, tx_id=reply.txn_id

@@ -458,19 +458,7 @@ class LocalTransport:
     async def send_reply(self, reply: OutgoingReply) -> str:
         if reply.room_id != self.local_room.room_id:
             raise MessageRejectedError(f"not the local room: {reply.room_id}")
-        content: Raw = {
-            "msgtype": "m.notice",
-            "body": reply.body,
-            "format": "org.matrix.custom.html",
-            "formatted_body": reply.formatted_body,
-            "m.relates_to": {
-                "rel_type": "m.thread",
-                "event_id": reply.thread_root,
-                "is_falling_back": True,
-                "m.in_reply_to": {"event_id": reply.reply_to},
-            },
-            "m.mentions": {"user_ids": [reply.mention]} if reply.mention else {},
-        }
+        content = reply.content()
         try:
             return await asyncio.to_thread(
                 self.local_room.send, self.user_id, content, txn_id=reply.txn_id

@@ -322,9 +322,9 @@ def test_post_to_thread_records_who_and_marks_answered(tmp_path: Path) -> None:
         assert "how do I save?" in html
 
     serve(ctx, scenario)
-    row = question_row(ctx, "$a/b+c:x")
-    assert row.status == "answered_person" and row.answered_by == "maria"
-    assert row.answered_at is not None
+    # Recording the answer is the poster's job (the service's post_from_dashboard, tested
+    # below and against Synapse), not the page's: the recording fake left the row alone.
+    assert question_row(ctx, "$a/b+c:x").status == "suggested"
 
 
 def test_failed_post_keeps_the_text_and_says_why(tmp_path: Path) -> None:
@@ -697,6 +697,7 @@ def test_post_from_dashboard_sends_once_in_the_thread_and_records_it(tmp_path: P
         question = service.store.question(question_id)
         assert question is not None
         assert (question.status, question.answered_by) == ("answered_person", "maria")
+        assert question.answered_at is not None
         # The dashboard shows the post in the thread even before the room echoes it back.
         thread = DashboardStore(db).thread(question_id)
         assert [m.body for m in thread][-1] == "Use **`model.save()`**."

@@ -40,8 +40,9 @@ class WebContext:
     run_cpu: Callable[[Callable[[], Any]], Awaitable[Any]] | None = None
     # Blocking, unit-normalised embeddings of texts (for grouping doc gaps); via ``run_cpu``.
     encode: Callable[[list[str]], np.ndarray] | None = None
-    # Post Markdown to a question's thread as the bot, recorded as posted by a maintainer;
-    # returns the reply's event id. (question_event_id, markdown, maintainer name)
+    # Post Markdown to a question's thread as the bot, recorded as posted by a maintainer and
+    # the question as answered by them; returns the reply's event id.
+    # (question_event_id, markdown, maintainer name)
     post_reply: Callable[[str, str, str], Awaitable[str]] | None = None
     # Start a full re-index now; returns at once (the build runs in the background).
     rebuild: Callable[[], Awaitable[None]] | None = None

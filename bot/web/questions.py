@@ -8,6 +8,7 @@ page with a flash key, so reloading never repeats it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -109,32 +110,28 @@ async def post_reply(request: web.Request) -> web.StreamResponse:
         return await _page(
             request, draft=body, error=f"Could not post to the room: {exc}", status=502
         )
-    await in_thread(dashboard_store(request).record_person_answer, event_id, user)
-    raise _back(request, "posted")
+    raise _back(request, "posted")  # post_reply recorded the question as answered by user
+
+
+async def _triage(
+    request: web.Request, change: Callable[[str, str], bool], flash: str
+) -> web.StreamResponse:
+    """Apply a status change by the signed-in maintainer, then back to the question."""
+    if not await in_thread(change, _event_id(request), signed_in_user(request)):
+        raise web.HTTPNotFound(text="no such question")
+    raise _back(request, flash)
 
 
 async def mark_answered(request: web.Request) -> web.StreamResponse:
-    if not await in_thread(
-        dashboard_store(request).mark_answered, _event_id(request), signed_in_user(request)
-    ):
-        raise web.HTTPNotFound(text="no such question")
-    raise _back(request, "answered")
+    return await _triage(request, dashboard_store(request).mark_answered, "answered")
 
 
 async def dismiss(request: web.Request) -> web.StreamResponse:
-    if not await in_thread(
-        dashboard_store(request).dismiss, _event_id(request), signed_in_user(request)
-    ):
-        raise web.HTTPNotFound(text="no such question")
-    raise _back(request, "dismissed")
+    return await _triage(request, dashboard_store(request).dismiss, "dismissed")
 
 
 async def reopen(request: web.Request) -> web.StreamResponse:
-    if not await in_thread(
-        dashboard_store(request).reopen, _event_id(request), signed_in_user(request)
-    ):
-        raise web.HTTPNotFound(text="no such question")
-    raise _back(request, "reopened")
+    return await _triage(request, dashboard_store(request).reopen, "reopened")
 
 
 async def vote(request: web.Request) -> web.StreamResponse:
