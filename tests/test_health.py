@@ -52,3 +52,24 @@ def test_health_readiness_and_metrics() -> None:
             assert 0 <= after["supportbot_sync_lag_seconds"] < 5
 
     asyncio.run(scenario())
+
+
+def test_a_port_in_use_is_one_clear_error() -> None:
+    import socket
+
+    import pytest
+
+    from bot.errors import ConfigError
+    from bot.web.health import start_site
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        async def scenario() -> None:
+            app = make_app(Metrics(), lambda: (True, "ok"))
+            with pytest.raises(ConfigError, match=f"cannot serve on 127.0.0.1:{port}"):
+                await start_site(app, "127.0.0.1", port)
+
+        asyncio.run(scenario())

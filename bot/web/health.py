@@ -7,6 +7,7 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bot.errors import ConfigError
 from bot.metrics import Metrics
 
 ReadyCheck = Callable[[], tuple[bool, str]]
@@ -48,5 +49,12 @@ def make_app(metrics_: Metrics, ready: ReadyCheck) -> web.Application:
 async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:  # port taken, address not on this host, no permission
+        await runner.cleanup()
+        raise ConfigError(
+            f"cannot serve on {host}:{port} ({exc.strerror or exc}): another process may be "
+            "using it; set SUPPORTBOT_WEB_HOST / SUPPORTBOT_WEB_PORT"
+        ) from None
     return runner
