@@ -114,6 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print one JSON object (a list with --mode all)"
     )
     ev.add_argument("--per-question", action="store_true", help="also list each question's rank")
+    ev.add_argument(
+        "--fit-confidence",
+        action="store_true",
+        help="fit the confidence model on FILE and print its cross-validated coverage/precision "
+        "curve (hybrid mode); --save-confidence writes the model",
+    )
+    ev.add_argument("--save-confidence", type=Path, metavar="JSON", help="where to write it")
+    ev.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the folds (default 0)")
     _add_common(ev)
 
     dup = sub.add_parser(
@@ -228,9 +237,13 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
 
 
 def _retriever(settings: Settings) -> Any:
+    from dataclasses import replace
+
+    from bot.errors import ConfigError
+    from bot.retrieval.confidence import ConfidenceModel
     from bot.retrieval.encoder import Encoder
     from bot.retrieval.index import load_index
-    from bot.retrieval.search import Retriever
+    from bot.retrieval.search import Retriever, SearchParams
 
     index = load_index(settings.index_root)
     encoder = Encoder(index.model, device=settings.device, batch_size=settings.embed_batch_size)
@@ -240,7 +253,16 @@ def _retriever(settings: Settings) -> Any:
             index.model,
             settings.embedding_model,
         )
-    return Retriever(index, encoder)
+    params = SearchParams(rerank_candidates=settings.rerank_candidates)
+    if settings.confidence_model is not None:
+        try:
+            model = ConfidenceModel.load(settings.confidence_model)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"SUPPORTBOT_CONFIDENCE_MODEL: cannot read {settings.confidence_model}: {exc}"
+            ) from None
+        params = replace(params, confidence_model=model)
+    return Retriever(index, encoder, params)
 
 
 def cmd_index_build(args: argparse.Namespace) -> int:
@@ -269,6 +291,15 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         f"  {report.documents} documents, {report.chunks} chunks; embedded {report.embedded}, "
         f"from cache {report.cached}; {report.seconds:.1f} s"
     )
+    if report.reranker:
+        r = report.reranker
+        out.print(
+            f"  reranker: learnt from {r.get('queries')} queries mined from the docs; "
+            f"held-out MRR@10 {r.get('held_out_mrr_first_stage')} -> "
+            f"{r.get('held_out_mrr_reranked')}"
+        )
+    elif report.published:
+        out.print("  reranker: none (too few links in the docs to learn from): fusion ranking only")
     if report.path:
         out.print(f"  at {report.path}")
     return 0
@@ -362,11 +393,13 @@ def _print_table(rows: Sequence[Sequence[str]]) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from bot.evaluation import evaluate, iter_table, load_questions
+    from bot.evaluation import coverage_curve, evaluate, iter_curve, iter_table, load_questions
 
     settings = _settings(args)
     questions = load_questions(args.file)
     retriever = _retriever(settings)
+    if args.fit_confidence:
+        return _fit_confidence(args, questions, retriever)
     modes = ("hybrid", "dense", "lexical") if args.mode == "all" else (args.mode,)
     reports = []
     for mode in modes:
@@ -396,10 +429,64 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"index {retriever.index.version}; {len(questions)} questions; "
             f"reply threshold {settings.reply_threshold}"
         )
+        for r in reports:
+            print(f"\n{r.mode}: what the bot would do at each reply threshold")
+            curve = coverage_curve(
+                [(q["confidence"], q["rank"], not q.get("unanswerable")) for q in r.per_question]
+            )
+            _print_table(list(iter_curve(curve)))
     if args.per_question:
         for r in reports:
             for item in r.per_question:
                 print(json.dumps({"mode": r.mode, **item}), file=sys.stderr)
+    return 0
+
+
+def _fit_confidence(args: argparse.Namespace, questions: Sequence[Any], retriever: Any) -> int:
+    from bot.evaluation import fit_confidence_cv, iter_curve
+
+    fit = fit_confidence_cv(
+        questions,
+        lambda q: retriever.search(q, k=10),
+        canonical=retriever.index.canonical_id,
+        folds=args.folds,
+        seed=args.seed,
+    )
+    if args.save_confidence:
+        args.save_confidence.write_text(
+            json.dumps(fit.model.to_json(), indent=1) + "\n", encoding="utf-8"
+        )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "model": fit.model.to_json(),
+                    "cross_validated": {
+                        "folds": fit.folds,
+                        "seed": fit.seed,
+                        "auc": fit.auc,
+                        "curve": [p.to_json() for p in fit.curve],
+                        "chosen": fit.chosen.to_json() if fit.chosen else None,
+                    },
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(
+        f"cross-validated ({fit.folds} folds, seed {fit.seed}): every confidence below comes "
+        f"from a model that did not see that question; AUC {fit.auc or 0:.3f}"
+    )
+    _print_table(list(iter_curve(fit.curve)))
+    if fit.chosen:
+        print(
+            f"threshold {fit.chosen.threshold:.2f} keeps top-1 precision >= 0.90 and unanswerable "
+            f"quiet >= 0.80 while replying to {fit.chosen.replied:.0%} of answerable questions"
+        )
+    else:
+        print("no threshold keeps top-1 precision >= 0.90 and unanswerable quiet >= 0.80")
+    if args.save_confidence:
+        print(f"model fitted on all {len(questions)} questions written to {args.save_confidence}")
     return 0
 
 

@@ -200,6 +200,98 @@ def evaluate(
     )
 
 
+@dataclass(frozen=True)
+class CurvePoint:
+    """What the bot would do at one reply threshold (see ``coverage_curve``)."""
+
+    threshold: float
+    replied: float  # share of answerable questions with confidence >= threshold
+    top1_precision: float | None  # among those, share whose top page is right
+    top3_precision: float | None  # ... whose top three pages hold a right one
+    unanswerable_quiet: float | None  # share of unanswerable questions under the threshold
+
+    def to_json(self) -> dict[str, Any]:
+        def r(x: float | None) -> float | None:
+            return None if x is None else round(x, 4)
+
+        return {
+            "threshold": round(self.threshold, 4),
+            "replied": r(self.replied),
+            "top1_precision": r(self.top1_precision),
+            "top3_precision": r(self.top3_precision),
+            "unanswerable_quiet": r(self.unanswerable_quiet),
+        }
+
+
+DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
+
+
+def coverage_curve(
+    rows: Sequence[tuple[float, int | None, bool]],
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+) -> list[CurvePoint]:
+    """Coverage against precision per threshold, from (confidence, first-hit rank, answerable).
+
+    The operator's view of choosing ``SUPPORTBOT_REPLY_THRESHOLD``: how many answerable
+    questions get a confident reply, how often its top (or top three) pages are right, and
+    how many unanswerable questions stay under the threshold.
+    """
+    answerable = [(c, r) for c, r, a in rows if a]
+    unanswerable = [c for c, _, a in rows if not a]
+    points = []
+    for t in thresholds:
+        replied = [r for c, r in answerable if c >= t]
+        points.append(
+            CurvePoint(
+                threshold=t,
+                replied=len(replied) / len(answerable) if answerable else 0.0,
+                top1_precision=(
+                    sum(1 for r in replied if r == 1) / len(replied) if replied else None
+                ),
+                top3_precision=(
+                    sum(1 for r in replied if r is not None and r <= 3) / len(replied)
+                    if replied
+                    else None
+                ),
+                unanswerable_quiet=(
+                    sum(1 for c in unanswerable if c < t) / len(unanswerable)
+                    if unanswerable
+                    else None
+                ),
+            )
+        )
+    return points
+
+
+def choose_threshold(
+    curve: Sequence[CurvePoint], *, min_precision: float = 0.9, min_quiet: float = 0.8
+) -> CurvePoint | None:
+    """The point that replies most while keeping both bars; None when no threshold does."""
+    ok = [
+        p
+        for p in curve
+        if p.replied > 0
+        and (p.top1_precision or 0.0) >= min_precision
+        and (p.unanswerable_quiet is None or p.unanswerable_quiet >= min_quiet)
+    ]
+    return max(ok, key=lambda p: (p.replied, -p.threshold)) if ok else None
+
+
+def iter_curve(curve: Sequence[CurvePoint]) -> Iterator[list[str]]:
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x:.2f}"
+
+    yield ["threshold", "replied", "top-1 right", "top-3 right", "unans. quiet"]
+    for p in curve:
+        yield [
+            f"{p.threshold:.2f}",
+            pct(p.replied),
+            pct(p.top1_precision),
+            pct(p.top3_precision),
+            pct(p.unanswerable_quiet),
+        ]
+
+
 def iter_table(reports: Sequence[EvalReport]) -> Iterator[list[str]]:
     yield [
         "mode",
@@ -231,3 +323,73 @@ def iter_table(reports: Sequence[EvalReport]) -> Iterator[list[str]]:
             f"{r.replied:.2f}",
             "-" if r.reply_precision is None else f"{r.reply_precision:.2f}",
         ]
+
+
+@dataclass
+class ConfidenceFit:
+    """A confidence model fitted on a question file, and its cross-validated curve."""
+
+    model: Any  # bot.retrieval.confidence.ConfidenceModel, fitted on every question
+    curve: list[CurvePoint]  # from out-of-fold confidences only
+    chosen: CurvePoint | None  # the threshold that keeps the bars (see choose_threshold)
+    auc: float | None  # cross-validated AUC of "the top page is right"
+    folds: int
+    seed: int
+
+
+def fit_confidence_cv(
+    questions: Sequence[LabelledQuestion],
+    search: Callable[[str], Any],
+    *,
+    canonical: Callable[[str], str] = lambda doc_id: doc_id,
+    folds: int = 5,
+    repeats: int = 5,
+    seed: int = 0,
+) -> ConfidenceFit:
+    """Fit the reranked-answer confidence on labelled questions, reporting only held-out scores.
+
+    ``search(question) -> SearchResult``. The label is "the top page is right"
+    (unanswerable questions: never). Each question's reported confidence is the mean over
+    ``repeats`` shuffles of a ``folds``-fold split of the score given by a model fitted on the
+    other folds (seeds ``seed`` .. ``seed + repeats - 1``); the model returned is fitted on all
+    of them, for use on new questions.
+    """
+    import numpy as np
+
+    from bot.retrieval.confidence import confidence_features, cross_validated, fit_confidence
+
+    features, labels, ranks, answerable = [], [], [], []
+    for q in questions:
+        result = search(q.question)
+        ranked = [h.doc_id for h in result.hits]
+        rank = None
+        if q.answerable and q.relevant:
+            rank = first_hit_rank(ranked[:10], tuple(canonical(r) for r in q.relevant))
+        features.append(confidence_features(result.hits))
+        labels.append(rank == 1)
+        ranks.append(rank)
+        answerable.append(bool(q.answerable and q.relevant))
+    x, y = np.asarray(features), np.asarray(labels)
+    held = np.mean(
+        [cross_validated(x, y, folds=folds, seed=seed + r) for r in range(repeats)], axis=0
+    )
+    curve = coverage_curve(list(zip(held.tolist(), ranks, answerable, strict=True)))
+    model = fit_confidence(x, y)
+    return ConfidenceFit(
+        model=model,
+        curve=curve,
+        chosen=choose_threshold(curve),
+        auc=_auc(held.tolist(), labels),
+        folds=folds,
+        seed=seed,
+    )
+
+
+def _auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
+    """Probability that a right top page scores above a wrong one (ties count half)."""
+    pos = [s for s, y in zip(scores, labels, strict=True) if y]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
+    if not pos or not neg:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))

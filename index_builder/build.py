@@ -13,6 +13,7 @@ from typing import Any
 from bot.errors import BuildError, SupportBotError
 from bot.retrieval.encoder import Encoder
 from bot.retrieval.index import FORMAT_VERSION, current_version, read_manifest
+from bot.retrieval.rerank import Reranker
 from bot.settings import Settings
 from bot.store import Database
 from index_builder.chunking import chunk_documents
@@ -50,6 +51,7 @@ class BuildReport:
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None
     pruned: list[str] = field(default_factory=list)
+    reranker: dict[str, Any] | None = None  # how the version's reranker was learnt (its info)
 
 
 def collect_documents(settings: Settings) -> tuple[list[Document], dict[str, dict[str, Any]]]:
@@ -184,6 +186,52 @@ def rebuild_current(settings: Settings, *, encoder: Encoder | None = None) -> Bu
     return build_index(settings.model_copy(update=inputs), encoder=encoder)
 
 
+def attach_reranker(
+    index_root: Path,
+    version: str,
+    previous: str | None,
+    documents: list[Document],
+    get_encoder: Callable[[], Encoder],
+    *,
+    seed: int = 0,
+) -> Reranker | None:
+    """Give a new (not yet current) version its second stage: reuse or learn one.
+
+    The reranker depends only on the non-thread documents and the model, so when the
+    previous version's was learnt from the same ones (a quick re-publish after new past
+    answers) it is copied instead of learnt again, which keeps those re-publishes quick.
+    """
+    from bot.retrieval.index import load_index
+    from bot.retrieval.rerank import load_reranker
+    from index_builder.reranker_training import corpus_key, train_reranker
+
+    index = load_index(index_root, version)
+    key = corpus_key(documents, index.model)
+    if previous:
+        try:
+            old = load_reranker(index_root / previous)
+        except SupportBotError:
+            old = None
+        if old is not None and dict(old.info).get("corpus") == key:
+            old.save(index_root / version)
+            return old
+    started = time.perf_counter()
+    reranker = train_reranker(index, documents, get_encoder(), seed=seed)
+    if reranker is None:
+        log.info("corpus too small to learn a reranker from: first-stage ranking only")
+        return None
+    reranker.save(index_root / version)
+    info = dict(reranker.info)
+    log.info(
+        "reranker learnt from %s queries in %.1f s; held-out MRR@10 %.3f -> %.3f",
+        info.get("queries"),
+        time.perf_counter() - started,
+        info.get("held_out_mrr_first_stage", 0.0),
+        info.get("held_out_mrr_reranked", 0.0),
+    )
+    return reranker
+
+
 def build_index(
     settings: Settings,
     *,
@@ -193,6 +241,7 @@ def build_index(
 ) -> BuildReport:
     """Run one build; publish it unless it is identical to the current version."""
     started = time.perf_counter()
+    reranker: Reranker | None = None
     index_root = settings.index_root
     try:
         documents, sources = collect_documents(settings)
@@ -232,6 +281,19 @@ def build_index(
             except SupportBotError:
                 pass  # unreadable current index: build a fresh one
 
+        encoders: list[Encoder] = [encoder] if encoder else []
+
+        def get_encoder() -> Encoder:  # loaded once, and only if something needs embedding
+            if not encoders:
+                encoders.append(
+                    Encoder(
+                        settings.embedding_model,
+                        device=settings.device,
+                        batch_size=settings.embed_batch_size,
+                    )
+                )
+            return encoders[0]
+
         db = Database(settings.resolved_database_url)
         try:
             db.create_schema()
@@ -241,14 +303,7 @@ def build_index(
                 chunks,
                 db=db,
                 model_name=settings.embedding_model,
-                encoder_factory=lambda: (
-                    encoder
-                    or Encoder(
-                        settings.embedding_model,
-                        device=settings.device,
-                        batch_size=settings.embed_batch_size,
-                    )
-                ),
+                encoder_factory=get_encoder,
                 on_progress=embed_progress,
             )
         finally:
@@ -283,6 +338,10 @@ def build_index(
                 "build_seconds": round(time.perf_counter() - started, 3),
             },
         )
+        progress("rerank", None)(0)
+        attach_reranker(
+            index_root, version, current, documents, get_encoder, seed=settings.rerank_seed
+        )
         set_current(index_root, version)
         pruned = prune_versions(index_root, settings.keep_index_versions)
     except SupportBotError:
@@ -300,4 +359,5 @@ def build_index(
         sources=sources,
         path=path,
         pruned=pruned,
+        reranker=dict(reranker.info) if reranker else None,
     )

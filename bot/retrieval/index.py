@@ -8,6 +8,7 @@ Layout of ``<data_dir>/indexes``::
     <version>/chunks.jsonl      one object per chunk (document row, section, text)
     <version>/dense.faiss       FAISS inner-product index over normalised chunk vectors
     <version>/lexical/          bm25s index over the same chunks, same order
+    <version>/reranker.json     the learnt second stage (optional; see bot.retrieval.rerank)
 
 Readers only ever open a complete folder: writers build elsewhere and rename it into place
 before pointing ``CURRENT`` at it (see ``index_builder.publish``).
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from bot.errors import IndexCorruptError, IndexNotFoundError
+from bot.retrieval.rerank import Reranker, load_reranker
 from bot.retrieval.symbols import SymbolTable
 
 FORMAT_VERSION = 1
@@ -70,6 +72,13 @@ class LoadedIndex:
     symbols: SymbolTable
     doc_rows: dict[str, int] = field(default_factory=dict)
     first_chunk: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    reranker: Reranker | None = None  # the second stage learnt at build time, if any
+    # Derived once, on first use (a benign race: two threads compute the same value).
+    _vectors: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _doc_chunk_rows: tuple[np.ndarray, np.ndarray] | None = field(
+        default=None, repr=False, compare=False
+    )
+    _title_terms: dict[int, frozenset[str]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def version(self) -> str:
@@ -78,6 +87,35 @@ class LoadedIndex:
     @property
     def model(self) -> str:
         return str(self.manifest["model"])
+
+    def chunk_vectors(self) -> np.ndarray:
+        """The normalised chunk vectors ``[n_chunks, dim]``, read back from FAISS once."""
+        if self._vectors is None:
+            n = int(self.dense.ntotal)
+            self._vectors = (
+                np.asarray(self.dense.reconstruct_n(0, n), dtype=np.float32)
+                if n
+                else np.zeros((0, int(self.dense.d)), dtype=np.float32)
+            )
+        return self._vectors
+
+    def doc_chunks(self, doc: int) -> np.ndarray:
+        """Chunk rows of document row ``doc``, in chunk order."""
+        if self._doc_chunk_rows is None:
+            order = np.argsort(self.chunk_doc, kind="stable")
+            starts = np.searchsorted(self.chunk_doc[order], np.arange(len(self.docs) + 1))
+            self._doc_chunk_rows = (order, starts)
+        order, starts = self._doc_chunk_rows
+        return order[starts[doc] : starts[doc + 1]]
+
+    def title_terms(self, doc: int) -> frozenset[str]:
+        terms = self._title_terms.get(doc)
+        if terms is None:
+            from bot.retrieval.text import lexical_tokens
+
+            terms = frozenset(lexical_tokens(self.docs[doc].title))
+            self._title_terms[doc] = terms
+        return terms
 
     def canonical_id(self, name: str) -> str:
         """The id of the document known under ``name`` (an API alias maps to its document)."""
@@ -187,6 +225,7 @@ def load_index(index_root: Path, version: str | None = None) -> LoadedIndex:
         symbols=table,
         doc_rows={d.doc_id: i for i, d in enumerate(docs)},
         first_chunk=first_chunk,
+        reranker=load_reranker(folder),
     )
 
 

@@ -7,14 +7,17 @@ just have text (CLI, eval, and the service's worker thread).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 
+from bot.retrieval.confidence import ConfidenceModel, default_confidence_model
 from bot.retrieval.encoder import Encoder
 from bot.retrieval.fusion import DocScore, aggregate_chunks, order_by_score, top_k, weighted_rrf
 from bot.retrieval.index import LoadedIndex
+from bot.retrieval.rerank import CandidateEvidence, candidate_features, kind_features
 from bot.retrieval.symbols import SymbolMatch, match_symbols
 from bot.retrieval.text import clean_query, lexical_tokens
 
@@ -64,6 +67,11 @@ class SearchParams:
     # threads start to displace the labelled doc pages.
     thread_bonus_cosine: float = 0.7
     thread_bonus: float = 1.0
+    # Second stage: how many of the fusion's top documents the learnt reranker re-orders
+    # (0 turns it off; an index built without one is never reranked).
+    rerank_candidates: int = 30
+    # How sure a reranked answer is (None: the shipped model, ``confidence_model.json``).
+    confidence_model: ConfidenceModel | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,7 @@ class Hit:
     intro: str = ""  # text of the document's first chunk (its summary), for when the
     # best-matching chunk is all code
     meta: tuple[tuple[str, str], ...] = ()  # the document's display facts
+    rerank: float | None = None  # the reranker's score (None: not reranked)
 
 
 @dataclass(frozen=True)
@@ -105,19 +114,35 @@ def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
-def search(
+@dataclass
+class FirstStage:
+    """The candidates of one query and everything dense, lexical and symbol search said."""
+
+    fused: dict[int, float]
+    dense_by_doc: dict[int, DocScore]
+    lexical_by_doc: dict[int, DocScore]
+    dense_rank: dict[int, int]
+    lexical_rank: dict[int, int]
+    symbol_by_doc: dict[int, SymbolMatch]
+    symbol_matches: list[SymbolMatch]
+    lexical_max: float
+    query_terms: frozenset[str]
+
+
+def first_stage(
     index: LoadedIndex,
     query: str,
     query_vector: np.ndarray | None,
     *,
     mode: Mode = "hybrid",
-    k: int = 10,
     params: SearchParams | None = None,
-) -> SearchResult:
+) -> FirstStage:
+    """Dense and lexical chunk search, API-symbol matches, and their fusion per document."""
     p = params or SearchParams()
     prose, code = clean_query(query)
     n_chunks = len(index.chunks)
     candidates = min(p.chunk_candidates, n_chunks)
+    terms = lexical_tokens(f"{prose}\n{code}")
 
     dense_docs: list[DocScore] = []
     if mode in ("hybrid", "dense") and n_chunks:
@@ -129,25 +154,21 @@ def search(
         dense_docs = _aggregate(index, rows[0][keep], sims[0][keep], p)
 
     lexical_docs: list[DocScore] = []
+    lexical_max = 0.0
     if mode in ("hybrid", "lexical") and n_chunks:
         vocab = index.lexical.vocab_dict
-        tokens = [t for t in lexical_tokens(f"{prose}\n{code}") if t in vocab]
+        tokens = [t for t in terms if t in vocab]
         if tokens:
             scores = np.asarray(index.lexical.get_scores(tokens), dtype=np.float32)
             rows_l = top_k(scores, candidates)
             rows_l = rows_l[scores[rows_l] > 0]
             lexical_docs = _aggregate(index, rows_l, scores[rows_l], p)
+            lexical_max = float(scores[rows_l[0]]) if len(rows_l) else 0.0
 
     symbol_matches = match_symbols(f"{prose}\n{code}", index.symbols) if mode == "hybrid" else []
     symbol_docs = [
         (index.doc_rows[m.doc_id], m) for m in symbol_matches if m.doc_id in index.doc_rows
     ]
-
-    dense_by_doc = {d.doc: d for d in dense_docs}
-    lexical_by_doc = {d.doc: d for d in lexical_docs}
-    dense_rank = {d.doc: r for r, d in enumerate(dense_docs, start=1)}
-    lexical_rank = {d.doc: r for r, d in enumerate(lexical_docs, start=1)}
-    symbol_by_doc = {doc: m for doc, m in symbol_docs}
 
     if mode == "dense":
         fused = {d.doc: d.score for d in dense_docs}
@@ -165,13 +186,107 @@ def search(
         for rank, (doc, m) in enumerate(symbol_docs, start=1):
             fused[doc] = fused.get(doc, 0.0) + p.symbol_weight * m.strength / (p.rrf_k + rank)
         _fuse_threads(fused, dense_docs, lexical_docs, p)
+    return FirstStage(
+        fused=fused,
+        dense_by_doc={d.doc: d for d in dense_docs},
+        lexical_by_doc={d.doc: d for d in lexical_docs},
+        dense_rank={d.doc: r for r, d in enumerate(dense_docs, start=1)},
+        lexical_rank={d.doc: r for r, d in enumerate(lexical_docs, start=1)},
+        symbol_by_doc={doc: m for doc, m in symbol_docs},
+        symbol_matches=symbol_matches,
+        lexical_max=lexical_max,
+        query_terms=frozenset(terms),
+    )
+
+
+def rerank_features(
+    index: LoadedIndex,
+    stage: FirstStage,
+    docs: Sequence[int],
+    query_vector: np.ndarray,
+    params: SearchParams,
+) -> np.ndarray:
+    """The reranker's feature rows for ``docs`` (rows of ``index.docs``), in that order."""
+    qv = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+    vectors = index.chunk_vectors()
+    chunk_cosines = [vectors[index.doc_chunks(doc)] @ qv for doc in docs]
+    first = [float(vectors[_first_chunk(index, doc)] @ qv) for doc in docs]
+    info = [index.docs[doc] for doc in docs]
+    evidence = [
+        CandidateEvidence(
+            doc=doc,
+            fused=stage.fused.get(doc, 0.0),
+            dense_rank=stage.dense_rank.get(doc),
+            lexical_rank=stage.lexical_rank.get(doc),
+            lexical_best=(lx.best if (lx := stage.lexical_by_doc.get(doc)) else None),
+            symbol=(m.strength if (m := stage.symbol_by_doc.get(doc)) else 0.0),
+        )
+        for doc in docs
+    ]
+    return candidate_features(
+        evidence,
+        chunk_cosines=chunk_cosines,
+        first_cosines=first,
+        lexical_max=stage.lexical_max,
+        title_terms=[index.title_terms(doc) for doc in docs],
+        query_terms=stage.query_terms,
+        kinds=[kind_features(d.doc_id, d.kind, d.source) for d in info],
+        chunk_counts=[len(index.doc_chunks(doc)) for doc in docs],
+        rrf_k=params.rrf_k,
+    )
+
+
+def rerank(
+    index: LoadedIndex,
+    stage: FirstStage,
+    query_vector: np.ndarray,
+    params: SearchParams,
+) -> tuple[list[int], dict[int, float]]:
+    """The documents in final order, and the reranker's score of each reranked one.
+
+    The top ``rerank_candidates`` of the fusion that are not past-answer threads are
+    re-ordered among the places they hold; threads keep the places the fusion gave them
+    (their own thread-aware ordering), and everything below the cut keeps its order.
+    """
+    order = order_by_score(stage.fused)
+    reranker = index.reranker
+    if reranker is None or params.rerank_candidates <= 0:
+        return order, {}
+    head = order[: params.rerank_candidates]
+    slots = [i for i, doc in enumerate(head) if index.docs[doc].kind != THREAD_KIND]
+    docs = [head[i] for i in slots]
+    if not docs:
+        return order, {}
+    scores = reranker.score(rerank_features(index, stage, docs, query_vector, params))
+    by_doc = {doc: float(s) for doc, s in zip(docs, scores.tolist(), strict=True)}
+    ranked = sorted(docs, key=lambda doc: (-by_doc[doc], doc))
+    for i, doc in zip(slots, ranked, strict=True):
+        head[i] = doc
+    return head + order[params.rerank_candidates :], by_doc
+
+
+def search(
+    index: LoadedIndex,
+    query: str,
+    query_vector: np.ndarray | None,
+    *,
+    mode: Mode = "hybrid",
+    k: int = 10,
+    params: SearchParams | None = None,
+) -> SearchResult:
+    p = params or SearchParams()
+    stage = first_stage(index, query, query_vector, mode=mode, params=p)
+    if mode == "hybrid" and query_vector is not None:
+        order, rerank_scores = rerank(index, stage, query_vector, p)
+    else:
+        order, rerank_scores = order_by_score(stage.fused), {}
 
     hits: list[Hit] = []
     # Two hits at least, whatever k: the confidence looks at the runner-up.
-    for doc in order_by_score(fused)[: max(k, 2)]:
+    for doc in order[: max(k, 2)]:
         info = index.docs[doc]
-        d = dense_by_doc.get(doc)
-        lx = lexical_by_doc.get(doc)
+        d = stage.dense_by_doc.get(doc)
+        lx = stage.lexical_by_doc.get(doc)
         chunk_row = d.best_chunk if d else lx.best_chunk if lx else _first_chunk(index, doc)
         chunk = index.chunks[chunk_row] if chunk_row >= 0 else None
         hits.append(
@@ -180,24 +295,29 @@ def search(
                 title=info.title,
                 url=info.url,
                 kind=info.kind,
-                score=float(fused[doc]),
+                score=float(stage.fused[doc]),
                 dense=float(d.best) if d else None,
                 lexical=float(lx.best) if lx else None,
-                dense_rank=dense_rank.get(doc),
-                lexical_rank=lexical_rank.get(doc),
-                symbol=symbol_by_doc.get(doc),
+                dense_rank=stage.dense_rank.get(doc),
+                lexical_rank=stage.lexical_rank.get(doc),
+                symbol=stage.symbol_by_doc.get(doc),
                 section=chunk.section if chunk else info.title,
                 excerpt=chunk.text if chunk else "",
                 intro=index.chunks[first].text if (first := _first_chunk(index, doc)) >= 0 else "",
                 meta=info.meta,
+                rerank=rerank_scores.get(doc),
             )
         )
+    if hits and hits[0].rerank is not None:
+        conf = (p.confidence_model or default_confidence_model())(hits)
+    else:
+        conf = confidence(hits, p)  # first-stage ranking: an index with no reranker, a thread
     return SearchResult(
         query=query,
         mode=mode,
         hits=hits[:k],
-        confidence=confidence(hits, p),
-        symbols=symbol_matches,
+        confidence=conf,
+        symbols=stage.symbol_matches,
     )
 
 
@@ -324,8 +444,9 @@ def _aggregate(
 
 
 def confidence(hits: list[Hit], p: SearchParams) -> float:
-    """Probability-like score that the top document answers the question.
+    """Probability-like score that the top document answers the question (first stage).
 
+    Used when the top hit was not reranked (see ``confidence.py`` for reranked ones).
     A logistic model over four signals of the top hit: its best chunk's cosine similarity,
     whether dense and lexical search each put it in their top 3, the strength of an API-symbol
     mention of it, and its fused-score margin over the runner-up. Weights were fitted on the
