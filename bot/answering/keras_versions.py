@@ -317,6 +317,7 @@ class _Missing:
     symbol: str  # the first part of the path that does not exist, e.g. "keras.layers.core"
     is_module: bool  # it was used as a module (import path)
     names: tuple[str, ...] = ()  # names imported from it
+    dotted: bool = False  # reached as an attribute chain: suggest ``module.name``
 
 
 def first_missing(
@@ -338,8 +339,11 @@ def first_missing(
             continue
         if part in api.names.get(current, frozenset()):
             return None
-        is_module = as_module or i < len(parts) - 1 or bool(names)
-        return _Missing(candidate, is_module, names)
+        if i < len(parts) - 1 and not names and not as_module:
+            # keras.experimental.CosineDecay: the chain's last name is what was wanted.
+            last = parts[-1]
+            return _Missing(candidate, True, () if last.startswith("_") else (last,), True)
+        return _Missing(candidate, as_module or bool(names), names)
     return None
 
 
@@ -371,6 +375,8 @@ def _replacement(missing: _Missing, api: KerasApi) -> str | None:
             if not found:
                 return None
             homes.setdefault(found[0], []).append(name)
+        if missing.dotted:
+            return "use " + ", ".join(f"`{m}.{n}`" for m, ns in homes.items() for n in ns)
         imports = " and ".join(f"`from {m} import {', '.join(ns)}`" for m, ns in homes.items())
         return f"use {imports}"
     parent, _, name = missing.symbol.rpartition(".")
