@@ -287,8 +287,7 @@ def _aliases(code: str) -> dict[str, str]:
             words = item.split()
             if len(words) == 3 and words[1] == "as":
                 aliases[words[2]] = f"{module}.{words[0]}"
-            elif len(words) == 1 and module in ("tensorflow", "tf") and words[0] == "keras":
-                aliases["keras"] = "keras"
+    # ``import tensorflow.keras as keras`` and the like: "keras" already means keras.
     aliases.pop("keras", None)
     return aliases
 
