@@ -242,6 +242,32 @@ def test_derived_note_names_the_new_home() -> None:
     assert ops.replacement == "use `keras.ops.mean`"
 
 
+@needs_keras
+@pytest.mark.parametrize(
+    ("text", "keys"),
+    [
+        (
+            "My script does from keras.layers.core import Dense; now it fails",
+            ["missing:keras.layers.core"],
+        ),
+        ("from keras.layers import (\n    Dense,\n    CuDNNLSTM,\n)", ["cudnn_rnn"]),
+        ("from tensorflow.keras import backend as B\nB.set_session(s)", ["tf1_session"]),
+        ("import tensorflow.keras.layers as L\nL.CuDNNGRU(8)", ["cudnn_rnn"]),
+        ("from keras import layers as L\nx = L.merge.concatenate([a, b])", ["merge_layer"]),
+        ("I switched from keras import to tf.keras", []),
+    ],
+)
+def test_imports_and_aliases(text: str, keys: list[str]) -> None:
+    assert [n.key for n in detect_legacy_apis(text)] == keys
+
+
+@needs_keras
+def test_notes_from_error_messages_are_flagged() -> None:
+    text = "model.predict_classes(x)\nImportError: cannot import name 'np_utils' from 'keras.utils'"
+    notes = {n.key: n for n in detect_legacy_apis(text)}
+    assert notes["np_utils"].from_error and not notes["predict_classes"].from_error
+
+
 def test_table_only_without_the_installed_package() -> None:
     text = "from keras.layers.core import Dense\nmodel.fit_generator(gen)"
     assert [n.key for n in detect_legacy_apis(text, use_installed=False)] == ["fit_generator"]

@@ -36,7 +36,9 @@ def test_fit_generator_question_gets_the_keras3_note() -> None:
         "link",
         "source",
         "evidence",
+        "from_error",
     }
+    assert data["notes"][0]["from_error"] is True  # the AttributeError line
     json.dumps(data)
     html = markdown_to_html(reply.markdown)
     assert "<strong>Keras 3:</strong> <code>fit_generator</code>" in html

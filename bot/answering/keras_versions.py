@@ -21,6 +21,7 @@ name with no known replacement and no table row stays silent.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import importlib.metadata
 import importlib.resources
@@ -83,8 +84,10 @@ _MODEL_SOURCES = (
 
 _IDENT = r"[A-Za-z_]\w*"
 _DOTTED = rf"{_IDENT}(?:\.{_IDENT})*"
+# Also inside a prose sentence ("... and from keras.layers.core import Dense; now ...").
+_IMPORTED = rf"{_IDENT}(?:\s+as\s+{_IDENT})?"
 _FROM_IMPORT = re.compile(
-    rf"^\s*(?:>>>\s*)?from\s+({_DOTTED})\s+import\s+\(?([\w\s,]+?)\)?\s*(?:#.*)?$", re.M
+    rf"(?<![\w.])from\s+({_DOTTED})\s+import\s+\(?\s*({_IMPORTED}(?:\s*,\s*{_IMPORTED})*)"
 )
 _IMPORT = re.compile(rf"^\s*(?:>>>\s*)?import\s+({_DOTTED})(?:\s+as\s+({_IDENT}))?\s*$", re.M)
 _NO_MODULE = re.compile(rf"No module named ['\"]({_DOTTED})['\"]")
@@ -96,6 +99,10 @@ _FENCE = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.S)
 _INLINE_CODE = re.compile(r"`([^`\n]+)`")
 _CODE_LINE = re.compile(r"[()=\[\]]|^\s*(?:>>>|import\s|from\s|\w+Error\b)")
 _K_ASSIGNED = re.compile(r"^\s*K\s*=", re.M)
+_ERROR_EVIDENCE = re.compile(
+    r"\w+Error\b|has no attribute|No module named|cannot import name|not recognized|"
+    r"must end in|not supported|no longer supported"
+)
 
 
 @dataclass(frozen=True)
@@ -108,7 +115,10 @@ class VersionNote:
     replacement: str  # Markdown: what to do now, a clause ("use `model.fit(...)`")
     link: str
     source: str  # "table" or "installed-keras"
-    evidence: str  # the text in the question that gave it away (≤ 80 chars, raw)
+    evidence: str  # the question's text that gave it away (raw, ≤ 80 chars: a line's end)
+    # The evidence is an error message (a traceback line): the change is what the person is
+    # stuck on, so the note alone is worth a reply even when retrieval is unsure.
+    from_error: bool = False
 
     def markdown(self) -> str:
         """One reply line; every part is ours or identifier-only, so nothing to escape."""
@@ -408,7 +418,7 @@ def _found_missing(text: str, code: str, api: KerasApi) -> Iterator[tuple[int, _
         if path and (miss := first_missing(f"{path}.{m.group(2)}", api)):
             yield m.start(), miss, m.group(0)
     # Code: imports, then attribute chains.
-    for m in _FROM_IMPORT.finditer(code):
+    for m in _FROM_IMPORT.finditer(text):
         path = canonical(m.group(1), aliases)
         if not path:
             continue
@@ -451,7 +461,7 @@ def _row_note(row: ChangeRow, evidence: str) -> VersionNote:
         replacement=row.use,
         link=row.link,
         source="table",
-        evidence=evidence[:80],
+        evidence=evidence,
     )
 
 
@@ -474,17 +484,22 @@ def detect_legacy_apis(
     found: dict[str, tuple[tuple[int, int], VersionNote]] = {}
 
     def add(pos: int, note: VersionNote) -> None:
-        is_error = bool(re.search(r"Error\b|has no attribute|No module named", note.evidence))
+        is_error = bool(_ERROR_EVIDENCE.search(note.evidence))
         order = (0 if is_error else 1, pos)
         if note.key not in found or order < found[note.key][0]:
-            found[note.key] = (order, note)
+            # Keep the end of a long line: the match is there, the line's start may be prose.
+            short = note.evidence if len(note.evidence) <= 80 else "…" + note.evidence[-79:]
+            found[note.key] = (
+                order,
+                dataclasses.replace(note, evidence=short, from_error=is_error),
+            )
 
     for row in table:
         for pattern in row.patterns:
-            if m := pattern.search(text):
+            # Every match: the one in a traceback line, if any, is the evidence to keep.
+            for m in pattern.finditer(text):
                 line = text[text.rfind("\n", 0, m.start()) + 1 : m.end()].strip()
                 add(m.start(), _row_note(row, line))
-                break
     if api is not None:
         code = code_text(text)
         for pos, miss, evidence in _found_missing(text, code, api):
@@ -504,7 +519,7 @@ def _derived_note(miss: _Missing, use: str, evidence: str) -> VersionNote:
         replacement=use,
         link=MIGRATION_GUIDE,
         source="installed-keras",
-        evidence=evidence[:80],
+        evidence=evidence,
     )
 
 
