@@ -254,6 +254,7 @@ def test_derived_note_names_the_new_home() -> None:
         ("from tensorflow.keras import backend as B\nB.set_session(s)", ["tf1_session"]),
         ("import tensorflow.keras.layers as L\nL.CuDNNGRU(8)", ["cudnn_rnn"]),
         ("from keras import layers as L\nx = L.merge.concatenate([a, b])", ["merge_layer"]),
+        ("from keras.layers import Dense, CuDNNLSTM, Merge", ["cudnn_rnn", "merge_layer"]),
         ("I switched from keras import to tf.keras", []),
     ],
 )

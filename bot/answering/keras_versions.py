@@ -423,13 +423,13 @@ def _found_missing(text: str, code: str, api: KerasApi) -> Iterator[tuple[int, _
         if not path:
             continue
         names = tuple(w.split()[0] for w in m.group(2).split(",") if w.split())
-        miss = first_missing(path, api, as_module=True, names=names)
-        if miss is None:
-            for name in names:
-                if miss := first_missing(f"{path}.{name}", api):
-                    break
-        if miss:
-            yield _pos(text, m.group(0)), miss, m.group(0).strip()
+        evidence = m.group(0).strip()
+        if miss := first_missing(path, api, as_module=True, names=names):
+            yield m.start(), miss, evidence
+            continue
+        for name in names:  # the module exists: each name it no longer has
+            if miss := first_missing(f"{path}.{name}", api):
+                yield m.start(), miss, evidence
     for m in _IMPORT.finditer(code):
         path = canonical(m.group(1), aliases)
         if path and (miss := first_missing(path, api, as_module=True)):
