@@ -321,7 +321,10 @@ def test_to_json_keys_and_rounding() -> None:
         "would_reply",
         "sources",
         "index_version",
+        "notes",
+        "backend",
     }
+    assert data["notes"] == [] and data["backend"] is None
     assert data["confidence"] == 0.8765
     assert data["would_reply"] is True
     assert data["index_version"] == "v3"

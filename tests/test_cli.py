@@ -57,6 +57,15 @@ def test_ask_json(data_dir: Path) -> None:
     assert 1 <= len(reply["sources"]) <= 3
 
 
+def test_ask_notes_a_keras2_api(data_dir: Path) -> None:
+    question = "model.fit_generator(train_gen, epochs=5) fails after upgrading, what now?"
+    reply = json.loads(run_cli("ask", question, "--json", data_dir=data_dir).stdout)
+    assert [n["key"] for n in reply["notes"]] == ["fit_generator"]
+    assert "**Keras 3:** `fit_generator` was removed" in reply["markdown"]
+    out = run_cli("ask", question, data_dir=data_dir).stdout
+    assert "**Keras 3:** `fit_generator` was removed; use `model.fit(...)`" in out
+
+
 def test_rebuild_unchanged(data_dir: Path) -> None:
     from tests.conftest import MINI_DOCS
 

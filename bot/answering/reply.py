@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bot.answering.keras_versions import VersionNote, detect_legacy_apis, notes_markdown
+from bot.retrieval.backends import detect_backend
 from bot.retrieval.search import Hit, SearchResult
 from bot.retrieval.text import lexical_tokens
 
@@ -39,6 +42,9 @@ class SuggestedReply:
     would_reply: bool
     sources: list[Source]
     index_version: str | None = None
+    # Keras 2 / tf.keras-era APIs the question uses, with their Keras 3 replacements.
+    notes: list[VersionNote] = field(default_factory=list)
+    backend: str | None = None  # the Keras backend the question names, if any
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -104,7 +110,10 @@ def compose_reply(
     threshold: float,
     max_sources: int = 3,
     index_version: str | None = None,
+    notes: Sequence[VersionNote] | None = None,
 ) -> SuggestedReply:
+    """The suggested reply; ``notes`` default to the Keras 3 notes for ``result.query``."""
+    notes = detect_legacy_apis(result.query) if notes is None else list(notes)
     chosen = choose_sources(result.hits, max_sources)
     # An earlier answer from the room leads: it speaks to this exact problem; docs follow.
     chosen.sort(key=lambda h: h.kind != "thread")
@@ -127,6 +136,8 @@ def compose_reply(
         elif s.excerpt:
             line += f" — {escape_markdown(s.excerpt)}"
         lines.append(line)
+    if note_lines := notes_markdown(notes):
+        lines += ["", *note_lines]
     if sources:
         lines += ["", f"Confidence: {result.confidence:.0%}"]
     return SuggestedReply(
@@ -137,4 +148,6 @@ def compose_reply(
         would_reply=confident,
         sources=sources,
         index_version=index_version,
+        notes=notes,
+        backend=detect_backend(result.query),
     )
