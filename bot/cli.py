@@ -341,6 +341,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         threshold=settings.reply_threshold,
         max_sources=settings.max_sources,
         index_version=retriever.index.version,
+        chunks=retriever.index.chunk_texts,
     )
     if args.json:
         print(json.dumps(reply.to_json(), indent=2, ensure_ascii=False))
