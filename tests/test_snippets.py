@@ -156,6 +156,34 @@ def test_code_that_does_not_parse_is_skipped() -> None:
     assert best_snippet(chunk(broken), QUESTION) is None
 
 
+def test_lines_that_only_show_a_value_are_dropped() -> None:
+    # In a doctest or notebook, `output.shape` printed something; without the output it is noise.
+    body = (
+        "```python\n"
+        ">>> stopper = EarlyStopping(monitor='val_loss', patience=3)\n"
+        ">>> stopper.patience\n"
+        "3\n"
+        ">>> history = model.fit(x, y, callbacks=[stopper])\n"
+        ">>> history.history['val_loss'][-1]\n"
+        "0.25\n"
+        ">>> print(len(history.epoch))\n"
+        "```"
+    )
+    got = best_snippet(chunk(body), QUESTION)
+    assert got is not None and got.code == (
+        "stopper = EarlyStopping(monitor='val_loss', patience=3)\n"
+        "history = model.fit(x, y, callbacks=[stopper])\n"
+        "print(len(history.epoch))"
+    )
+    only_values = "```python\n>>> stopper.patience\n3\n>>> val_loss_history\n```"
+    assert best_snippet(chunk(only_values), QUESTION) is None
+
+
+def test_an_import_alone_is_not_an_example() -> None:
+    body = "```python\nfrom keras.callbacks import EarlyStopping  # stop on val loss\n```"
+    assert best_snippet(chunk(body), QUESTION, symbol="keras.callbacks.EarlyStopping") is None
+
+
 # --- fit to the question ---------------------------------------------------------------------
 
 

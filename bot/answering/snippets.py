@@ -95,6 +95,14 @@ class _Statement:
     first: int  # 0-based line, including the comment lines right above it
     last: int
     terms: _Terms
+    is_import: bool = False
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    code: str  # the block without the statements that only show a value
+    statements: tuple[_Statement, ...]
+    terms: _Terms
 
 
 _TRAILING_COMMENT = re.compile(r"\s+#\s.*$")
@@ -144,15 +152,20 @@ def normalise(code: str) -> str:
     return "\n".join(_clean([ln for ln in lines if not _SHELL_LINE.match(ln)]))
 
 
+def _shows_a_value(stmt: ast.stmt) -> bool:
+    """``output.shape``, ``x``, ``history.history['loss']``: a doctest or notebook prints the
+    value; with its output gone the line says nothing. Calls stay (``keras.ops.sum(x)``)."""
+    return isinstance(stmt, ast.Expr) and not isinstance(stmt.value, ast.Call | ast.Await)
+
+
 @lru_cache(maxsize=4096)
-def _statements(code: str, need_action: bool) -> tuple[_Statement, ...] | None:
-    """The top-level statements, each with the comment lines right above it; None when the
-    code does not parse or (``need_action``) only evaluates expressions."""
+def _parse(code: str, need_action: bool) -> _Parsed | None:
+    """The block without value-only lines, and its top-level statements, each with the
+    comment lines right above it; None when the code does not parse, holds nothing but
+    values, or (``need_action``) only evaluates expressions."""
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
-    if not tree.body:
         return None
     if need_action and not any(
         isinstance(node, _ACTION)
@@ -161,6 +174,11 @@ def _statements(code: str, need_action: bool) -> tuple[_Statement, ...] | None:
     ):
         return None
     lines = code.splitlines()
+    shown = [stmt for stmt in tree.body if _shows_a_value(stmt)]
+    if shown:
+        drop = {i for stmt in shown for i in range(stmt.lineno - 1, stmt.end_lineno or stmt.lineno)}
+        code = "\n".join(_clean([line for i, line in enumerate(lines) if i not in drop]))
+        return _parse(code, need_action) if code and len(shown) < len(tree.body) else None
     out: list[_Statement] = []
     for stmt in tree.body:
         first = min([stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", []))]) - 1
@@ -168,8 +186,11 @@ def _statements(code: str, need_action: bool) -> tuple[_Statement, ...] | None:
         floor = out[-1].last + 1 if out else 0
         while first > floor and lines[first - 1].lstrip().startswith("#"):
             first -= 1
-        out.append(_Statement(first, last, _terms("\n".join(lines[first : last + 1]))))
-    return tuple(out)
+        terms = _terms("\n".join(lines[first : last + 1]))
+        out.append(_Statement(first, last, terms, isinstance(stmt, ast.Import | ast.ImportFrom)))
+    code_terms = frozenset().union(*(st.terms.code for st in out))
+    comments = frozenset().union(*(st.terms.comments for st in out)) - code_terms
+    return _Parsed(code, tuple(out), _Terms(code_terms, comments))
 
 
 def _fenced(lines: list[str]) -> Iterable[tuple[str, str]]:
@@ -233,11 +254,11 @@ def _blocks_of(chunk_text: str) -> tuple[_Block, ...]:
     )
 
 
-def _is_signature(block: _Block, statements: int, symbol: str | None) -> bool:
+def _is_signature(parsed: _Parsed, symbol: str | None) -> bool:
     """The API page's own signature line (``keras.X(arg=default, ...)``) is not an example."""
-    if not symbol or statements != 1:
+    if not symbol or len(parsed.statements) != 1:
         return False
-    head = block.code.lstrip()
+    head = parsed.code.lstrip()
     return head == symbol or head.startswith(f"{symbol}(")
 
 
@@ -259,26 +280,25 @@ def _score(overlap: float, uses_symbol: bool, lines: int, best_chunk: bool) -> f
 
 
 def _window(
-    code: str,
-    statements: tuple[_Statement, ...],
-    wanted: frozenset[str],
-    symbol: re.Pattern[str] | None,
-    max_lines: int,
+    parsed: _Parsed, wanted: frozenset[str], symbol: re.Pattern[str] | None, max_lines: int
 ) -> tuple[str, float, bool] | None:
-    """The best run of whole top-level statements of at most ``max_lines`` lines:
-    (code, overlap, uses symbol), or None when no statement is short enough."""
-    lines = code.splitlines()
+    """The best run of whole top-level statements of at most ``max_lines`` lines, not all
+    imports: (code, overlap, uses symbol), or None when no run is short enough and fits."""
+    lines = parsed.code.splitlines()
+    statements = parsed.statements
     best: tuple[tuple[float, int], str, float, bool] | None = None
     for i, head in enumerate(statements):
         code_terms: frozenset[str] = frozenset()
         comment_terms: frozenset[str] = frozenset()
+        imports_only = True
         for tail in statements[i:]:
             if tail.last - head.first + 1 > max_lines:
                 break
             code_terms |= tail.terms.code
             comment_terms |= tail.terms.comments
+            imports_only = imports_only and tail.is_import
             overlap = _Terms(code_terms, comment_terms - code_terms).overlap(wanted)
-            if not overlap:
+            if not overlap or imports_only:
                 continue
             text = "\n".join(_clean(lines[head.first : tail.last + 1]))
             uses = bool(symbol and symbol.search(text))
@@ -334,17 +354,19 @@ def best_snippet(
     for block in _without_fragments(seen):
         if block.terms.overlap(wanted) < 1:
             continue  # cheap test first: no part of this block can fit
-        statements = _statements(block.code, block.need_action)
-        if statements is None or _is_signature(block, len(statements), symbol):
+        parsed = _parse(block.code, block.need_action)
+        if parsed is None or _is_signature(parsed, symbol):
             continue
-        trimmed = statements[-1].last + 1 > max_lines
+        if all(st.is_import for st in parsed.statements):
+            continue  # an import line alone shows nothing of how to do it
+        trimmed = len(parsed.code.splitlines()) > max_lines
         if trimmed:
-            found = _window(block.code, statements, wanted, pattern, max_lines)
+            found = _window(parsed, wanted, pattern, max_lines)
             if found is None:
                 continue
             code, overlap, uses = found
         else:
-            code, overlap = block.code, block.terms.overlap(wanted)
+            code, overlap = parsed.code, parsed.terms.overlap(wanted)
             uses = bool(pattern and pattern.search(code))
         if not fits(overlap, uses):
             continue
