@@ -13,8 +13,9 @@ A block must be self-contained Python (it parses once shell lines such as ``!pip
 are gone), must not be the API page's own signature, and must share terms with the question
 (see :func:`fits`); program output (fences without a language that hold no statement) never
 qualifies. Top-level lines that only show a value (``output.shape`` in a doctest) go with
-their output, and an import alone is no example. A block over ``MAX_LINES`` is cut to the run of whole top-level statements that
-fits the question best, so a cut never falls inside a bracket or a ``def``.
+their output, and an import alone is no example. A block over ``MAX_LINES`` is cut to the
+run of whole top-level statements that fits the question best, so a cut never falls inside a
+bracket or a ``def``.
 
 Everything here is pure; extraction is cached per chunk text (the index's chunk strings
 are long-lived), so a page's blocks are parsed once per process, not once per question.

@@ -301,7 +301,9 @@ class DashboardStore:
             }
             # What the bot sent: its reply to this question and the posts made from here.
             reply = s.get(ReplyRow, event_id)
-            bot_sent = set(posts) | ({reply.reply_event_id} if reply is not None else set())
+            bot_sent = set(posts)
+            if reply is not None and reply.reply_event_id:
+                bot_sent.add(reply.reply_event_id)
             messages = [
                 ThreadMessage(
                     event_id=r.event_id,
