@@ -199,6 +199,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             threshold=settings.reply_threshold,
             max_sources=settings.max_sources,
             index_version=index.version,
+            chunks=index.chunk_texts,
         )
 
     def breakdown_ops(query: str, vector: Any) -> list[tuple[str, Any]]:
@@ -240,7 +241,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     # Pass 2: the parts, with the vectors from pass 1 (no encoding), order rotating.
     progress(args, "pass 2: search without encoding, and compose_reply alone")
-    parts: dict[str, list[float]] = {"hybrid": [], "dense": [], "lexical": [], "compose": []}
+    parts: dict[str, list[float]] = {
+        "hybrid": [],
+        "dense": [],
+        "lexical": [],
+        "compose": [],
+        "compose_plain": [],
+    }
+    with_code = 0
     for i, (q, vec) in enumerate(zip(queries, vectors, strict=True)):
         ops = breakdown_ops(q, vec)
         ops = ops[i % len(ops) :] + ops[: i % len(ops)]
@@ -251,14 +259,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             parts[name].append(time.perf_counter() - t0)
             if name == "hybrid":
                 hybrid_result = result
-        t0 = time.perf_counter()
-        compose_reply(
-            hybrid_result,
-            threshold=settings.reply_threshold,
-            max_sources=settings.max_sources,
-            index_version=index.version,
-        )
-        parts["compose"].append(time.perf_counter() - t0)
+        # With the code example (what the bot does) and without it (the reply before code
+        # examples existed), alternating which goes first.
+        for name in ("compose", "compose_plain") if i % 2 == 0 else ("compose_plain", "compose"):
+            t0 = time.perf_counter()
+            reply = compose_reply(
+                hybrid_result,
+                threshold=settings.reply_threshold,
+                max_sources=settings.max_sources,
+                index_version=index.version,
+                chunks=index.chunk_texts,
+                snippet=name == "compose",
+            )
+            parts[name].append(time.perf_counter() - t0)
+            if name == "compose":
+                with_code += any(s.snippet for s in reply.sources)
 
     bare = summarize(bare_s)
     full_stats = summarize(full_s)
@@ -286,6 +301,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "load_index_s": load_index_s,
             "load_model_s": load_model_s,
             "would_reply_share": would_reply / len(queries),
+            "code_example_share": with_code / len(queries),
         },
         "results": {
             "bare_encode": bare,
@@ -294,6 +310,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "dense_search_no_encode": summarize(parts["dense"]),
             "lexical_search_no_encode": summarize(parts["lexical"]),
             "compose_reply": summarize(parts["compose"]),
+            "compose_reply_no_code": summarize(parts["compose_plain"]),
         },
         "checks": {
             "full_over_bare_p50": r,
@@ -317,7 +334,8 @@ def report(data: dict[str, Any]) -> str:
         ("hybrid_search_no_encode", "breakdown: hybrid search, no encode"),
         ("dense_search_no_encode", "breakdown: dense-only search, no encode"),
         ("lexical_search_no_encode", "breakdown: lexical-only search, no encode"),
-        ("compose_reply", "breakdown: `compose_reply` alone"),
+        ("compose_reply", "breakdown: `compose_reply` alone (with the code example)"),
+        ("compose_reply_no_code", "breakdown: `compose_reply` alone, no code example"),
     ]
     rows = [
         (label, res[key]["n"], res[key]["p50_ms"], res[key]["p99_ms"], res[key]["mean_ms"])
@@ -339,6 +357,8 @@ def report(data: dict[str, Any]) -> str:
         "(not in the timings).",
         "",
         markdown_table(("path", "n", "p50 ms", "p99 ms", "mean ms"), rows),
+        "",
+        f"{setup_['code_example_share']:.0%} of the replies carry a code example.",
         "",
         markdown_table(
             ("check", "measured", "goal", "result"),

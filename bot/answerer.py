@@ -41,6 +41,7 @@ class LiveAnswerer:
             threshold=self.settings.reply_threshold,
             max_sources=self.settings.max_sources,
             index_version=retriever.index.version,
+            chunks=retriever.index.chunk_texts,
         )
 
     def reload(self) -> str | None:

@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print JSON (doc ids, titles, urls, scores)"
     )
     ask.add_argument("--mode", choices=("hybrid", "dense", "lexical"), default="hybrid")
+    ask.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the reply's Markdown as the bot posts it (default: the reply as read)",
+    )
     _add_common(ask)
 
     run = sub.add_parser(
@@ -372,11 +377,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
         threshold=settings.reply_threshold,
         max_sources=settings.max_sources,
         index_version=retriever.index.version,
+        chunks=retriever.index.chunk_texts,
     )
     if args.json:
         print(json.dumps(reply.to_json(), indent=2, ensure_ascii=False))
     else:
-        print(reply.markdown)
+        from bot.answering.render import markdown_to_text
+
+        print(reply.markdown if args.markdown else markdown_to_text(reply.markdown))
         if not reply.would_reply:
             print(
                 f"\n(below the reply threshold {settings.reply_threshold:.0%}: in the room this "

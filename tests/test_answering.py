@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html as htmllib
 import json
 import re
 from dataclasses import MISSING, fields
@@ -9,12 +10,14 @@ from typing import Any
 
 import pytest
 
+from bot.answering.render import markdown_to_html
 from bot.answering.reply import (
     SuggestedReply,
     best_excerpt,
     choose_sources,
     compose_reply,
     escape_markdown,
+    inline_markdown,
 )
 from bot.retrieval.search import Hit, SearchResult
 
@@ -171,7 +174,7 @@ def test_user_controlled_title_and_excerpt_are_escaped(payload: str) -> None:
     ]
     for confidence in (0.9, 0.1):
         md = compose_reply(result(hits, confidence), threshold=0.5).markdown
-        for char in "<>`[]":
+        for char in "<[]":
             bad = [i for i in unescaped(md, char) if char not in "[]" or not _is_our_link(md, i)]
             assert bad == [], (char, md)
         assert "javascript:" not in [m.group(2) for m in LINK.finditer(md)]
@@ -179,6 +182,24 @@ def test_user_controlled_title_and_excerpt_are_escaped(payload: str) -> None:
             "https://keras.io/guides/a/",
             "https://keras.io/guides/b/",
         ]
+        # Rendered, only our markup and our links are there, and the text reads as written:
+        # no escaping backslash shows (code spans from the text may drop their backticks).
+        html = markdown_to_html(md)
+        assert set(re.findall(r"</?([a-z0-9]+)", html)) <= {"p", "ol", "li", "a", "strong", "code"}
+        assert re.findall(r'href="([^"]*)"', html) == [
+            "https://keras.io/guides/a/",
+            "https://keras.io/guides/b/",
+        ]
+        shown = visible_text(html).replace("`", "")
+        if "\\" not in payload:
+            assert "\\" not in shown
+        assert best_excerpt(chunk, "stopping training").replace("`", "") in shown
+        assert f"Title {payload.replace('`', '')}" in shown
+
+
+def visible_text(html: str) -> str:
+    """What a reader sees of rendered HTML: tags gone, entities decoded."""
+    return htmllib.unescape(re.sub(r"<[^>]*>", "", html))
 
 
 def _is_our_link(md: str, i: int) -> bool:
@@ -219,9 +240,44 @@ def test_markdown_link_with_parentheses_in_url_keeps_only_its_text() -> None:
 
 
 def test_escape_markdown() -> None:
-    assert escape_markdown("a*b_c`d[e]f<g>h#i|j\\k") == "a\\*b\\_c\\`d\\[e\\]f\\<g\\>h\\#i\\|j\\\\k"
+    assert escape_markdown("a*b`d[e]f<g\\k") == "a\\*b\\`d\\[e\\]f\\<g\\\\k"
+    # Only what could start markup mid-line: no backslash before harmless characters.
+    assert escape_markdown("val_loss > 0.5 # of epochs | x") == "val_loss > 0.5 # of epochs | x"
+    assert escape_markdown("_private and __init__ and trailing_") == (
+        "\\_private and \\_\\_init\\_\\_ and trailing\\_"
+    )
+    assert escape_markdown("AT&amp;T &#60; &copy; & R&D") == "AT\\&amp;T \\&#60; \\&copy; & R&D"
     assert escape_markdown("plain text, 1.5 (ok)") == "plain text, 1.5 (ok)"
     assert escape_markdown("") == ""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Pass an `EarlyStopping` callback to `fit()`.",
+        "val_loss *stars* _under_ <b>bold</b> [x](javascript:alert(1)) &lt; \\ end",
+        "a lone ` backtick and ``double`` ones",
+        "`<script>alert(1)</script>` and `[x](javascript:alert(1))` in code",
+    ],
+)
+def test_escaped_text_renders_as_written(text: str) -> None:
+    for fn in (escape_markdown, inline_markdown):
+        html = markdown_to_html(f"1. [T](https://keras.io/) — {fn(text)}")
+        assert re.findall(r'href="([^"]*)"', html) == ["https://keras.io/"]
+        assert set(re.findall(r"</?([a-z0-9]+)", html)) <= {"ol", "li", "a", "code"}
+        shown = visible_text(html).split(" — ", 1)[1].strip()
+        assert shown.replace("`", "") == text.replace("`", "")
+
+
+def test_inline_markdown_keeps_the_docs_code_spans() -> None:
+    assert inline_markdown("Pass an `EarlyStopping` callback to `fit()`.") == (
+        "Pass an `EarlyStopping` callback to `fit()`."
+    )
+    html = markdown_to_html(inline_markdown("use `a<b` and `[x](y)`, not *this*"))
+    assert html == "<p>use <code>a&lt;b</code> and <code>[x](y)</code>, not *this*</p>"
+    # A span left open (an excerpt cut short) is just an escaped backtick.
+    assert inline_markdown("call `model.fit(") == "call \\`model.fit("
+    assert inline_markdown("` `") == "\\` \\`"  # a blank span is not code
 
 
 def test_title_with_newlines_stays_on_its_line() -> None:
@@ -329,7 +385,7 @@ def test_to_json_keys_and_rounding() -> None:
     assert data["would_reply"] is True
     assert data["index_version"] == "v3"
     assert [set(s) for s in data["sources"]] == [
-        {"doc_id", "title", "url", "section", "excerpt", "score", "kind", "answered_by"}
+        {"doc_id", "title", "url", "section", "excerpt", "score", "kind", "answered_by", "snippet"}
     ] * 2
     assert data["sources"][0]["score"] == 0.123457
     json.dumps(data)  # serialisable as is
@@ -342,3 +398,114 @@ def test_to_json_of_empty_reply() -> None:
     assert data["sources"] == []
     assert data["would_reply"] is False
     assert data["index_version"] is None
+
+
+# --- the code example ------------------------------------------------------------------------
+
+ARGS_CHUNK = (
+    "keras.callbacks.EarlyStopping > Args\n\n"
+    "    monitor: Quantity to be monitored, such as `val_loss`.\n"
+    "    patience: Epochs with no improvement after which training stops."
+)
+EXAMPLE_CHUNK = (
+    "keras.callbacks.EarlyStopping > Example\n\n"
+    "```python\n"
+    ">>> stopper = keras.callbacks.EarlyStopping(monitor='val_loss', patience=3)\n"
+    ">>> model.fit(x, y, validation_split=0.2, callbacks=[stopper])\n"
+    "<History object>\n"
+    "```"
+)
+STOP_QUESTION = "How do I stop training when the validation loss stops improving?"
+
+
+def api_hit(**extra: Any) -> Hit:
+    values: dict[str, Any] = dict(
+        title="keras.callbacks.EarlyStopping", kind="api", excerpt=ARGS_CHUNK, intro=""
+    )
+    values.update(extra)
+    return hit("keras.callbacks.EarlyStopping", 1.0, **values)
+
+
+def pages(**texts: list[str]) -> Any:
+    return lambda doc_id: texts.get(doc_id.replace(".", "_"), [])
+
+
+def test_the_top_pages_code_example_goes_under_its_link() -> None:
+    chunks = pages(keras_callbacks_EarlyStopping=[ARGS_CHUNK, EXAMPLE_CHUNK])
+    hits = [api_hit(), hit("guides/b", 0.9, excerpt="H\n\nStopping training early is good.")]
+    reply = compose_reply(result(hits, 0.9, STOP_QUESTION), threshold=0.5, chunks=chunks)
+    code = (
+        "stopper = keras.callbacks.EarlyStopping(monitor='val_loss', patience=3)\n"
+        "model.fit(x, y, validation_split=0.2, callbacks=[stopper])"
+    )
+    assert [s.snippet for s in reply.sources] == [code, ""]
+    lines = reply.markdown.splitlines()
+    assert lines[2].startswith("1. [keras.callbacks.EarlyStopping](")
+    assert lines[3:7] == ["   ```python", *("   " + ln for ln in code.splitlines()), "   ```"]
+    assert lines[7].startswith("2. [Title of guides/b](")
+    html = markdown_to_html(reply.markdown)
+    assert html.count("<ol>") == 1  # the block sits inside the first item: one list
+    assert '<pre><code class="language-python">stopper = keras.callbacks.EarlyStopping(' in html
+    assert "&lt;History object&gt;" not in html  # doctest output dropped
+    assert "\\" not in html
+    assert reply.to_json()["sources"][0]["snippet"] == code
+
+
+def test_without_the_pages_chunks_only_the_matched_chunk_and_intro_are_searched() -> None:
+    reply = compose_reply(result([api_hit()], 0.9, STOP_QUESTION), threshold=0.5)
+    assert reply.sources[0].snippet == "" and "```" not in reply.markdown
+    reply = compose_reply(result([api_hit(intro=EXAMPLE_CHUNK)], 0.9, STOP_QUESTION), threshold=0.5)
+    assert reply.sources[0].snippet.startswith("stopper = ")
+
+
+def test_no_code_example_when_none_fits_or_when_turned_off() -> None:
+    chunks = pages(keras_callbacks_EarlyStopping=[EXAMPLE_CHUNK])
+    unrelated = compose_reply(
+        result([api_hit()], 0.9, "How do I sum a tensor along an axis?"),
+        threshold=0.5,
+        chunks=chunks,
+    )
+    assert unrelated.sources[0].snippet == ""
+    off = compose_reply(
+        result([api_hit()], 0.9, STOP_QUESTION), threshold=0.5, chunks=chunks, snippet=False
+    )
+    assert off.sources[0].snippet == "" and "```" not in off.markdown
+
+
+def test_a_past_answer_leads_and_the_code_comes_from_the_first_docs_page() -> None:
+    thread = hit(
+        "thread:1",
+        0.95,
+        kind="thread",
+        excerpt="H\n\nstop early?",
+        meta=(("answer", "Use `EarlyStopping` with patience."), ("answered_by", "maria")),
+    )
+    chunks = pages(keras_callbacks_EarlyStopping=[EXAMPLE_CHUNK])
+    reply = compose_reply(
+        result([thread, api_hit()], 0.9, STOP_QUESTION), threshold=0.5, chunks=chunks
+    )
+    assert [s.kind for s in reply.sources] == ["thread", "api"]
+    assert [bool(s.snippet) for s in reply.sources] == [False, True]
+    lines = reply.markdown.splitlines()
+    assert lines[2].startswith("1. ") and "answered by maria: Use `EarlyStopping`" in lines[2]
+    assert lines[3].startswith("2. [keras.callbacks.EarlyStopping](")
+    assert lines[4] == "   ```python"
+
+
+def test_hostile_code_in_a_page_stays_inside_its_block() -> None:
+    evil = (
+        "Page > Example\n\n"
+        "````python\n"
+        "stopper = EarlyStopping(monitor='val_loss')  # stop training\n"
+        "note = '''\n```\n</code></pre><script>alert(1)</script> [x](javascript:alert(1))\n'''\n"
+        "````"
+    )
+    reply = compose_reply(
+        result([hit("page", 1.0, excerpt=evil)], 0.9, STOP_QUESTION), threshold=0.5
+    )
+    assert "</code></pre><script>" in reply.sources[0].snippet
+    html = markdown_to_html(reply.markdown)
+    assert "<script" not in html and "javascript:alert(1)</a>" not in html
+    assert html.count("<pre>") == 1 and re.findall(r'href="([^"]*)"', html) == [
+        "https://keras.io/page/"
+    ]

@@ -42,15 +42,31 @@ def test_help_lists_commands(tmp_path: Path) -> None:
     assert "--docs-dir" in run_cli("index", "build", "--help", data_dir=tmp_path).stdout
 
 
-def test_ask_markdown(data_dir: Path) -> None:
+def test_ask_prints_the_reply_as_read(data_dir: Path) -> None:
     out = run_cli("ask", QUESTION, data_dir=data_dir).stdout
+    assert "1. Training with fit() (https://keras.io/guides/training_loops/)" in out
+    assert "Confidence:" in out
+    # The guide's code cell, indented as code under its link; no Markdown escapes or fences.
+    assert (
+        '\n       callback = keras.callbacks.EarlyStopping(monitor="val_loss", patience=3)\n' in out
+    )
+    assert "\\" not in out and "```" not in out
+
+
+def test_ask_markdown(data_dir: Path) -> None:
+    out = run_cli("ask", QUESTION, "--markdown", data_dir=data_dir).stdout
     assert "[Training with fit()](https://keras.io/guides/training_loops/)" in out
+    assert '   ```python\n   callback = keras.callbacks.EarlyStopping(monitor="val_loss"' in out
     assert "Confidence:" in out
 
 
 def test_ask_json(data_dir: Path) -> None:
     reply = json.loads(run_cli("ask", QUESTION, "--json", data_dir=data_dir).stdout)
     assert reply["sources"][0]["doc_id"] == "guides/training_loops"
+    assert reply["sources"][0]["snippet"] == (
+        'callback = keras.callbacks.EarlyStopping(monitor="val_loss", patience=3)\n'
+        "model.fit(x, y, validation_split=0.2, callbacks=[callback])"
+    )
     assert set(reply["sources"][0]) >= {"doc_id", "title", "url", "score", "excerpt"}
     assert 0.0 <= reply["confidence"] <= 1.0
     assert reply["index_version"]

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bot.answering.render import markdown_to_html
+from bot.answering.render import markdown_to_html, markdown_to_text
 
 
 def test_basic_markdown() -> None:
@@ -103,3 +103,47 @@ def test_escaped_markdown_from_titles_stays_text() -> None:
 def test_empty_input() -> None:
     assert markdown_to_html("") == ""
     assert markdown_to_html("   \n\n") == ""
+
+
+def test_fenced_python_renders_with_its_language_class() -> None:
+    html = markdown_to_html("1. [a](https://keras.io/)\n   ```python\n   x = f(1)\n   ```")
+    assert '<pre><code class="language-python">x = f(1)\n</code></pre>' in html
+    assert html.count("<li>") == 1
+
+
+REPLY = (
+    "This looks covered by **keras.callbacks.EarlyStopping**:\n\n"
+    "1. [keras.callbacks.EarlyStopping](https://keras.io/api/callbacks/early_stopping/) — "
+    "Stop `training` when val_loss \\*x\\* \\<b> \\[a\\] \\\\ \\_x\n"
+    "   ```python\n"
+    "   stopper = keras.callbacks.EarlyStopping(monitor='val_loss', patience=3)\n"
+    "\n"
+    "   model.fit(x, y, callbacks=[stopper])  # a long comment that no terminal width may wrap\n"
+    "   ```\n"
+    "2. [Training](https://keras.io/guides/training/) — The `EarlyStopping` callback.\n\n"
+    "Confidence: 72%"
+)
+
+
+def test_plain_text_reads_as_the_reply_without_markup() -> None:
+    assert markdown_to_text(REPLY) == (
+        "This looks covered by keras.callbacks.EarlyStopping:\n\n"
+        "1. keras.callbacks.EarlyStopping (https://keras.io/api/callbacks/early_stopping/) — "
+        "Stop `training` when val_loss *x* <b> [a] \\ _x\n"
+        "       stopper = keras.callbacks.EarlyStopping(monitor='val_loss', patience=3)\n"
+        "\n"
+        "       model.fit(x, y, callbacks=[stopper])  # a long comment that no terminal width may "
+        "wrap\n"
+        "2. Training (https://keras.io/guides/training/) — The `EarlyStopping` callback.\n\n"
+        "Confidence: 72%"
+    )
+
+
+def test_plain_text_of_other_markdown() -> None:
+    assert markdown_to_text("") == ""
+    assert markdown_to_text("<https://keras.io>") == "https://keras.io"
+    assert markdown_to_text("<script>alert(1)</script> hi") == "<script>alert(1)</script> hi"
+    assert markdown_to_text("- a\n- b\n\n```\ncode\n```\n\n> quoted\n\n---\n\n# Head") == (
+        "- a\n- b\n\n    code\n\n> quoted\n\n---\n\nHead"
+    )
+    assert markdown_to_text("3. three\n4. four") == "3. three\n4. four"

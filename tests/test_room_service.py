@@ -198,6 +198,11 @@ def test_mention_gets_a_threaded_reply_others_are_only_triaged(
     assert content["m.mentions"] == {"user_ids": [alice.user_id]}
     assert "https://keras.io/guides/training_loops/" in content["body"]
     assert '<a href="https://keras.io/guides/training_loops/">' in content["formatted_body"]
+    # The guide's code example, under its link: fenced Markdown, a python block in the HTML.
+    example = 'callback = keras.callbacks.EarlyStopping(monitor="val_loss", patience=3)'
+    assert f"   ```python\n   {example}\n" in content["body"]
+    html_example = example.replace('"', "&quot;")
+    assert f'<pre><code class="language-python">{html_example}' in content["formatted_body"]
 
     bot.wait_for_log(reply["event_id"])  # its own reply came back through /sync ...
     time.sleep(1)

@@ -281,7 +281,7 @@ def test_question_page_shows_the_thread_suggestion_and_sources(tmp_path: Path) -
                 "how do I stop training early?",
                 "same problem here",
                 "try the EarlyStopping callback",
-                "the bot&#39;s answer",
+                "<p>the bot's answer</p>",
             )
         ]
         assert order == sorted(order)  # in time order
@@ -298,6 +298,83 @@ def test_question_page_shows_the_thread_suggestion_and_sources(tmp_path: Path) -
         assert html.count('name="csrf_token"') >= 5  # every form, sign-out included
         missing = await client.get("/questions/%24nope")
         assert missing.status == 404
+
+    serve(ctx, scenario)
+
+
+BOT_REPLY = (
+    "This looks covered by **keras.callbacks.EarlyStopping**:\n\n"
+    "1. [keras.callbacks.EarlyStopping](https://keras.io/api/callbacks/early_stopping/) — "
+    "Stop `training` when val_loss \\*stops\\* \\<img src=x onerror=alert(1)>\n"
+    "   ```python\n"
+    "   stopper = keras.callbacks.EarlyStopping(monitor='val_loss', patience=3)\n"
+    "   ```\n"
+    "2. [click](javascript:alert(1))\n\n"
+    "Confidence: 72%"
+)
+
+
+@pytest.mark.parametrize("echoed", [False, True])
+def test_the_bots_reply_in_the_thread_is_rendered_and_peoples_text_is_not(
+    tmp_path: Path, echoed: bool
+) -> None:
+    ctx = make_context(tmp_path)
+    add_user(ctx)
+    base = 1_700_000_000_000
+    add_question(ctx.store, "$q", "how do I **stop** early? <b>now</b>", ts=base)
+    ctx.store.claim_reply(
+        question_event_id="$q",
+        room_id=ROOM,
+        txn_id="t1",
+        body=BOT_REPLY,
+        formatted_body="<p>unused here</p>",
+        thread_root="$q",
+    )
+    ctx.store.mark_reply_sent("$q", "$bot-reply")
+    events = [
+        room_event(
+            "$person",
+            "try `EarlyStopping` **now** [x](javascript:alert(1)) " + XSS,
+            sender=BOB,
+            rel_type="m.thread",
+            relates_to="$q",
+            ts=base + 5,
+        )
+    ]
+    if echoed:  # the room's copy of the reply, as /sync brings it back
+        events.append(
+            room_event(
+                "$bot-reply",
+                BOT_REPLY,
+                sender="@supportbot:example.org",
+                rel_type="m.thread",
+                relates_to="$q",
+                ts=base + 3,
+            )
+        )
+    ctx.store.persist_batch(events, None)
+
+    async def scenario(client: Client) -> None:
+        await signed_in(client)
+        html = await (await client.get("/questions/%24q")).text()
+        thread = html[html.index('id="thread-h"') : html.index('id="suggestion-h"')]
+        # The bot's reply: rendered Markdown, its code a python block, nothing unsafe.
+        assert "<strong>keras.callbacks.EarlyStopping</strong>" in thread
+        assert (
+            '<a href="https://keras.io/api/callbacks/early_stopping/">'
+            "keras.callbacks.EarlyStopping</a>"
+        ) in thread
+        assert '<pre><code class="language-python">stopper = keras.callbacks.EarlyStopping(' in (
+            thread
+        )
+        assert "<code>training</code>" in thread and "*stops*" in thread
+        assert "&lt;img src=x onerror=alert(1)&gt;" in thread and XSS not in thread
+        assert 'href="javascript:' not in thread and "[click](javascript:alert(1))" in thread
+        assert "\\" not in thread and "```" not in thread
+        assert thread.count("<strong>keras.callbacks.EarlyStopping</strong>") == 1
+        # People's messages stay text: escaped, no Markdown rendering.
+        assert "how do I **stop** early? &lt;b&gt;now&lt;/b&gt;" in thread
+        assert "try `EarlyStopping` **now** [x](javascript:alert(1)) &lt;img" in thread
 
     serve(ctx, scenario)
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from bot.answering.keras_versions import VersionNote, detect_legacy_apis, notes_markdown
+from bot.answering.snippets import best_snippet, fenced
 from bot.retrieval.backends import detect_backend
 from bot.retrieval.search import Hit, SearchResult
 from bot.retrieval.text import lexical_tokens
@@ -31,6 +32,7 @@ class Source:
     score: float
     kind: str = "page"  # "api", "page", or "thread" (a past answer from the room)
     answered_by: str | None = None
+    snippet: str = ""  # a code example from this page that fits the question (plain code)
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,39 @@ class SuggestedReply:
         return data
 
 
+# What can start markup mid-line: backslash escapes, code spans, emphasis, links/images,
+# autolinks/HTML, entity references. ``_`` between two letters or digits never emphasises
+# (CommonMark), so ``val_loss`` stays as it is; ``#``, ``>``, ``|`` only matter at the start
+# of a line (or in tables, which the renderer does not enable) and our text never starts one.
+_MARKUP = re.compile(r"[\\`*\[\]<]|&(?=#?\w+;)|(?<![^\W_])_|_(?![^\W_])")
+_CODE_SPAN = re.compile(r"`([^`\n]*[^`\s][^`\n]*)`")
+
+
+def _escape(text: str) -> str:
+    return _MARKUP.sub(lambda m: "\\" + m.group(0), text)
+
+
 def escape_markdown(text: str) -> str:
-    """Neutralise Markdown/HTML control characters in text we did not write (one line)."""
-    return re.sub(r"([\\`*_\[\]<>#|])", r"\\\1", " ".join(text.split()))
+    """Text we did not write as Markdown that renders as exactly that text (one line)."""
+    return _escape(" ".join(text.split()))
+
+
+def inline_markdown(text: str) -> str:
+    """Like :func:`escape_markdown`, but the docs' own ``code spans`` stay code spans.
+
+    A span is re-emitted only when it is a single-backtick span with no backtick inside, so
+    its content can never close it early; everything outside the spans is escaped, and code
+    span content is never parsed as Markdown (links, HTML) by any renderer.
+    """
+    text = " ".join(text.split())
+    out: list[str] = []
+    pos = 0
+    for m in _CODE_SPAN.finditer(text):
+        out.append(_escape(text[pos : m.start()]))
+        out.append(f"`{m.group(1)}`")
+        pos = m.end()
+    out.append(_escape(text[pos:]))
+    return "".join(out)
 
 
 def best_excerpt(chunk_text: str, question: str, *, limit: int = _EXCERPT_CHARS) -> str:
@@ -104,6 +136,27 @@ def _source(h: Hit, question: str) -> Source:
     )
 
 
+def _with_snippet(
+    sources: list[Source],
+    hits: list[Hit],
+    question: str,
+    chunks: Callable[[str], Sequence[str]] | None,
+) -> list[Source]:
+    """The first docs source gets the code example of its page that fits the question, if
+    any: from the chunk search matched, the page's first chunk, then (given ``chunks``, the
+    page's chunk texts by doc id) the rest of the page. Past answers are the room's words,
+    shown as an excerpt only."""
+    at = next((i for i, s in enumerate(sources) if s.kind != "thread"), None)
+    if at is None:
+        return sources
+    h = hits[at]
+    texts = [h.excerpt, h.intro, *(chunks(h.doc_id) if chunks else ())]
+    found = best_snippet(texts, question, symbol=h.doc_id if h.kind == "api" else None)
+    if found is None:
+        return sources
+    return [*sources[:at], replace(sources[at], snippet=found.code), *sources[at + 1 :]]
+
+
 def compose_reply(
     result: SearchResult,
     *,
@@ -111,13 +164,20 @@ def compose_reply(
     max_sources: int = 3,
     index_version: str | None = None,
     notes: Sequence[VersionNote] | None = None,
+    chunks: Callable[[str], Sequence[str]] | None = None,
+    snippet: bool = True,
 ) -> SuggestedReply:
-    """The suggested reply; ``notes`` default to the Keras 3 notes for ``result.query``."""
+    """The reply to ``result``. ``notes`` default to the Keras 3 notes for ``result.query``.
+    ``chunks`` (doc id -> that document's chunk texts, e.g. ``LoadedIndex.chunk_texts``) lets
+    the code example come from anywhere on the top page, not only from the chunk that
+    matched; ``snippet=False`` leaves the example out."""
     notes = detect_legacy_apis(result.query) if notes is None else list(notes)
     chosen = choose_sources(result.hits, max_sources)
     # An earlier answer from the room leads: it speaks to this exact problem; docs follow.
     chosen.sort(key=lambda h: h.kind != "thread")
     sources = [_source(h, result.query) for h in chosen]
+    if snippet:
+        sources = _with_snippet(sources, chosen, result.query, chunks)
     confident = bool(sources) and result.confidence >= threshold
     if not sources:
         lead = "I couldn't find anything in the docs about this; a maintainer will take a look."
@@ -132,10 +192,12 @@ def compose_reply(
         line = f"{n}. [{escape_markdown(s.title)}]({s.url})"
         if s.kind == "thread" and s.answered_by:
             line += f" — answered by {escape_markdown(s.answered_by)}"
-            line += f": {escape_markdown(s.excerpt)}" if s.excerpt else ""
+            line += f": {inline_markdown(s.excerpt)}" if s.excerpt else ""
         elif s.excerpt:
-            line += f" — {escape_markdown(s.excerpt)}"
+            line += f" — {inline_markdown(s.excerpt)}"
         lines.append(line)
+        if s.snippet:  # fenced inside the list item, under the link it comes from
+            lines.append(fenced(s.snippet, indent=" " * len(f"{n}. ")))
     if note_lines := notes_markdown(notes):
         lines += ["", *note_lines]
     if sources:

@@ -117,6 +117,14 @@ class LoadedIndex:
             self._title_terms[doc] = terms
         return terms
 
+    def chunk_texts(self, doc_id: str) -> list[str]:
+        """The texts of a document's chunks in page order ([] for an unknown id), for what
+        the reply shows from the page beyond the chunk search matched (its code example)."""
+        row = self.doc_rows.get(doc_id)
+        if row is None:
+            return []
+        return [self.chunks[int(i)].text for i in self.doc_chunks(row)]
+
     def canonical_id(self, name: str) -> str:
         """The id of the document known under ``name`` (an API alias maps to its document)."""
         if name in self.doc_rows:

@@ -99,6 +99,7 @@ class ThreadMessage:
     edited: bool = False
     deleted: bool = False
     note: str | None = None  # e.g. "the bot's reply (not seen back from the room yet)"
+    by_bot: bool = False  # the bot's reply or a dashboard post: Markdown the bot sent
 
 
 @dataclass(frozen=True)
@@ -298,6 +299,11 @@ class DashboardStore:
                     )
                 )
             }
+            # What the bot sent: its reply to this question and the posts made from here.
+            reply = s.get(ReplyRow, event_id)
+            bot_sent = set(posts)
+            if reply is not None and reply.reply_event_id:
+                bot_sent.add(reply.reply_event_id)
             messages = [
                 ThreadMessage(
                     event_id=r.event_id,
@@ -308,11 +314,11 @@ class DashboardStore:
                     edited=r.event_id in edits,
                     deleted=r.event_id in redacted,
                     note=_posted_note(posts[r.event_id]) if r.event_id in posts else None,
+                    by_bot=r.event_id in bot_sent,
                 )
                 for r in rows
             ]
             # What the bot sent shows at once, before the room echoes it back through /sync.
-            reply = s.get(ReplyRow, event_id)
             if reply is not None and reply.state == "sent" and reply.reply_event_id not in ids:
                 messages.append(
                     ThreadMessage(
@@ -321,6 +327,7 @@ class DashboardStore:
                         body=reply.body,
                         sent_at=as_utc(reply.sent_at) if reply.sent_at else None,
                         note="the bot's reply, not yet seen back from the room",
+                        by_bot=True,
                     )
                 )
             for reply_id, post in posts.items():
@@ -332,6 +339,7 @@ class DashboardStore:
                             body=post.body,
                             sent_at=as_utc(post.sent_at) if post.sent_at else None,
                             note=_posted_note(post),
+                            by_bot=True,
                         )
                     )
         far_future = datetime.max.replace(tzinfo=UTC)

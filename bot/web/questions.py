@@ -52,6 +52,11 @@ async def _page(
         {
             "q": detail,
             "thread": thread,
+            # The bot's messages are Markdown it wrote: shown rendered, like the suggestion
+            # (markdown-it, raw HTML off); everyone else's text stays escaped text.
+            "thread_html": [
+                markdown_to_html(m.body) if m.by_bot and not m.deleted else "" for m in thread
+            ],
             "tally": tally,
             "posts": posts,
             "flash": flash(request),
