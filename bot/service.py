@@ -712,7 +712,11 @@ class RoomService:
             held = await self._db(self.store.held_outcome, event.event_id) if mentioned else None
             if held and held.startswith("notice:"):  # decided before a restart: keep to it
                 return await self._send_notice(event, held)
-            if held and await self._answered_meanwhile(event.event_id):
+            if (
+                held
+                and held.startswith("deferred:")
+                and await self._answered_meanwhile(event.event_id)
+            ):
                 return "answered-meanwhile"  # while it waited, a person answered it
             limit = await self._db(self.limiter.limit, event.room_id, event.sender)
             if limit is not None:
