@@ -37,9 +37,12 @@ from aiohttp import web
 
 from bot.answering.policy import (
     BotIdentity,
+    Limit,
     ReplyLimiter,
+    defer_rounds,
     ignore_reason,
     looks_like_question,
+    mention_action,
     question_text,
 )
 from bot.answering.render import markdown_to_html
@@ -67,11 +70,32 @@ UNSURE_REPLY = (
     "I couldn't find a confident answer to this in the docs, so I've put your question in the "
     "maintainers' queue."
 )
+# The one line a mention gets when it cannot wait for the rate limits (policy.mention_action).
+MENTION_NOTICES = {
+    "too-many-waiting": (
+        "You have a few questions waiting for me already, so I can't take this one as well; "
+        "I've put it in the maintainers' queue."
+    ),
+    "room-busy": (
+        "The room is too busy for me to answer everyone right now; I've put your question in "
+        "the maintainers' queue."
+    ),
+    "waited-too-long": (
+        "I couldn't get to your question in time; I've put it in the maintainers' queue."
+    ),
+}
+# A deferred mention is woken this long after it is due, so its claim has surely expired.
+_WAKE_MARGIN_SECONDS = 0.05
 
 
 def txn_id_for(question_event_id: str) -> str:
     """Stable per question: a retried or repeated send is de-duplicated by the homeserver."""
     return "supportbot-" + hashlib.sha256(question_event_id.encode()).hexdigest()[:40]
+
+
+def notice_txn_id_for(question_event_id: str) -> str:
+    """Stable per question, apart from its reply's: a re-sent notice is de-duplicated too."""
+    return "supportbot-notice-" + hashlib.sha256(question_event_id.encode()).hexdigest()[:40]
 
 
 def dead_local_workers(holders: Iterable[str], me: str) -> list[str]:
@@ -157,6 +181,7 @@ class RoomService:
         self.http_port: int | None = None  # the bound port, once serving
         self._stopping = asyncio.Event()
         self._queued: set[str] = set()
+        self._wakers: set[asyncio.Task[None]] = set()  # timers of this worker's deferred mentions
         self.replies_sent = 0
         self.dashboard = DashboardStore(store.db)
         self.bridge = DashboardBridge(self)
@@ -201,6 +226,8 @@ class RoomService:
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
             await answerer  # it notices the stop between events
+            for waker in list(self._wakers):  # their mentions wait in the database for the sweep
+                waker.cancel()
             for task in done:
                 if task is not stopper and not task.cancelled() and task.exception():
                     raise task.exception()  # type: ignore[misc]
@@ -541,6 +568,16 @@ class RoomService:
                 with contextlib.suppress(TransientError):
                     await self._db(self.store.release_claim, event.event_id, self.worker_id)
                 return
+            if outcome.startswith("deferred:"):  # unhandled on purpose: it comes back when due
+                self.metrics.outcomes.labels("deferred").inc()
+                log.info(
+                    "mention %s from %s waits for the rate limits: %s",
+                    event.event_id,
+                    event.sender,
+                    outcome,
+                    extra={"event_id": event.event_id, "outcome": outcome},
+                )
+                continue
             await self._db(self.store.mark_handled, event.event_id, outcome, self.worker_id)
             self._queued.discard(event.event_id)
             elapsed = time.monotonic() - started
@@ -658,23 +695,34 @@ class RoomService:
         if not reply.would_reply and not mentioned:
             return "triage:low-confidence"
         body = reply.markdown if reply.would_reply else self._unsure_body(reply)
-        return await self._reply(event, body, confident=reply.would_reply)
+        return await self._reply(event, body, confident=reply.would_reply, mentioned=mentioned)
 
     def _unsure_body(self, reply: SuggestedReply) -> str:
-        mode = self.settings.unsure_reply
-        if mode == "auto":
-            mode = "closest" if getattr(self.transport, "local_room", None) else "note"
-        if mode == "closest" and reply.sources:
+        if self.settings.unsure_reply == "closest" and reply.sources:
             # compose_reply's unsure text already says so ("I'm not sure..."): keep it honest.
             return f"{reply.markdown}\n\n{UNSURE_QUEUED}"
         return UNSURE_REPLY
 
-    async def _reply(self, event: RoomEvent, body: str, *, confident: bool) -> str | None:
+    async def _reply(
+        self, event: RoomEvent, body: str, *, confident: bool, mentioned: bool = False
+    ) -> str | None:
         existing = await self._db(self.store.reply, event.event_id)
         if existing is None:
-            limited = await self._db(self.limiter.check, event.room_id, event.sender)
-            if limited:
-                return f"suppressed:{limited}"
+            # A mention is a request: one the limits hold back waits for them, or is told why.
+            held = await self._db(self.store.held_outcome, event.event_id) if mentioned else None
+            if held and held.startswith("notice:"):  # decided before a restart: keep to it
+                return await self._send_notice(event, held)
+            if (
+                held
+                and held.startswith("deferred:")
+                and await self._answered_meanwhile(event.event_id)
+            ):
+                return "answered-meanwhile"  # while it waited, a person answered it
+            limit = await self._db(self.limiter.limit, event.room_id, event.sender)
+            if limit is not None:
+                if not mentioned:
+                    return f"suppressed:{limit.reason}"
+                return await self._hold_mention(event, limit, held)
         claim = await self._db(
             self.store.claim_reply,
             question_event_id=event.event_id,
@@ -695,21 +743,14 @@ class RoomService:
             txn_id=claim.txn_id,
             mention=event.sender,
         )
-        backoff = self._backoff()
-        while True:
-            try:
-                reply_id = await self.transport.send_reply(outgoing)
-                break
-            except MessageRejectedError as exc:
-                log.error("the homeserver refused the reply to %s: %s", event.event_id, exc)
-                await self._db(self.store.mark_reply_rejected, event.event_id)
-                return "error:send-rejected"
-            except TransientError as exc:
-                delay = backoff.next_delay()
-                log.warning("reply to %s failed (%s); retry in %.1f s", event.event_id, exc, delay)
-                self.metrics.errors.labels("send").inc()
-                if await self._sleep_or_stop(delay):
-                    return None
+        try:
+            reply_id = await self._send(outgoing)
+        except MessageRejectedError as exc:
+            log.error("the homeserver refused the reply to %s: %s", event.event_id, exc)
+            await self._db(self.store.mark_reply_rejected, event.event_id)
+            return "error:send-rejected"
+        if reply_id is None:
+            return None
         await self._db(self.store.mark_reply_sent, event.event_id, reply_id)
         if confident:
             await self._db(self.dashboard.record_bot_answer, event.event_id)
@@ -717,3 +758,85 @@ class RoomService:
             await self._db(self.store.set_question_status, event.event_id, "new")
         self.replies_sent += 1
         return "replied" if confident else "replied:unsure"
+
+    async def _send(self, outgoing: OutgoingReply) -> str | None:
+        """Send, retrying transient errors with backoff; None when a stop came first."""
+        backoff = self._backoff()
+        while True:
+            try:
+                return await self.transport.send_reply(outgoing)
+            except TransientError as exc:
+                delay = backoff.next_delay()
+                log.warning(
+                    "reply to %s failed (%s); retry in %.1f s", outgoing.reply_to, exc, delay
+                )
+                self.metrics.errors.labels("send").inc()
+                if await self._sleep_or_stop(delay):
+                    return None
+
+    # --- mentions held back by the rate limits ---------------------------------------------------
+    async def _answered_meanwhile(self, event_id: str) -> bool:
+        question = await self._db(self.store.question, event_id)
+        return question is not None and question.status not in ("new", "suggested")
+
+    async def _hold_mention(self, event: RoomEvent, limit: Limit, held: str | None) -> str | None:
+        """Defer a mention until ``limit`` passes, or tell the asker in one line why not.
+
+        The deferral is stored on the event (see ``RoomStore.defer_event``): a restart keeps it,
+        and whichever worker claims it when due answers it, once. The notice is rate-limited
+        itself; one that may not go either leaves the question to the maintainers' queue.
+        """
+        rounds = defer_rounds(held)
+        for_user, in_room = await self._db(self.store.waiting_mentions, event.room_id, event.sender)
+        action = mention_action(
+            rounds=rounds,
+            waiting_for_user=for_user,
+            waiting_in_room=in_room,
+            max_per_user=self.settings.deferred_mentions_per_user,
+            max_per_room=self.settings.room_replies_per_minute,
+        )
+        if action == "defer":
+            outcome = f"deferred:{limit.reason}:{rounds + 1}"
+            deferred = await self._db(
+                self.store.defer_event, event.event_id, self.worker_id, limit.until, outcome
+            )
+            self._queued.discard(event.event_id)
+            if deferred:
+                self._wake(event, limit.until)
+            return outcome  # not marked handled either way: it is the deferral's, or another's
+        told = await self._db(self.limiter.notice_limit, event.room_id, event.sender)
+        if told:
+            return f"suppressed:{limit.reason}:{told}"
+        return await self._send_notice(event, f"notice:{action}")
+
+    async def _send_notice(self, event: RoomEvent, outcome: str) -> str | None:
+        """The one line saying why a mention is not answered; recorded before it is sent."""
+        await self._db(self.store.hold_outcome, event.event_id, self.worker_id, outcome)
+        text = MENTION_NOTICES.get(outcome.split(":", 1)[1], MENTION_NOTICES["room-busy"])
+        outgoing = OutgoingReply(
+            room_id=event.room_id,
+            reply_to=event.event_id,
+            thread_root=event.thread_root,
+            body=text,
+            formatted_body=markdown_to_html(text),
+            txn_id=notice_txn_id_for(event.event_id),
+            mention=event.sender,
+        )
+        try:
+            sent = await self._send(outgoing)
+        except MessageRejectedError as exc:
+            log.error("the homeserver refused the notice to %s: %s", event.event_id, exc)
+            return "error:notice-rejected"
+        return None if sent is None else outcome
+
+    def _wake(self, event: RoomEvent, due: datetime) -> None:
+        """Queue a deferred mention here when it is due; the sweepers are the fallback."""
+        delay = max(0.0, (due - datetime.now(UTC)).total_seconds()) + _WAKE_MARGIN_SECONDS
+
+        async def wake() -> None:
+            if not await self._sleep_or_stop(delay):
+                await self._enqueue(event)
+
+        task = asyncio.create_task(wake(), name="deferred-mention")
+        self._wakers.add(task)
+        task.add_done_callback(self._wakers.discard)

@@ -98,12 +98,12 @@ class Settings(BaseSettings):
             "shipped one."
         ),
     )
-    unsure_reply: Literal["auto", "note", "closest"] = Field(
-        "auto",
+    unsure_reply: Literal["note", "closest"] = Field(
+        "closest",
         description=(
-            "What a mention below the threshold gets: 'note' (the question went to the "
-            "maintainers), 'closest' (that, after the closest pages, marked as unsure); "
-            "auto: note in Matrix rooms, closest in the local room (a room for trying the bot)."
+            "What a mention below the threshold gets: 'closest' (the closest pages, marked as "
+            "unsure, and that the question also went to the maintainers) or 'note' (only that "
+            "it went to the maintainers). 'auto', the old default, reads as 'closest'."
         ),
     )
 
@@ -180,6 +180,14 @@ class Settings(BaseSettings):
         False, description="Also reply publicly to questions that do not mention the bot."
     )
     user_cooldown_seconds: float = Field(30.0, ge=0)
+    deferred_mentions_per_user: int = Field(
+        3,
+        ge=0,
+        description=(
+            "Mentions of one user that may wait for the cooldown or the room's rate limit; "
+            "beyond that (or a room with a minute's worth of replies waiting) they are told why."
+        ),
+    )
     room_replies_per_minute: int = Field(6, ge=1)
     history_depth: int = Field(20, ge=0, le=1000, description="Messages read on first join.")
     sync_timeout_ms: int = Field(30_000, ge=0, le=300_000)
@@ -200,6 +208,12 @@ class Settings(BaseSettings):
         if not croniter.is_valid(value):
             raise ValueError(f"{value!r} is not a cron expression (e.g. '17 3 * * *')")
         return value
+
+    @field_validator("unsure_reply", mode="before")
+    @classmethod
+    def _unsure_auto(cls, value: object) -> object:
+        # "auto" was the default before mentions got the closest pages everywhere.
+        return "closest" if isinstance(value, str) and value.strip() == "auto" else value
 
     @field_validator("matrix_rooms", "maintainers", "ignore_users", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
+from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -820,6 +821,81 @@ def test_a_question_posted_in_the_local_room_gets_a_threaded_answer(
     try:
         asyncio.run(scenario())
         assert len(bot_replies()) == 1
+    finally:
+        db.close()
+
+
+def test_a_second_mention_inside_the_cooldown_is_answered_when_it_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, index_dir: Path, encoder: Any
+) -> None:
+    """Tried as a new user: two questions to the bot a few seconds apart both get answers."""
+    from bot.answerer import LiveAnswerer
+    from bot.retrieval.index import load_index
+    from bot.retrieval.search import Retriever
+    from bot.service import RoomService
+
+    cooldown = 3.0
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(index_dir, tmp_path / "indexes")
+    settings = load_settings(
+        data_dir=tmp_path,
+        serve_http=False,
+        reply_threshold=0.0,
+        sync_timeout_ms=1000,
+        user_cooldown_seconds=cooldown,
+        reindex_schedule="off",
+        index_watch_seconds=0,
+    )
+    db = Database(settings.resolved_database_url)
+    db.create_schema()
+    room = LocalRoom(db, settings.local_room_id, settings.local_bot_user)
+    bot = settings.local_bot_user
+    transport = LocalTransport(
+        room, sync_timeout_ms=settings.sync_timeout_ms, history_depth=settings.history_depth
+    )
+    answerer = LiveAnswerer(settings, Retriever(load_index(settings.index_root), encoder))
+    store = RoomStore(db)
+    service = RoomService(settings, transport, store, answerer)
+    alice = room.user_id_for("alice")
+
+    def bot_replies() -> list[dict[str, Any]]:
+        return [raw for _, raw in room.events_after(0, 1000) if raw["sender"] == bot]
+
+    async def replies(n: int) -> bool:
+        return len(await asyncio.to_thread(bot_replies)) >= n
+
+    async def scenario() -> tuple[str, str]:
+        running = asyncio.create_task(service.run())
+        try:
+            await async_wait_until(
+                lambda: asyncio.to_thread(lambda: store.sync_token() is not None),
+                "the first sync",
+            )
+            first = room.post(alice, "supportbot: how do I stop training early?", mentions=[bot])
+            await async_wait_until(lambda: replies(1), "the first reply")
+            second = room.post(
+                alice, "supportbot: and how do I save the best model?", mentions=[bot]
+            )
+            await async_wait_until(lambda: replies(2), "the second reply, after the cooldown")
+
+            async def handled() -> bool:
+                return await asyncio.to_thread(_outcome, db, second) == "replied"
+
+            await async_wait_until(handled, "the second mention marked handled")
+            return first, second
+        finally:
+            service.request_stop()
+            await running
+
+    try:
+        first, second = asyncio.run(scenario())
+        replied = [r["content"]["m.relates_to"]["event_id"] for r in bot_replies()]
+        assert replied == [first, second]  # one reply each, in its own thread
+        one, two = store.reply(first), store.reply(second)
+        assert one is not None and two is not None
+        # Deferred, not dropped, and not answered before the cooldown had passed.
+        assert two.created_at >= one.created_at + timedelta(seconds=cooldown)
+        assert _outcome(db, first) == "replied"
     finally:
         db.close()
 

@@ -12,10 +12,14 @@ import pytest
 from sqlalchemy import update
 
 from bot.answering.policy import (
+    MAX_DEFER_ROUNDS,
     BotIdentity,
+    Limit,
     ReplyLimiter,
+    defer_rounds,
     ignore_reason,
     looks_like_question,
+    mention_action,
     question_text,
     strip_reply_fallback,
 )
@@ -484,3 +488,79 @@ def test_default_clock_is_the_wall_clock(room_store: RoomStore) -> None:
         s.execute(update(ReplyRow).values(created_at=datetime.now(UTC)))
     assert limiter.check("!a", "@u") == "user-cooldown"
     assert limiter.check("!a", "@u", now=datetime.now(UTC) + timedelta(seconds=3601)) is None
+
+
+# --- when a held-back reply may go, and what a mention gets meanwhile ---------------------------
+def test_limit_says_when_it_passes(room_store: RoomStore) -> None:
+    limiter = ReplyLimiter(user_cooldown=30.0, room_per_minute=2, history=room_store)
+    assert limiter.limit("!a", "@u", now=at(0)) is None
+    record(room_store, "!a", "@u", 0)
+    assert limiter.limit("!a", "@u", now=at(10)) == Limit("user-cooldown", at(30))
+    record(room_store, "!a", "@v", 20)
+    # Both limits: the first reason, and the later of the two times (the room frees at 60).
+    assert limiter.limit("!a", "@u", now=at(25)) == Limit("user-cooldown", at(60))
+    assert limiter.limit("!a", "@w", now=at(25)) == Limit("room-rate-limit", at(60))
+    record(room_store, "!a", "@w", 30)
+    # Three in the window, two allowed: the second-oldest must leave too.
+    assert limiter.limit("!a", "@x", now=at(35)) == Limit("room-rate-limit", at(80))
+    assert limiter.limit("!a", "@x", now=at(80)) is None
+
+
+def test_notice_limit_one_per_user_and_a_rooms_worth(room_store: RoomStore) -> None:
+    limiter = ReplyLimiter(user_cooldown=10.0, room_per_minute=2, history=room_store)
+    assert limiter.notice_limit("!a", "@u") is None
+    for n, user in enumerate(("@u", "@v")):
+        qid = f"$notice{n}"
+        room_store.persist_batch(
+            [RoomEvent("!a", qid, user, 0, "m.room.message", "m.text", "?")], None
+        )
+        room_store.mark_handled(qid, "notice:too-many-waiting")
+    # Told within the last minute (the cooldown is shorter, the minute counts).
+    assert limiter.notice_limit("!a", "@u") == "told-already"
+    assert limiter.notice_limit("!a", "@w") == "room-notice-limit"
+    assert limiter.notice_limit("!b", "@w") is None
+    later = datetime.now(UTC) + timedelta(seconds=61)
+    assert limiter.notice_limit("!a", "@u", now=later) is None
+
+
+@pytest.mark.parametrize(
+    ("rounds", "for_user", "in_room", "action"),
+    [
+        (0, 0, 0, "defer"),
+        (0, 2, 5, "defer"),
+        (0, 3, 0, "too-many-waiting"),  # this asker has enough waiting
+        (0, 0, 6, "room-busy"),  # a minute's worth of replies waits in the room
+        (0, 3, 6, "too-many-waiting"),
+        (1, 3, 6, "defer"),  # already waiting: keeps its place
+        (MAX_DEFER_ROUNDS - 1, 0, 0, "defer"),
+        (MAX_DEFER_ROUNDS, 0, 0, "waited-too-long"),
+    ],
+)
+def test_mention_action(rounds: int, for_user: int, in_room: int, action: str) -> None:
+    got = mention_action(
+        rounds=rounds,
+        waiting_for_user=for_user,
+        waiting_in_room=in_room,
+        max_per_user=3,
+        max_per_room=6,
+    )
+    assert got == action
+
+
+def test_no_deferral_at_all_when_the_operator_allows_none() -> None:
+    kwargs = {"waiting_for_user": 0, "waiting_in_room": 0, "max_per_room": 6}
+    assert mention_action(rounds=0, max_per_user=0, **kwargs) == "too-many-waiting"
+
+
+@pytest.mark.parametrize(
+    ("held", "rounds"),
+    [
+        (None, 0),
+        ("notice:room-busy", 0),
+        ("deferred:user-cooldown:1", 1),
+        ("deferred:room-rate-limit:7", 7),
+        ("deferred:odd", 1),
+    ],
+)
+def test_defer_rounds(held: str | None, rounds: int) -> None:
+    assert defer_rounds(held) == rounds

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -674,3 +675,46 @@ def test_dashboard_post_reaches_the_matrix_thread_as_the_bot(
     assert (status, answered_by) == ("answered_person", "maria")
     assert established == ("dashboard-post",)
     assert len(bot_replies(synapse, alice, room_id, bot_user)) == 2  # the note and the post
+
+
+def test_a_mention_is_a_request_closest_pages_and_deferred_across_a_restart(
+    synapse: SynapseServer, make_bot: Callable[..., tuple[Bot, MatrixUser]]
+) -> None:
+    """Below the threshold a mention in a Matrix room gets the closest pages, marked unsure; a
+    second mention inside the asker's cooldown waits in the database, survives a SIGKILL and
+    is answered once when the cooldown is over."""
+    room_id, bot_user, alice, _bob = new_room(synapse)
+    bot, _ = make_bot(
+        room_id,
+        bot_user,
+        SUPPORTBOT_REPLY_THRESHOLD="1.0",  # never confident: every reply is the unsure one
+        SUPPORTBOT_USER_COOLDOWN_SECONDS="4",
+        SUPPORTBOT_CLAIM_LEASE_SECONDS="4",  # the sweep that finds it due runs every second
+    )
+    bot.start()
+    first = ask(synapse, alice, room_id, bot_user, QUESTIONS[0])
+    [unsure] = wait_replies(synapse, alice, room_id, bot_user, 1)
+    content = unsure["content"]
+    assert replied_to(unsure) == first
+    assert content["body"].startswith("I'm not sure the docs answer this")
+    assert "https://keras.io/guides/training_loops/" in content["body"]
+    assert '<a href="https://keras.io/guides/training_loops/">' in content["formatted_body"]
+    assert content["body"].endswith("I've also put your question in the maintainers' queue.")
+
+    second = ask(synapse, alice, room_id, bot_user, QUESTIONS[1])
+    bot.wait_for_log(f"mention {second} from {alice.user_id} waits for the rate limits")
+    bot.kill()
+    bot.start()
+    replies = wait_replies(synapse, alice, room_id, bot_user, 2)
+    assert [replied_to(r) for r in replies] == [first, second]
+    assert "https://keras.io/" in replies[1]["content"]["body"]
+    bot.wait_for_log(replies[1]["event_id"])  # its reply came back through /sync
+    assert bot.stop() == 0
+    with bot.db() as db:
+        outcomes = dict(db.execute("SELECT event_id, outcome FROM room_events"))
+        created = dict(db.execute("SELECT question_event_id, created_at FROM replies"))
+    assert outcomes[first] == outcomes[second] == "replied:unsure"
+    # Claimed no earlier than the cooldown allowed (the 4 s after the first reply's claim).
+    one, two = (datetime.fromisoformat(created[e]) for e in (first, second))
+    assert two >= one + timedelta(seconds=4)
+    assert len(bot_replies(synapse, alice, room_id, bot_user)) == 2

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,10 +24,19 @@ from bot.answering.reply import Source, SuggestedReply
 from bot.chat import OutgoingReply, RoomEvent, SyncBatch
 from bot.errors import FatalError, TransientError
 from bot.gitter_client import MatrixForbiddenError, MessageRejectedError
-from bot.service import UNSURE_QUEUED, UNSURE_REPLY, Backoff, RoomService, txn_id_for
+from bot.service import (
+    MENTION_NOTICES,
+    UNSURE_QUEUED,
+    UNSURE_REPLY,
+    Backoff,
+    RoomService,
+    notice_txn_id_for,
+    txn_id_for,
+)
 from bot.settings import load_settings
 from bot.store.database import Database
-from bot.store.room_store import RoomStore
+from bot.store.models import RoomEventRow
+from bot.store.room_store import DEFERRED, RoomStore
 
 T = TypeVar("T")
 BOT = "@keras-bot:example.org"
@@ -407,22 +417,12 @@ def test_rejected_message_does_not_stop_the_service(make_service: ServiceFactory
     assert len(transport.attempts) == 1
 
 
-def test_below_threshold_mention_gets_the_unsure_reply(
-    make_service: ServiceFactory, store: RoomStore
+@pytest.mark.parametrize("setting", [{}, {"unsure_reply": "auto"}], ids=["default", "auto"])
+def test_below_threshold_mention_gets_the_closest_pages_marked_unsure(
+    make_service: ServiceFactory, store: RoomStore, setting: dict[str, str]
 ) -> None:
-    service = make_service(answer=FakeAnswer(confident=False))
-    assert handle(service, event()) == ["replied:unsure"]
-    [sent] = transport_of(service).sent
-    assert sent.body == UNSURE_REPLY
-    assert sent.formatted_body == markdown_to_html(UNSURE_REPLY)
-    question = store.question("$q1")
-    assert question is not None and question.status == "new"  # still for the maintainers
-
-
-def test_unsure_reply_can_show_the_closest_pages(
-    make_service: ServiceFactory, store: RoomStore
-) -> None:
-    service = make_service(answer=FakeAnswer(confident=False), unsure_reply="closest")
+    # A Matrix-like transport (no local room): a mention is a request, it gets the pages.
+    service = make_service(answer=FakeAnswer(confident=False), **setting)
     assert handle(service, event()) == ["replied:unsure"]
     [sent] = transport_of(service).sent
     assert sent.body.startswith("I'm not sure the docs answer this")
@@ -431,7 +431,39 @@ def test_unsure_reply_can_show_the_closest_pages(
     assert question is not None and question.status == "new"  # not counted as answered
 
 
-def test_user_cooldown_suppresses(make_service: ServiceFactory, store: RoomStore) -> None:
+def test_operator_can_keep_the_unsure_reply_to_the_note(
+    make_service: ServiceFactory, store: RoomStore
+) -> None:
+    service = make_service(answer=FakeAnswer(confident=False), unsure_reply="note")
+    assert handle(service, event()) == ["replied:unsure"]
+    [sent] = transport_of(service).sent
+    assert sent.body == UNSURE_REPLY
+    assert sent.formatted_body == markdown_to_html(UNSURE_REPLY)
+    question = store.question("$q1")
+    assert question is not None and question.status == "new"  # still for the maintainers
+
+
+def test_unsure_mention_without_any_source_gets_the_note(make_service: ServiceFactory) -> None:
+    def nothing(text: str) -> SuggestedReply:
+        return SuggestedReply(text, "I couldn't find anything", 0.0, 0.6, False, [], "v-test")
+
+    service = make_service(answer=nothing)
+    assert handle(service, event()) == ["replied:unsure"]
+    [sent] = transport_of(service).sent
+    assert sent.body == UNSURE_REPLY
+
+
+def held(store: RoomStore, event_id: str) -> tuple[str | None, str | None, datetime | None]:
+    """(outcome, claimed_by, claimed_until) of an event's row."""
+    with store.db.session() as s:
+        row = s.get(RoomEventRow, event_id)
+        assert row is not None
+        return row.outcome, row.claimed_by, row.claimed_until
+
+
+def test_mention_inside_the_cooldown_waits_for_it(
+    make_service: ServiceFactory, store: RoomStore
+) -> None:
     service = make_service(user_cooldown_seconds=30.0)
     outcomes = handle(
         service,
@@ -439,15 +471,108 @@ def test_user_cooldown_suppresses(make_service: ServiceFactory, store: RoomStore
         event("$a2", body="keras-bot: and how do I load it?"),
         event("$b1", sender=BOB),
     )
-    assert outcomes == ["replied", "suppressed:user-cooldown", "replied"]
+    assert outcomes == ["replied", "deferred:user-cooldown:1", "replied"]
     assert [r.reply_to for r in transport_of(service).sent] == ["$a1", "$b1"]
-    assert store.reply("$a2") is None  # not claimed: may be answered later by a person
+    assert store.reply("$a2") is None  # not claimed yet
+    # Stored as due when Alice's cooldown ends: any worker, or this one after a restart,
+    # picks it up then.
+    first = store.reply("$a1")
+    assert first is not None
+    outcome, holder, until = held(store, "$a2")
+    assert (outcome, holder) == ("deferred:user-cooldown:1", DEFERRED)
+    assert until == first.created_at + timedelta(seconds=30)
+    question = store.question("$a2")
+    assert question is not None and question.status == "suggested"  # on the dashboard meanwhile
 
 
-def test_room_rate_limit_suppresses(make_service: ServiceFactory) -> None:
+def test_unmentioned_question_inside_the_cooldown_stays_suppressed(
+    make_service: ServiceFactory, store: RoomStore
+) -> None:
+    service = make_service(user_cooldown_seconds=30.0, reply_to_unmentioned=True)
+    outcomes = handle(service, event("$a1"), event("$a2", body="how do I load a model?"))
+    assert outcomes == ["replied", "suppressed:user-cooldown"]
+    assert [r.reply_to for r in transport_of(service).sent] == ["$a1"]
+    assert held(store, "$a2")[1] != DEFERRED
+
+
+def test_room_rate_limit_defers_mentions_until_the_window_frees(
+    make_service: ServiceFactory, store: RoomStore
+) -> None:
     service = make_service(user_cooldown_seconds=0.0, room_replies_per_minute=1)
     outcomes = handle(service, event("$a1"), event("$b1", sender=BOB))
-    assert outcomes == ["replied", "suppressed:room-rate-limit"]
+    assert outcomes == ["replied", "deferred:room-rate-limit:1"]
+    first = store.reply("$a1")
+    assert first is not None
+    assert held(store, "$b1")[2] == first.created_at + timedelta(seconds=60)
+
+
+def test_a_mention_flood_is_told_once_why_not(
+    make_service: ServiceFactory, store: RoomStore
+) -> None:
+    service = make_service(user_cooldown_seconds=30.0, deferred_mentions_per_user=1)
+    mentions = [event(f"$a{n}", body=f"keras-bot: question {n}?", ts=n) for n in range(1, 6)]
+    outcomes = handle(service, *mentions)
+    assert outcomes == [
+        "replied",
+        "deferred:user-cooldown:1",
+        "notice:too-many-waiting",
+        "suppressed:user-cooldown:told-already",  # one notice per cooldown: no spam
+        "suppressed:user-cooldown:told-already",
+    ]
+    sent = transport_of(service).sent
+    assert [r.reply_to for r in sent] == ["$a1", "$a3"]
+    notice = sent[1]
+    assert notice.body == MENTION_NOTICES["too-many-waiting"]
+    assert (notice.thread_root, notice.mention) == ("$a3", ALICE)
+    assert notice.txn_id == notice_txn_id_for("$a3") != txn_id_for("$a3")
+    assert store.reply("$a3") is None  # a notice is not the question's reply
+    question = store.question("$a3")
+    assert question is not None and question.status == "suggested"  # for the maintainers
+    # Another asker is not affected by Alice's flood.
+    assert handle(service, event("$b1", sender=BOB)) == ["replied"]
+
+
+def test_a_full_room_wait_is_told_to_the_next_mention(make_service: ServiceFactory) -> None:
+    service = make_service(user_cooldown_seconds=0.0, room_replies_per_minute=1)
+    users = [f"@user{n}:example.org" for n in range(3)]
+    outcomes = handle(service, *[event(f"$u{n}", sender=u, ts=n) for n, u in enumerate(users)])
+    # One reply a minute: one mention may wait (a minute's worth), the next is told.
+    assert outcomes == ["replied", "deferred:room-rate-limit:1", "notice:room-busy"]
+    assert transport_of(service).sent[-1].body == MENTION_NOTICES["room-busy"]
+
+
+def test_a_notice_decided_before_a_crash_is_resent_not_redecided(
+    make_service: ServiceFactory, store: RoomStore
+) -> None:
+    crashing = make_service(
+        FakeTransport(failures=[RuntimeError("killed mid-send")]), deferred_mentions_per_user=0
+    )
+    store.persist_batch([event("$a0", ts=0)], None)
+    assert run(make_service()._handle(event("$a0", ts=0))) == "replied"
+    e = event("$a1", ts=1)
+    store.persist_batch([e], None)
+    with pytest.raises(RuntimeError, match="killed mid-send"):
+        run(crashing._handle(e))
+    # Restarted without any limit: the decision stands, the same notice goes once.
+    restarted = make_service(user_cooldown_seconds=0.0)
+    assert run(restarted._handle(e)) == "notice:too-many-waiting"
+    [resent] = transport_of(restarted).sent
+    assert resent == transport_of(crashing).attempts[0]
+    assert store.reply("$a1") is None
+
+
+def test_a_waiting_mention_answered_by_a_person_meanwhile_gets_no_reply(
+    make_service: ServiceFactory, store: RoomStore
+) -> None:
+    service = make_service(user_cooldown_seconds=30.0)
+    assert handle(service, event("$a1"), event("$a2", ts=2)) == [
+        "replied",
+        "deferred:user-cooldown:1",
+    ]
+    store.set_question_status("$a2", "answered_person")
+    assert run(make_service(user_cooldown_seconds=0.0)._handle(event("$a2", ts=2))) == (
+        "answered-meanwhile"
+    )
 
 
 # --- not replying --------------------------------------------------------------------------------
@@ -601,6 +726,73 @@ def test_slow_answer_runs_in_the_executor(make_service: ServiceFactory) -> None:
 
 
 # --- the whole service, briefly ------------------------------------------------------------------
+def wait_for(
+    check: Callable[[], bool], what: str, timeout: float = 30.0
+) -> Coroutine[Any, Any, None]:
+    async def waiting() -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            await asyncio.sleep(0.02)
+
+    return waiting()
+
+
+def test_two_mentions_inside_the_cooldown_are_both_answered_the_second_when_it_ends(
+    make_service: ServiceFactory, store: RoomStore
+) -> None:
+    transport = FakeTransport()
+    service = make_service(transport, user_cooldown_seconds=1.0)
+    first = event("$a1", ts=1)
+    second = event("$a2", body="keras-bot: and how do I load it?", ts=2)
+    transport.batches = [SyncBatch(next_token="s1", events=(first,))]
+
+    async def scenario() -> None:
+        running = asyncio.create_task(service.run())
+        try:
+            await wait_for(lambda: len(transport.sent) == 1, "the first reply")
+            transport.batches.append(SyncBatch(next_token="s2", events=(second,)))
+            await wait_for(lambda: len(transport.sent) == 2, "the second reply")
+        finally:
+            service.request_stop()
+            await asyncio.wait_for(running, timeout=10)
+
+    run(scenario())
+    assert [r.reply_to for r in transport.sent] == ["$a1", "$a2"]
+    one, two = store.reply("$a1"), store.reply("$a2")
+    assert one is not None and two is not None
+    # Claimed only once the cooldown had passed: deferred, not dropped, and not early.
+    assert two.created_at >= one.created_at + timedelta(seconds=1.0)
+    assert held(store, "$a2")[0] == "replied" and store.unhandled() == []
+
+
+def test_a_deferred_mention_survives_a_restart_and_is_answered_once(
+    make_service: ServiceFactory, store: RoomStore
+) -> None:
+    before = make_service(user_cooldown_seconds=1.0)
+    outcomes = handle(before, event("$a1", ts=1), event("$a2", ts=2))
+    assert outcomes == ["replied", "deferred:user-cooldown:1"]
+    # That process is gone (its timer with it); a new one starts on the same database.
+    transport = FakeTransport()
+    after = make_service(transport, user_cooldown_seconds=1.0, claim_lease_seconds=2.0)
+
+    async def scenario() -> None:
+        running = asyncio.create_task(after.run())
+        try:
+            await wait_for(lambda: len(transport.sent) == 1, "the deferred mention's reply")
+            await wait_for(lambda: not store.unhandled(), "the mention marked handled")
+        finally:
+            after.request_stop()
+            await asyncio.wait_for(running, timeout=10)
+
+    run(scenario())
+    assert [r.reply_to for r in transport_of(before).sent] == ["$a1"]
+    assert [r.reply_to for r in transport.sent] == ["$a2"]
+    # A third start finds nothing left to do for it.
+    assert run(make_service()._handle(event("$a2", ts=2))) == "already-replied"
+
+
 def test_run_handles_persisted_and_synced_events(
     make_service: ServiceFactory, store: RoomStore
 ) -> None:

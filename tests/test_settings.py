@@ -196,3 +196,25 @@ def test_malformed_toml_is_a_config_error(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setenv("SUPPORTBOT_CONFIG", str(cfg))
     with pytest.raises(ConfigError, match=r"c\.toml"):
         load_settings()
+
+
+def test_unsure_reply_defaults_to_the_closest_pages_and_auto_reads_as_that(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().unsure_reply == "closest"
+    monkeypatch.setenv("SUPPORTBOT_UNSURE_REPLY", "auto")  # the old default, still accepted
+    assert load_settings().unsure_reply == "closest"
+    monkeypatch.setenv("SUPPORTBOT_UNSURE_REPLY", "note")
+    assert load_settings().unsure_reply == "note"
+    monkeypatch.setenv("SUPPORTBOT_UNSURE_REPLY", "loud")
+    with pytest.raises(ConfigError, match="SUPPORTBOT_UNSURE_REPLY"):
+        load_settings()
+
+
+def test_deferred_mentions_per_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().deferred_mentions_per_user == 3
+    monkeypatch.setenv("SUPPORTBOT_DEFERRED_MENTIONS_PER_USER", "0")
+    assert load_settings().deferred_mentions_per_user == 0
+    monkeypatch.setenv("SUPPORTBOT_DEFERRED_MENTIONS_PER_USER", "-1")
+    with pytest.raises(ConfigError, match="SUPPORTBOT_DEFERRED_MENTIONS_PER_USER"):
+        load_settings()

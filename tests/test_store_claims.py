@@ -239,6 +239,58 @@ def test_two_workers_claiming_the_same_200_events(stores: tuple[RoomStore, RoomS
     assert claim_all(a, "w1", t2) == set()
 
 
+# --- mentions deferred until a rate limit passes -------------------------------------------------
+def test_a_deferred_mention_is_nobodys_until_due_then_exactly_one_workers(
+    stores: tuple[RoomStore, RoomStore],
+) -> None:
+    a, b = stores
+    a.persist_batch([ev("$m", 1), ev("$other", 2, sender="@bob:example.org")], None)
+    t0 = datetime.now(UTC)
+    due = t0 + timedelta(seconds=30)
+    assert a.claim_event("$m", "w1", LEASE, now=t0)
+    assert not b.defer_event("$m", "w2", due, "deferred:user-cooldown:1", now=t0)  # w1's
+    assert a.defer_event("$m", "w1", due, "deferred:user-cooldown:1", now=t0)
+    assert a.held_outcome("$m") == "deferred:user-cooldown:1"
+    assert a.waiting_mentions(ROOM, "@alice:example.org") == (1, 1)
+    assert a.waiting_mentions(ROOM, "@bob:example.org") == (0, 1)
+    assert a.claim_holders(now=t0) == set()  # the deferral is no worker
+    # Before it is due neither worker (not even the one that deferred it) may take it.
+    before = t0 + timedelta(seconds=29)
+    for store, worker in ((a, "w1"), (b, "w2")):
+        assert not store.claim_event("$m", worker, LEASE, now=before)
+        found = store.claimable(worker, received_before=before, limit=10, now=before)
+        assert [e.event_id for e, _ in found] == ["$other"]
+    # Due: both sweep it up as nobody's (no takeover), both claim at once, one wins.
+    after = t0 + timedelta(seconds=31)
+    found = b.claimable("w2", received_before=after, limit=10, now=after)
+    assert [(e.event_id, holder) for e, holder in found] == [("$m", None), ("$other", None)]
+    assert b.expired_holder("$m", "w2", now=after) is None
+    won = together(
+        lambda: a.claim_event("$m", "w1", LEASE, now=after),
+        lambda: b.claim_event("$m", "w2", LEASE, now=after),
+    )
+    assert sorted(won) == [False, True]
+    assert a.waiting_mentions(ROOM, "@alice:example.org") == (0, 0)
+    winner = a if won[0] else b
+    winner.mark_handled("$m", "replied", "w1" if won[0] else "w2")
+    assert a.held_outcome("$m") is None  # handled: no decision pending
+
+
+def test_notices_count_by_user_and_room_while_on_their_way_and_after(store: RoomStore) -> None:
+    store.persist_batch([ev("$n1", 1), ev("$n2", 2, sender="@bob:example.org")], None)
+    t0 = datetime.now(UTC)
+    assert store.notices_since(t0 - timedelta(seconds=60), room_id=ROOM) == 0
+    assert store.hold_outcome("$n1", "w1", "notice:too-many-waiting")
+    assert store.held_outcome("$n1") == "notice:too-many-waiting"
+    since = t0 - timedelta(seconds=60)
+    assert store.notices_since(since, user="@alice:example.org") == 1  # on its way
+    store.mark_handled("$n1", "notice:too-many-waiting", "w1")
+    assert store.notices_since(since, user="@alice:example.org") == 1
+    assert store.notices_since(since, user="@bob:example.org") == 0
+    assert store.notices_since(since, room_id=ROOM) == 1
+    assert store.notices_since(datetime.now(UTC) + timedelta(seconds=1), room_id=ROOM) == 0
+
+
 # --- reply claims --------------------------------------------------------------------------------
 def test_two_workers_claiming_the_same_replies(stores: tuple[RoomStore, RoomStore]) -> None:
     a, b = stores

@@ -110,9 +110,25 @@ def question_text(event: RoomEvent, me: BotIdentity) -> str:
 class ReplyHistory(Protocol):
     """The replies already claimed, by every worker: ``RoomStore`` answers from its tables."""
 
-    def replies_since(self, room_id: str, since: datetime) -> int: ...
+    def reply_times_since(self, room_id: str, since: datetime) -> list[datetime]: ...
 
     def last_reply_to(self, user: str) -> datetime | None: ...
+
+    def notices_since(
+        self, since: datetime, *, room_id: str | None = None, user: str | None = None
+    ) -> int: ...
+
+
+# A reply leaves the room's window this long after it was claimed.
+ROOM_WINDOW = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """Why a reply may not go out now, and when it may at the earliest (both limits counted)."""
+
+    reason: str  # "user-cooldown" or "room-rate-limit"
+    until: datetime
 
 
 @dataclass
@@ -129,14 +145,77 @@ class ReplyLimiter:
     room_per_minute: int
     history: ReplyHistory
 
-    def check(self, room_id: str, user: str, now: datetime | None = None) -> str | None:
-        """None when a reply may go out now, else the reason it may not."""
+    def limit(self, room_id: str, user: str, now: datetime | None = None) -> Limit | None:
+        """None when a reply may go out now, else the first reason and when both will pass."""
         now = now or datetime.now(UTC)
+        reasons: list[tuple[str, datetime]] = []
         if self.user_cooldown > 0:
             last = self.history.last_reply_to(user)
             if last is not None and (now - last).total_seconds() < self.user_cooldown:
-                return "user-cooldown"
-        # A reply leaves the window 60 s after it was claimed.
-        if self.history.replies_since(room_id, now - timedelta(seconds=60)) >= self.room_per_minute:
-            return "room-rate-limit"
+                reasons.append(("user-cooldown", last + timedelta(seconds=self.user_cooldown)))
+        times = sorted(self.history.reply_times_since(room_id, now - ROOM_WINDOW))
+        if len(times) >= self.room_per_minute:
+            # The window frees a slot when enough of its oldest replies have left it.
+            reasons.append(
+                ("room-rate-limit", times[len(times) - self.room_per_minute] + ROOM_WINDOW)
+            )
+        if not reasons:
+            return None
+        return Limit(reasons[0][0], max(until for _, until in reasons))
+
+    def check(self, room_id: str, user: str, now: datetime | None = None) -> str | None:
+        """None when a reply may go out now, else the reason it may not."""
+        limit = self.limit(room_id, user, now)
+        return limit.reason if limit else None
+
+    def notice_limit(self, room_id: str, user: str, now: datetime | None = None) -> str | None:
+        """Why a one-line "can't answer this now" notice may not go out, or None.
+
+        One per user per cooldown (at least a minute: the user was told already), and per room
+        no more than the replies allowed per minute, counted apart from the replies: a flood
+        of mentions can never make the bot flood the room with notices.
+        """
+        now = now or datetime.now(UTC)
+        per_user = max(timedelta(seconds=self.user_cooldown), ROOM_WINDOW)
+        if self.history.notices_since(now - per_user, user=user):
+            return "told-already"
+        if self.history.notices_since(now - ROOM_WINDOW, room_id=room_id) >= self.room_per_minute:
+            return "room-notice-limit"
         return None
+
+
+# Deferring a waiting mention again after its turn came: at most this many times (the room
+# stayed busy): then the asker is told instead of waiting on.
+MAX_DEFER_ROUNDS = 10
+
+
+def defer_rounds(held_outcome: str | None) -> int:
+    """How often the event was deferred, from its stored ``deferred:<reason>:<n>`` outcome."""
+    if not held_outcome or not held_outcome.startswith("deferred:"):
+        return 0
+    count = held_outcome.rsplit(":", 1)[-1]
+    return int(count) if count.isdigit() else 1
+
+
+def mention_action(
+    *,
+    rounds: int,
+    waiting_for_user: int,
+    waiting_in_room: int,
+    max_per_user: int,
+    max_per_room: int,
+) -> str:
+    """What a mention that may not be answered now gets: ``"defer"`` (answered when the
+    limit passes), or the reason the asker is told in one line why not.
+
+    A mention that already waits keeps its place (up to ``MAX_DEFER_ROUNDS``); a new one
+    joins the wait unless its asker (``max_per_user``) or the room (``max_per_room``) already
+    has that many mentions waiting: a flood is told, not queued without end.
+    """
+    if rounds:
+        return "defer" if rounds < MAX_DEFER_ROUNDS else "waited-too-long"
+    if waiting_for_user >= max_per_user:
+        return "too-many-waiting"
+    if waiting_in_room >= max_per_room:
+        return "room-busy"
+    return "defer"

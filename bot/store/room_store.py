@@ -91,6 +91,10 @@ class ReplyClaim:
 
 # Replies that count against the rate limits: sent, or claimed and (maybe) on their way.
 _LIVE_REPLY_STATES = ("pending", "sent")
+# The claim holder of a mention that waits for a rate limit to pass: its ``claimed_until`` is
+# when it is due. No worker has this name, so the event is nobody's until then, and after it
+# the sweepers (and the timer of the worker that deferred it) take it like any other.
+DEFERRED = "supportbot:deferred"
 
 
 def _claimable(worker: str, now: datetime) -> Any:
@@ -256,7 +260,7 @@ class RoomStore:
                     RoomEventRow.event_id == event_id, RoomEventRow.handled_at.is_(None)
                 )
             ).first()
-        if row is None or row.claimed_by in (None, worker) or row.claimed_until is None:
+        if row is None or row.claimed_by in (None, worker, DEFERRED) or row.claimed_until is None:
             return None
         return str(row.claimed_by) if row.claimed_until < now else None
 
@@ -299,7 +303,10 @@ class RoomStore:
                 .order_by(RoomEventRow.origin_ts, RoomEventRow.received_at)
                 .limit(limit)
             ).all()
-            return [(_from_row(r), r.claimed_by) for r in rows]
+            # A deferral that came due is not a worker whose lease ran out.
+            return [
+                (_from_row(r), None if r.claimed_by == DEFERRED else r.claimed_by) for r in rows
+            ]
 
     def claim_holders(self, *, now: datetime | None = None) -> set[str]:
         """Workers whose lease on some unhandled event is still running."""
@@ -311,6 +318,7 @@ class RoomStore:
                     .where(
                         RoomEventRow.handled_at.is_(None),
                         RoomEventRow.claimed_by.is_not(None),
+                        RoomEventRow.claimed_by != DEFERRED,
                         RoomEventRow.claimed_until >= now,
                     )
                     .distinct()
@@ -329,6 +337,95 @@ class RoomStore:
                 .values(claimed_by=None, claimed_until=None)
             )
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    # --- mentions waiting for a rate limit, and the notices that say why one cannot wait -------
+    def defer_event(
+        self,
+        event_id: str,
+        worker: str,
+        until: datetime,
+        outcome: str,
+        *,
+        now: datetime | None = None,
+    ) -> bool:
+        """Hand this worker's claim to the deferral until ``until``; False if another holds it.
+
+        The event stays unhandled: a restart loses nothing, and once ``until`` has passed any
+        worker may claim it (one conditional UPDATE, as ``claim_event``), so it is handled once.
+        ``outcome`` (``deferred:<reason>:<n>``) stays on the row until it is handled.
+        """
+        now = now or utcnow()
+        with self.db.session() as s:
+            result = s.execute(
+                update(RoomEventRow)
+                .where(
+                    RoomEventRow.event_id == event_id,
+                    RoomEventRow.handled_at.is_(None),
+                    _claimable(worker, now),
+                )
+                .values(claimed_by=DEFERRED, claimed_until=until, outcome=outcome[:64])
+            )
+            return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
+
+    def hold_outcome(self, event_id: str, worker: str, outcome: str) -> bool:
+        """Record a decision (``notice:<reason>``) on an unhandled event before acting on it, so
+        a restart repeats that decision instead of taking another; False if another holds it."""
+        now = utcnow()
+        with self.db.session() as s:
+            result = s.execute(
+                update(RoomEventRow)
+                .where(
+                    RoomEventRow.event_id == event_id,
+                    RoomEventRow.handled_at.is_(None),
+                    _claimable(worker, now),
+                )
+                .values(outcome=outcome[:64])
+            )
+            return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
+
+    def held_outcome(self, event_id: str) -> str | None:
+        """The decision stored on a not yet handled event (``deferred:...``, ``notice:...``)."""
+        with self.db.session() as s:
+            return s.scalar(
+                select(RoomEventRow.outcome).where(
+                    RoomEventRow.event_id == event_id, RoomEventRow.handled_at.is_(None)
+                )
+            )
+
+    def waiting_mentions(self, room_id: str, user: str) -> tuple[int, int]:
+        """Deferred mentions not yet picked up again: (this user's, this room's)."""
+        waiting = (RoomEventRow.handled_at.is_(None), RoomEventRow.claimed_by == DEFERRED)
+        with self.db.session() as s:
+            by_user = s.scalar(
+                select(func.count())
+                .select_from(RoomEventRow)
+                .where(*waiting, RoomEventRow.sender == user)
+            )
+            in_room = s.scalar(
+                select(func.count())
+                .select_from(RoomEventRow)
+                .where(*waiting, RoomEventRow.room_id == room_id)
+            )
+        return int(by_user or 0), int(in_room or 0)
+
+    def notices_since(
+        self, since: datetime, *, room_id: str | None = None, user: str | None = None
+    ) -> int:
+        """ "Can't answer this now" notices sent after ``since`` or still on their way."""
+        query = (
+            select(func.count())
+            .select_from(RoomEventRow)
+            .where(
+                RoomEventRow.outcome.like("notice:%"),
+                or_(RoomEventRow.handled_at.is_(None), RoomEventRow.handled_at > since),
+            )
+        )
+        if room_id is not None:
+            query = query.where(RoomEventRow.room_id == room_id)
+        if user is not None:
+            query = query.where(RoomEventRow.sender == user)
+        with self.db.session() as s:
+            return int(s.scalar(query) or 0)
 
     def event(self, event_id: str) -> RoomEvent | None:
         with self.db.session() as s:
@@ -469,6 +566,21 @@ class RoomStore:
                 )
             )
             return int(count or 0)
+
+    def reply_times_since(self, room_id: str, since: datetime) -> list[datetime]:
+        """When the replies counted by ``replies_since`` were claimed, oldest first."""
+        with self.db.session() as s:
+            return list(
+                s.scalars(
+                    select(ReplyRow.created_at)
+                    .where(
+                        ReplyRow.room_id == room_id,
+                        ReplyRow.state.in_(_LIVE_REPLY_STATES),
+                        ReplyRow.created_at > since,
+                    )
+                    .order_by(ReplyRow.created_at)
+                )
+            )
 
     def last_reply_to(self, user: str) -> datetime | None:
         """When a reply to a question by this user was last claimed, in any room."""
