@@ -114,3 +114,46 @@ def test_pairs_link_where_the_room_is_reached() -> None:
     )
     assert isinstance(change, Upsert)
     assert change.pair.url == "http://127.0.0.1:8080/room#$q"
+
+
+# --- pairs made by the asker's reaction alone wait for a maintainer ----------------------------
+SECOND = msg("$a", BOB, "paste this snippet", rel_type="m.thread", relates_to="$q")
+
+
+def react(sender: str, key: str = "✅", target: str = "$a") -> RoomEvent:
+    return RoomEvent(
+        "!r", "$re", sender, 0, "m.reaction", None, key, rel_type="m.annotation", relates_to=target
+    )
+
+
+def test_an_askers_reaction_makes_a_pending_pair() -> None:
+    [change] = run(react(ALICE), [QUESTION, SECOND])
+    assert isinstance(change, Upsert) and change.review == "pending"
+    # A maintainer's answer is trusted at once.
+    answer = msg("$m", MAINT, "Set layer.trainable = False.", rel_type="m.thread", relates_to="$q")
+    [change] = run(answer, [QUESTION, answer])
+    assert isinstance(change, Upsert) and change.review == "approved"
+
+
+def test_an_askers_reaction_never_replaces_a_maintainers_pair() -> None:
+    maintainers = [StoredPair(thread_key("$q"), "maintainer-thread", "$q", "$m")]
+    assert run(react(ALICE), [QUESTION, SECOND], maintainers) == []
+    approved = [StoredPair(thread_key("$q"), "accepted-reaction", "$q", "$a0", "approved")]
+    assert run(react(ALICE), [QUESTION, SECOND], approved) == []
+    # A pair still waiting may be replaced: the asker changed their mind.
+    waiting = [StoredPair(thread_key("$q"), "accepted-reaction", "$q", "$a0", "pending")]
+    [change] = run(react(ALICE), [QUESTION, SECOND], waiting)
+    assert isinstance(change, Upsert) and change.answer_event_id == "$a"
+    assert change.review == "pending"
+    # A rejected answer is not proposed again by the same reaction.
+    rejected = [StoredPair(thread_key("$q"), "accepted-reaction", "$q", "$a", "rejected")]
+    assert run(react(ALICE), [QUESTION, SECOND], rejected) == []
+
+
+def test_a_maintainers_answer_replaces_a_pair_nobody_approved() -> None:
+    answer = msg("$m", MAINT, "Set layer.trainable = False.", rel_type="m.thread", relates_to="$q")
+    for review in ("pending", "rejected"):
+        stored = [StoredPair(thread_key("$q"), "accepted-reaction", "$q", "$a", review)]
+        [change] = run(answer, [QUESTION, answer, SECOND], stored)
+        assert isinstance(change, Upsert) and change.review == "approved"
+        assert change.pair.answered_by == MAINT
