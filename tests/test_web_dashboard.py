@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from bot.answerer import LiveAnswerer
-from bot.chat import OutgoingReply
+from bot.chat import OutgoingReply, RoomEvent
 from bot.errors import TransientError
 from bot.local_room import LocalRoom, LocalTransport
 from bot.retrieval.index import load_index
@@ -645,7 +645,9 @@ def test_signed_in_pages_render(tmp_path: Path) -> None:
 
 
 # --- the service side: posting for real, and noticing answers in the room ------------------------
-def service_in_local_room(tmp_path: Path) -> tuple[RoomService, LocalRoom, Database]:
+def service_in_local_room(
+    tmp_path: Path, **overrides: Any
+) -> tuple[RoomService, LocalRoom, Database]:
     settings = load_settings(
         data_dir=tmp_path,
         serve_http=False,
@@ -653,6 +655,7 @@ def service_in_local_room(tmp_path: Path) -> tuple[RoomService, LocalRoom, Datab
         index_watch_seconds=0,
         backoff_initial_seconds=0.001,
         backoff_max_seconds=0.002,
+        **overrides,
     )
     db = Database(settings.resolved_database_url)
     db.create_schema()
@@ -754,7 +757,7 @@ def test_post_from_dashboard_retries_then_reports_a_clear_error(tmp_path: Path) 
 
 
 def test_a_person_answering_in_the_thread_marks_the_question_answered(tmp_path: Path) -> None:
-    service, _room, db = service_in_local_room(tmp_path)
+    service, _room, db = service_in_local_room(tmp_path, maintainers=[BOB])
     store = service.store
     add_question(store, "$q1", "how do I save?", sender=ALICE, ts=1000)
     add_question(store, "$q2", "how do I load?", sender=ALICE, ts=1001)
@@ -793,6 +796,62 @@ def test_a_person_answering_in_the_thread_marks_the_question_answered(tmp_path: 
         assert q1.answered_at == datetime.fromtimestamp(3, UTC)  # when they wrote it
         assert (q2.status, q2.answered_by) == ("answered_person", BOB)
         assert (q3.status, q3.answered_by) == ("dismissed", None)
+    finally:
+        service.executor.shutdown()
+        db.close()
+
+
+def test_only_a_trusted_reply_or_the_askers_acceptance_marks_a_question_answered(
+    tmp_path: Path,
+) -> None:
+    maint, carol = "@maint:example.org", "@carol:example.org"
+    service, _room, db = service_in_local_room(tmp_path, maintainers=[maint])
+    store = service.store
+    add_question(store, "$q1", "how do I save?", sender=ALICE, ts=1000)
+    add_question(store, "$q2", "how do I load?", sender=ALICE, ts=1001)
+
+    def reaction(event_id: str, sender: str, target: str, ts: int) -> RoomEvent:
+        return RoomEvent(
+            ROOM, event_id, sender, ts, "m.reaction", None, "✅",
+            rel_type="m.annotation", relates_to=target,
+        )  # fmt: skip
+
+    events = [
+        # "+1" and "same here" from other people answer nothing.
+        room_event("$plus", "+1", sender=BOB, rel_type="m.thread", relates_to="$q1", ts=2000),
+        room_event("$same", "same here", sender=carol, in_reply_to="$q1", ts=2500),
+        # Someone else's ✅ on a reply is not the asker's acceptance.
+        reaction("$r1", carol, "$plus", 2600),
+        # A maintainer's reply counts.
+        room_event(
+            "$m", "model.save", sender=maint, rel_type="m.thread", relates_to="$q1", ts=3000
+        ),
+        # Bob's reply to q2 counts once the asker accepts it.
+        room_event(
+            "$ans", "load_model", sender=BOB, rel_type="m.thread", relates_to="$q2", ts=4000
+        ),
+        reaction("$r2", ALICE, "$ans", 5000),
+    ]
+    store.persist_batch(events, None)
+
+    async def handle(batch: list[RoomEvent]) -> None:
+        for event in batch:
+            await service._handle(event)
+
+    try:
+        asyncio.run(handle(events[:3]))
+        q1, q2 = store.question("$q1"), store.question("$q2")
+        assert q1 is not None and q2 is not None
+        assert (q1.status, q1.answered_by) == ("suggested", None)
+        asyncio.run(handle(events[3:5]))
+        q1, q2 = store.question("$q1"), store.question("$q2")
+        assert q1 is not None and q2 is not None
+        assert (q1.status, q1.answered_by) == ("answered_person", maint)
+        assert (q2.status, q2.answered_by) == ("suggested", None)
+        asyncio.run(handle(events[5:]))
+        q2 = store.question("$q2")
+        assert q2 is not None and (q2.status, q2.answered_by) == ("answered_person", BOB)
+        assert q2.answered_at == datetime.fromtimestamp(5, UTC)  # when the asker accepted
     finally:
         service.executor.shutdown()
         db.close()

@@ -387,20 +387,30 @@ class DashboardStore:
             return True
 
     def note_reply_in_thread(
-        self, question_ids: Sequence[str], responder: str, at: datetime
+        self,
+        question_ids: Sequence[str],
+        responder: str,
+        at: datetime,
+        *,
+        asker: str | None = None,
     ) -> int:
-        """A person other than the asker replied in a question's thread: it counts as answered
-        unless it was dismissed or already answered. Returns how many questions changed."""
+        """A person other than the asker answered in a question's thread (the caller decides
+        whose reply counts): it is answered unless it was dismissed or already answered.
+        ``asker``: only questions that person asked (the asker accepted the reply). Returns
+        how many questions changed."""
         if not question_ids:
             return 0
+        conditions = [
+            QuestionRow.event_id.in_(list(dict.fromkeys(question_ids))),
+            QuestionRow.asker != responder,
+            QuestionRow.status.in_(OPEN_STATUSES),
+        ]
+        if asker is not None:
+            conditions.append(QuestionRow.asker == asker)
         with self.db.session() as s:
             result = s.execute(
                 update(QuestionRow)
-                .where(
-                    QuestionRow.event_id.in_(list(dict.fromkeys(question_ids))),
-                    QuestionRow.asker != responder,
-                    QuestionRow.status.in_(OPEN_STATUSES),
-                )
+                .where(*conditions)
                 .values(
                     status="answered_person",
                     answered_by=responder,
