@@ -42,6 +42,47 @@ class RoomEvent:
 
 
 @dataclass(frozen=True)
+class PowerLevels:
+    """What the bot reads of a room's ``m.room.power_levels``: each user's level and the
+    level a redaction of someone else's message needs."""
+
+    users: Mapping[str, int] = field(default_factory=dict)
+    users_default: int = 0
+    redact: int = 50  # the spec's default
+
+    def of(self, user: str) -> int:
+        return self.users.get(user, self.users_default)
+
+    @classmethod
+    def from_content(cls, content: object) -> PowerLevels:
+        """From the event's content; values of the wrong type get the spec's defaults."""
+        if not isinstance(content, Mapping):
+            return cls()
+
+        raw_users = content.get("users")
+        pairs = raw_users.items() if isinstance(raw_users, Mapping) else ()
+        users = {u: n for u, v in pairs if isinstance(u, str) and (n := _level(v)) is not None}
+        return cls(
+            users=users,
+            users_default=_or(_level(content.get("users_default")), 0),
+            redact=_or(_level(content.get("redact")), 50),
+        )
+
+
+def _level(value: object) -> int | None:
+    """A power level from JSON: an integer within JSON's safe range (bool is not a number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not abs(value) < 2**53:  # NaN and infinities too
+        return None
+    return int(value)
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
+@dataclass(frozen=True)
 class SyncBatch:
     """One /sync response: the new events in order, and the token to resume after them."""
 

@@ -37,7 +37,7 @@ from nio import (
     WhoamiResponse,
 )
 
-from bot.chat import OutgoingReply, RoomEvent, SyncBatch, parse_event
+from bot.chat import OutgoingReply, PowerLevels, RoomEvent, SyncBatch, parse_event
 from bot.errors import FatalError, MessageRejectedError, TransientError
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,8 @@ class MatrixTransport:
         self._configured_rooms = list(rooms)
         self.room_ids: list[str] = []
         self.display_name: str | None = None
-        self.power_levels: dict[str, dict[str, int]] = {}  # room -> user -> level, at connect
+        # Read at connect, then kept current from m.room.power_levels events in the sync.
+        self.power_levels: dict[str, PowerLevels] = {}
         self.sync_timeout_ms = sync_timeout_ms
         self.timeline_limit = timeline_limit
         self.history_depth = history_depth
@@ -191,10 +192,7 @@ class MatrixTransport:
         self.room_ids = room_ids
         for room_id in room_ids:
             levels = await self.client.room_get_state_event(room_id, "m.room.power_levels")
-            users = getattr(levels, "content", {}).get("users", {}) if levels else {}
-            self.power_levels[room_id] = {
-                u: int(v) for u, v in users.items() if isinstance(v, int | float)
-            }
+            self.power_levels[room_id] = PowerLevels.from_content(getattr(levels, "content", {}))
         name = await self.client.get_displayname(self.user_id)
         if isinstance(name, ProfileGetDisplayNameResponse):
             self.display_name = name.displayname

@@ -11,7 +11,9 @@ stored) and returns the changes to make to the past-answer table.
   answer otherwise). It never replaces a maintainer's or an approved pair; a trusted answer
   replaces a pair nobody approved.
 * An edit (``m.replace``) by the original sender updates the stored question or answer text.
-* A redaction of the question or the answer removes the pair.
+* A redaction of the question or the answer removes the pair, when it comes from that
+  message's sender or a moderator (anyone may send a redaction event; the server applies it
+  only for those two).
 """
 
 from __future__ import annotations
@@ -81,9 +83,16 @@ def learn(
     bot_user: str,
     bot_replied: Callable[[str], bool],
     permalink: Callable[[str, str], str] = matrix_permalink,
+    is_moderator: Callable[[str, str], bool] = lambda _room, _user: False,
 ) -> list[Change]:
     if event.event_type == "m.room.redaction" and event.relates_to:
-        return [Remove(event.relates_to)] if pairs_touching(event.relates_to) else []
+        if not pairs_touching(event.relates_to):
+            return []
+        target = lookup(event.relates_to)
+        own = target is not None and target.sender == event.sender
+        if own or is_moderator(event.room_id, event.sender):
+            return [Remove(event.relates_to)]
+        return []
     if event.event_type == "m.reaction":
         changes = _accept(
             event, lookup=lookup, pair_for_question=pair_for_question, bot_user=bot_user

@@ -44,13 +44,13 @@ from bot.answering.policy import (
 )
 from bot.answering.render import markdown_to_html
 from bot.answering.reply import SuggestedReply
-from bot.chat import ChatTransport, OutgoingReply, RoomEvent
+from bot.chat import ChatTransport, OutgoingReply, PowerLevels, RoomEvent
 from bot.dashboard_bridge import DashboardBridge
 from bot.errors import FatalError, MessageRejectedError, TransientError
 from bot.metrics import Metrics
 from bot.mining import ACCEPT_KEYS, learn
 from bot.settings import Settings
-from bot.store.dashboard_store import LAST_BUILD_KEY, DashboardStore
+from bot.store.dashboard_store import LAST_BUILD_KEY, MODERATOR_REDACTION, DashboardStore
 from bot.store.room_store import RoomStore
 from bot.web.app import build_app
 from bot.web.context import WebContext
@@ -594,11 +594,22 @@ class RoomService:
                 },
             )
 
+    def _power(self, room_id: str) -> PowerLevels | None:
+        # Read at each use: the transport follows m.room.power_levels changes in the sync.
+        levels: dict[str, PowerLevels] = getattr(self.transport, "power_levels", {})
+        return levels.get(room_id)
+
     def _is_trusted(self, room_id: str, user: str) -> bool:
         if user in self.maintainers:
             return True
-        levels = getattr(self.transport, "power_levels", {}).get(room_id, {})
-        return int(levels.get(user, 0)) >= self.settings.maintainer_power_level
+        levels = self._power(room_id)
+        return levels is not None and levels.of(user) >= self.settings.maintainer_power_level
+
+    def _is_moderator(self, room_id: str, user: str) -> bool:
+        """May redact other people's messages in the room (by power level, as the server
+        decides; a configured maintainer without that level may not)."""
+        levels = self._power(room_id)
+        return levels is not None and levels.of(user) >= levels.redact
 
     def _learn_sync(self, event: RoomEvent) -> int:
         changes = learn(
@@ -610,6 +621,7 @@ class RoomService:
             bot_user=self.me.user_id,
             bot_replied=self.store.bot_replied,
             permalink=self._permalink,
+            is_moderator=self._is_moderator,
         )
         return self.store.apply_changes(changes) if changes else 0
 
@@ -637,6 +649,12 @@ class RoomService:
         await self._learn(event)
         if event.event_type == "m.reaction" and event.sender != self.me.user_id:
             await self._note_acceptance(event)
+        if event.event_type == "m.room.redaction" and self._is_moderator(
+            event.room_id, event.sender
+        ):
+            # Recorded so the dashboard blanks the message: a redaction by anyone but the
+            # message's sender counts only from a moderator.
+            return MODERATOR_REDACTION
         reason = ignore_reason(event, self.me, self.ignore_users)
         if reason:
             return f"ignored:{reason}"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from bot.chat import RoomEvent
 from bot.mining import Change, Remove, StoredPair, UpdateText, Upsert, learn, thread_key
 
-BOT, ALICE, BOB, MAINT = "@bot:x", "@alice:x", "@bob:x", "@maint:x"
+BOT, ALICE, BOB, MAINT, MOD = "@bot:x", "@alice:x", "@bob:x", "@maint:x", "@mod:x"
 
 
 def msg(eid: str, sender: str, body: str, **kw: object) -> RoomEvent:
@@ -31,6 +31,7 @@ def run(
         is_trusted=lambda _room, user: user == MAINT,
         bot_user=BOT,
         bot_replied=lambda _q: replied,
+        is_moderator=lambda _room, user: user == MOD,
     )
 
 
@@ -157,3 +158,23 @@ def test_a_maintainers_answer_replaces_a_pair_nobody_approved() -> None:
         [change] = run(answer, [QUESTION, answer, SECOND], stored)
         assert isinstance(change, Upsert) and change.review == "approved"
         assert change.pair.answered_by == MAINT
+
+
+def test_only_the_sender_or_a_moderator_redacts_a_pair_away() -> None:
+    pairs = [StoredPair(thread_key("$q"), "maintainer-thread", "$q", "$a")]
+    answer = msg("$a", MAINT, "Set trainable.", rel_type="m.thread", relates_to="$q")
+
+    def redaction(sender: str, target: str = "$a") -> RoomEvent:
+        return RoomEvent("!r", "$d", sender, 0, "m.room.redaction", None, "", relates_to=target)
+
+    # Anyone may send a redaction event; the server applies it only for these two, and the
+    # bot must not remove a pair on the word of anyone else.
+    assert run(redaction(BOB), [QUESTION, answer], pairs) == []
+    assert run(redaction(ALICE), [QUESTION, answer], pairs) == []
+    assert run(redaction(MAINT), [QUESTION, answer], pairs) == [Remove("$a")]
+    assert run(redaction(MOD), [QUESTION, answer], pairs) == [Remove("$a")]
+    assert run(redaction(ALICE, "$q"), [QUESTION, answer], pairs) == [Remove("$q")]
+    # An event the bot never saw: only a moderator's redaction is believed.
+    unseen = [StoredPair(thread_key("$q"), "maintainer-thread", "$q", "$x")]
+    assert run(redaction(BOB, "$x"), [QUESTION], unseen) == []
+    assert run(redaction(MOD, "$x"), [QUESTION], unseen) == [Remove("$x")]

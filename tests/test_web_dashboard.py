@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from bot.answerer import LiveAnswerer
-from bot.chat import OutgoingReply, RoomEvent
+from bot.chat import OutgoingReply, PowerLevels, RoomEvent
 from bot.errors import TransientError
 from bot.local_room import LocalRoom, LocalTransport
 from bot.retrieval.index import load_index
@@ -852,6 +852,50 @@ def test_only_a_trusted_reply_or_the_askers_acceptance_marks_a_question_answered
         q2 = store.question("$q2")
         assert q2 is not None and (q2.status, q2.answered_by) == ("answered_person", BOB)
         assert q2.answered_at == datetime.fromtimestamp(5, UTC)  # when the asker accepted
+    finally:
+        service.executor.shutdown()
+        db.close()
+
+
+def test_a_redaction_blanks_a_message_only_from_its_sender_or_a_moderator(
+    tmp_path: Path,
+) -> None:
+    mod, carol = "@mod:example.org", "@carol:example.org"
+    service, _room, db = service_in_local_room(tmp_path)
+    service.transport.power_levels[ROOM] = PowerLevels(users={mod: 50})  # type: ignore[attr-defined]
+    store = service.store
+    add_question(store, "$q1", "how do I save?", sender=ALICE, ts=1000)
+
+    def reply(event_id: str, body: str, sender: str, ts: int) -> RoomEvent:
+        return room_event(
+            event_id, body, sender=sender, rel_type="m.thread", relates_to="$q1", ts=ts
+        )
+
+    def redaction(event_id: str, sender: str, target: str, ts: int) -> RoomEvent:
+        return RoomEvent(
+            ROOM, event_id, sender, ts, "m.room.redaction", None, "", relates_to=target
+        )
+
+    events = [
+        reply("$r1", "use model.save", BOB, 2000),
+        reply("$r2", "or pickle it", carol, 2100),
+        reply("$r3", "buy followers here", carol, 2200),
+        redaction("$x1", carol, "$r1", 3000),  # someone else's message: the server ignores it
+        redaction("$x2", carol, "$r2", 3100),  # their own
+        redaction("$x3", mod, "$r3", 3200),  # a moderator's
+    ]
+    store.persist_batch(events, None)
+
+    async def handle_all() -> None:
+        for event in events:
+            store.mark_handled(event.event_id, await service._handle(event) or "")
+
+    try:
+        asyncio.run(handle_all())
+        shown = {m.event_id: m for m in DashboardStore(db).thread("$q1")}
+        assert (shown["$r1"].body, shown["$r1"].deleted) == ("use model.save", False)
+        assert (shown["$r2"].body, shown["$r2"].deleted) == ("", True)
+        assert (shown["$r3"].body, shown["$r3"].deleted) == ("", True)
     finally:
         service.executor.shutdown()
         db.close()

@@ -31,6 +31,8 @@ from bot.store.models import (
 # JSON in sync_state: when, trigger, ok, version or error, seconds (written by the service).
 LAST_BUILD_KEY = "index.last_build"
 
+# The outcome the service records for a redaction sent by a moderator (by power level).
+MODERATOR_REDACTION = "redaction:moderator"
 STATUSES = ("new", "suggested", "answered_bot", "answered_person", "dismissed")
 OPEN_STATUSES = ("new", "suggested")
 ANSWERED_STATUSES = ("answered_bot", "answered_person")
@@ -281,14 +283,20 @@ class DashboardStore:
                 # Only the author's own edits count (as in Matrix clients); the last one wins.
                 if edit.relates_to and sender_of.get(edit.relates_to) == edit.sender:
                     edits[edit.relates_to] = edit.body
-            redacted = set(
-                s.scalars(
-                    select(RoomEventRow.relates_to).where(
+            # Anyone may send a redaction; it counts from the message's sender, or from a
+            # moderator (the service records that outcome when it handles the redaction).
+            redacted = {
+                target
+                for target, by, outcome in s.execute(
+                    select(
+                        RoomEventRow.relates_to, RoomEventRow.sender, RoomEventRow.outcome
+                    ).where(
                         RoomEventRow.event_type == "m.room.redaction",
                         RoomEventRow.relates_to.in_(sorted(ids)),
                     )
                 )
-            )
+                if target and (by == sender_of.get(target) or outcome == MODERATOR_REDACTION)
+            }
             posts = {
                 post.reply_event_id: post
                 for post in s.scalars(
