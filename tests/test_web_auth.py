@@ -565,3 +565,18 @@ def test_default_cost_is_owasps_minimum(monkeypatch: pytest.MonkeyPatch) -> None
     assert verify_password(PASSWORD, encoded) and not needs_rehash(encoded)
     # What the test suite's cheaper setting made is rehashed at the next sign-in.
     assert needs_rehash(hash_password(PASSWORD, n=2**14))
+
+
+def test_an_old_hash_is_replaced_at_the_next_sign_in(tmp_path: Path) -> None:
+    ctx = make_context(tmp_path)
+    store = AuthStore(ctx.db)
+    assert store.add_user("maria", hash_password(PASSWORD, n=2**10, r=4)) == "created"
+
+    async def scenario(client: Client) -> None:
+        assert (await login(client)).status == 303
+        stored = store.password_hash("maria")
+        assert stored is not None and not needs_rehash(stored)
+        assert stored.split("$")[1:4] == [os.environ[TEST_COST_ENV], "8", "1"]
+        assert verify_password(PASSWORD, stored)
+
+    serve(ctx, scenario)
