@@ -41,6 +41,70 @@ class RoomEvent:
         return self.event_id
 
 
+# Room versions in which the creator has no special power (from 12 on, creators outrank all).
+_VERSIONS_WITHOUT_CREATOR_POWER = frozenset(str(n) for n in range(1, 12))
+CREATOR_LEVEL = 2**53  # "infinite": above any level a power_levels event can hold
+
+
+@dataclass(frozen=True)
+class PowerLevels:
+    """What the bot reads of a room's ``m.room.power_levels``: each user's level and the
+    level a redaction of someone else's message needs. ``creators``: the room's creators
+    where the room version gives them unlimited power (12 and later)."""
+
+    users: Mapping[str, int] = field(default_factory=dict)
+    users_default: int = 0
+    redact: int = 50  # the spec's default
+    creators: frozenset[str] = frozenset()
+
+    def of(self, user: str) -> int:
+        if user in self.creators:
+            return CREATOR_LEVEL
+        return self.users.get(user, self.users_default)
+
+    @classmethod
+    def from_content(cls, content: object, creators: frozenset[str] = frozenset()) -> PowerLevels:
+        """From the event's content; values of the wrong type get the spec's defaults."""
+        if not isinstance(content, Mapping):
+            return cls(creators=creators)
+
+        raw_users = content.get("users")
+        pairs = raw_users.items() if isinstance(raw_users, Mapping) else ()
+        users = {u: n for u, v in pairs if isinstance(u, str) and (n := _level(v)) is not None}
+        return cls(
+            users=users,
+            users_default=_or(_level(content.get("users_default")), 0),
+            redact=_or(_level(content.get("redact")), 50),
+            creators=creators,
+        )
+
+
+def creators_of(create_event: Mapping[str, Any]) -> frozenset[str]:
+    """Who created the room, from its ``m.room.create`` event, where that gives unlimited
+    power (room version 12 on: the sender and ``additional_creators``); else nobody."""
+    content = create_event.get("content")
+    if not isinstance(content, Mapping):
+        return frozenset()
+    if str(content.get("room_version", "1")) in _VERSIONS_WITHOUT_CREATOR_POWER:
+        return frozenset()
+    extra = content.get("additional_creators")
+    names = [create_event.get("sender"), *(extra if isinstance(extra, list) else [])]
+    return frozenset(n for n in names if isinstance(n, str))
+
+
+def _level(value: object) -> int | None:
+    """A power level from JSON: an integer within JSON's safe range (bool is not a number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not abs(value) < 2**53:  # NaN and infinities too
+        return None
+    return int(value)
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
 @dataclass(frozen=True)
 class SyncBatch:
     """One /sync response: the new events in order, and the token to resume after them."""

@@ -69,6 +69,7 @@ class DashboardBridge:
             rebuild=self.start_rebuild if self.svc.reindex is not None else None,
             index_manifest=index_manifest if retriever is not None else None,
             local_room=getattr(self.svc.transport, "local_room", None),
+            past_answers_changed=self.svc.past_answers_changed.set,
         )
 
     async def start_rebuild(self) -> None:
@@ -140,7 +141,8 @@ class DashboardBridge:
             return
 
         def learn_it() -> int:
-            if self.svc.store.pair_for_question(question.event_id) is not None:
+            stored = self.svc.store.pair_for_question(question.event_id)
+            if stored is not None and stored.review == "approved":
                 return 0  # the first trusted answer stays, as for answers in the room
             change = dashboard_answer(
                 question,

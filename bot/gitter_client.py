@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -30,6 +30,7 @@ from nio import (
     JoinResponse,
     MessageDirection,
     ProfileGetDisplayNameResponse,
+    RoomGetStateResponse,
     RoomMessagesResponse,
     RoomResolveAliasResponse,
     RoomSendResponse,
@@ -37,7 +38,14 @@ from nio import (
     WhoamiResponse,
 )
 
-from bot.chat import OutgoingReply, RoomEvent, SyncBatch, parse_event
+from bot.chat import (
+    OutgoingReply,
+    PowerLevels,
+    RoomEvent,
+    SyncBatch,
+    creators_of,
+    parse_event,
+)
 from bot.errors import FatalError, MessageRejectedError, TransientError
 
 log = logging.getLogger(__name__)
@@ -45,6 +53,7 @@ log = logging.getLogger(__name__)
 GITTER_HOMESERVER = "https://gitter.im"
 # Messages to answer; reactions and redactions to learn which answers were accepted or removed.
 TIMELINE_TYPES = ("m.room.message", "m.reaction", "m.room.redaction")
+POWER_LEVELS = "m.room.power_levels"
 # Pages of /messages fetched to fill one gap; beyond this the rest is logged as skipped.
 _MAX_GAP_PAGES = 50
 _NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, OSError)
@@ -90,8 +99,9 @@ def _sync_filter(room_ids: list[str], timeline_limit: int) -> dict[str, Any]:
         "account_data": nothing,
         "room": {
             "rooms": room_ids,
-            "timeline": {"limit": timeline_limit, "types": list(TIMELINE_TYPES)},
-            "state": {"lazy_load_members": True, "types": []},
+            # Power-level changes too, so trust and moderation follow the room while it runs.
+            "timeline": {"limit": timeline_limit, "types": [*TIMELINE_TYPES, POWER_LEVELS]},
+            "state": {"lazy_load_members": True, "types": [POWER_LEVELS]},
             "ephemeral": nothing,
             "account_data": nothing,
         },
@@ -121,7 +131,9 @@ class MatrixTransport:
         self._configured_rooms = list(rooms)
         self.room_ids: list[str] = []
         self.display_name: str | None = None
-        self.power_levels: dict[str, dict[str, int]] = {}  # room -> user -> level, at connect
+        # Read at connect, then kept current from m.room.power_levels events in the sync.
+        self.power_levels: dict[str, PowerLevels] = {}
+        self._creators: dict[str, frozenset[str]] = {}
         self.sync_timeout_ms = sync_timeout_ms
         self.timeline_limit = timeline_limit
         self.history_depth = history_depth
@@ -190,11 +202,14 @@ class MatrixTransport:
             room_ids.append(joined.room_id)
         self.room_ids = room_ids
         for room_id in room_ids:
-            levels = await self.client.room_get_state_event(room_id, "m.room.power_levels")
-            users = getattr(levels, "content", {}).get("users", {}) if levels else {}
-            self.power_levels[room_id] = {
-                u: int(v) for u, v in users.items() if isinstance(v, int | float)
-            }
+            state = await self.client.room_get_state(room_id)
+            events = state.events if isinstance(state, RoomGetStateResponse) else []
+            creates = [
+                e for e in events if isinstance(e, dict) and e.get("type") == "m.room.create"
+            ]
+            self._creators[room_id] = creators_of(creates[0]) if creates else frozenset()
+            self.power_levels[room_id] = PowerLevels(creators=self._creators[room_id])
+            self._follow_power_levels(room_id, events)
         name = await self.client.get_displayname(self.user_id)
         if isinstance(name, ProfileGetDisplayNameResponse):
             self.display_name = name.displayname
@@ -218,6 +233,10 @@ class MatrixTransport:
                 if room_id not in self.room_ids:
                     continue
                 timeline = room.timeline
+                # The state section holds the room's state before a limited timeline.
+                self._follow_power_levels(
+                    room_id, [e.source for e in (*room.state, *timeline.events)]
+                )
                 if timeline.limited and since is not None and timeline.prev_batch:
                     events.extend(await self._backfill(room_id, timeline.prev_batch, since))
                 origin = "history" if first else "live"
@@ -233,6 +252,17 @@ class MatrixTransport:
             raise TransientError(str(exc)) from exc
         except _NETWORK_ERRORS as exc:
             raise TransientError(f"sync failed: {exc!r}") from exc
+
+    def _follow_power_levels(self, room_id: str, raw_events: Sequence[object]) -> None:
+        """Keep the room's power levels current: the last ``m.room.power_levels`` wins."""
+        for raw in raw_events:
+            if (
+                isinstance(raw, Mapping)
+                and raw.get("type") == POWER_LEVELS
+                and raw.get("state_key") == ""
+            ):
+                creators = self._creators.get(room_id, frozenset())
+                self.power_levels[room_id] = PowerLevels.from_content(raw.get("content"), creators)
 
     @staticmethod
     def _parse_all(

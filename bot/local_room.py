@@ -27,7 +27,7 @@ from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.chat import OutgoingReply, RoomEvent, SyncBatch, parse_event
+from bot.chat import OutgoingReply, PowerLevels, RoomEvent, SyncBatch, parse_event
 from bot.errors import MessageRejectedError, SchemaOutdatedError
 from bot.store.database import Database
 from bot.store.models import LocalRoomEventRow
@@ -407,7 +407,7 @@ class LocalTransport:
         self.display_name: str | None = None
         self.room_ids = [room.room_id]
         # The bot is the room's admin, like a room creator; everyone else is at 0.
-        self.power_levels: dict[str, dict[str, int]] = {room.room_id: {room.bot_user: 100}}
+        self.power_levels = {room.room_id: PowerLevels(users={room.bot_user: 100})}
         self.sync_timeout_ms = sync_timeout_ms
         self.history_depth = history_depth
         self.timeline_limit = max(1, timeline_limit)

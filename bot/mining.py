@@ -6,9 +6,14 @@ stored) and returns the changes to make to the past-answer table.
 * A reply (``m.thread`` or ``m.in_reply_to``) by a trusted answerer — a configured maintainer
   or someone at or above the power-level threshold — to someone else's message makes a pair;
   the first trusted reply wins. After a bot reply in that thread it is a correction.
-* A ✅/👍 reaction by the asker on a reply accepts that reply: it replaces a maintainer pair.
+* A ✅/👍 reaction by the asker on a reply proposes that reply: the pair waits as *pending*
+  until a maintainer approves it on the dashboard (one person with two accounts could plant an
+  answer otherwise). It never replaces a maintainer's or an approved pair; a trusted answer
+  replaces a pair nobody approved.
 * An edit (``m.replace``) by the original sender updates the stored question or answer text.
-* A redaction of the question or the answer removes the pair.
+* A redaction of the question or the answer removes the pair, when it comes from that
+  message's sender or a moderator (anyone may send a redaction event; the server applies it
+  only for those two).
 """
 
 from __future__ import annotations
@@ -23,12 +28,16 @@ from index_builder.sources.past_answers import PastAnswer, matrix_permalink
 ACCEPT_KEYS = frozenset({"✅", "✔️", "✔", "☑️", "👍", "👍️", "+1"})
 
 
+APPROVED, PENDING, REJECTED = "approved", "pending", "rejected"
+
+
 @dataclass(frozen=True)
 class StoredPair:
     key: str
     established_by: str
     question_event_id: str | None
     answer_event_id: str | None
+    review: str = APPROVED
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,7 @@ class Upsert:
     room_id: str
     question_event_id: str
     answer_event_id: str
+    review: str = APPROVED  # PENDING: searchable only once a maintainer approves it
 
 
 @dataclass(frozen=True)
@@ -73,11 +83,20 @@ def learn(
     bot_user: str,
     bot_replied: Callable[[str], bool],
     permalink: Callable[[str, str], str] = matrix_permalink,
+    is_moderator: Callable[[str, str], bool] = lambda _room, _user: False,
 ) -> list[Change]:
     if event.event_type == "m.room.redaction" and event.relates_to:
-        return [Remove(event.relates_to)] if pairs_touching(event.relates_to) else []
+        if not pairs_touching(event.relates_to):
+            return []
+        target = lookup(event.relates_to)
+        own = target is not None and target.sender == event.sender
+        if own or is_moderator(event.room_id, event.sender):
+            return [Remove(event.relates_to)]
+        return []
     if event.event_type == "m.reaction":
-        changes = _accept(event, lookup=lookup, bot_user=bot_user)
+        changes = _accept(
+            event, lookup=lookup, pair_for_question=pair_for_question, bot_user=bot_user
+        )
         return [_linked(c, permalink) for c in changes]
     if event.event_type != "m.room.message" or event.sender == bot_user:
         return []
@@ -100,8 +119,9 @@ def learn(
         or question.sender in (event.sender, bot_user)
     ):
         return []
-    if pair_for_question(root_id) is not None:
-        return []  # the first trusted answer (or an accepted one) stays
+    stored = pair_for_question(root_id)
+    if stored is not None and stored.review == APPROVED:
+        return []  # the first trusted answer (or an approved accepted one) stays
     if bot_replied(root_id):
         how = "maintainer-correction"
     else:
@@ -110,7 +130,11 @@ def learn(
 
 
 def _accept(
-    reaction: RoomEvent, *, lookup: Callable[[str], RoomEvent | None], bot_user: str
+    reaction: RoomEvent,
+    *,
+    lookup: Callable[[str], RoomEvent | None],
+    pair_for_question: Callable[[str], StoredPair | None],
+    bot_user: str,
 ) -> list[Change]:
     if reaction.body.strip() not in ACCEPT_KEYS or not reaction.relates_to:
         return []
@@ -121,7 +145,13 @@ def _accept(
     question = lookup(root_id) if root_id else None
     if question is None or question.sender != reaction.sender or answer.sender == reaction.sender:
         return []  # only the asker accepts, and not their own message
-    return [_upsert(question, answer, "accepted-reaction")]
+    stored = pair_for_question(question.event_id)
+    if stored is not None and (
+        stored.review == APPROVED
+        or (stored.review == REJECTED and stored.answer_event_id == answer.event_id)
+    ):
+        return []  # a maintainer's (or approved) pair stays; a rejected one is not re-proposed
+    return [replace(_upsert(question, answer, "accepted-reaction"), review=PENDING)]
 
 
 def dashboard_answer(

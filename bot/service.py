@@ -47,13 +47,13 @@ from bot.answering.policy import (
 )
 from bot.answering.render import markdown_to_html
 from bot.answering.reply import SuggestedReply
-from bot.chat import ChatTransport, OutgoingReply, RoomEvent
+from bot.chat import ChatTransport, OutgoingReply, PowerLevels, RoomEvent
 from bot.dashboard_bridge import DashboardBridge
 from bot.errors import FatalError, MessageRejectedError, TransientError
 from bot.metrics import Metrics
-from bot.mining import learn
+from bot.mining import ACCEPT_KEYS, learn
 from bot.settings import Settings
-from bot.store.dashboard_store import LAST_BUILD_KEY, DashboardStore
+from bot.store.dashboard_store import LAST_BUILD_KEY, MODERATOR_REDACTION, DashboardStore
 from bot.store.room_store import RoomStore
 from bot.web.app import build_app
 from bot.web.context import WebContext
@@ -138,6 +138,12 @@ class Backoff:
 
     def reset(self) -> None:
         self.failures = 0
+
+
+def _replied_to(event: RoomEvent) -> list[str]:
+    """The messages this one answers: its thread's root and the message it replies to."""
+    thread = event.relates_to if event.rel_type == "m.thread" else None
+    return [e for e in (thread, event.in_reply_to) if e]
 
 
 class RoomService:
@@ -280,24 +286,43 @@ class RoomService:
         return await self.bridge.post(question_event_id, markdown, maintainer)
 
     async def _note_person_reply(self, event: RoomEvent) -> None:
-        """Someone other than the asker (and the bot) replied in a question's thread or to the
-        question itself: the question counts as answered by them."""
-        targets = [
-            e
-            for e in (
-                event.relates_to if event.rel_type == "m.thread" else None,
-                event.in_reply_to,
-            )
-            if e
-        ]
-        if not targets:
+        """A trusted answerer (a maintainer, or someone at the power-level threshold) replied in
+        a question's thread or to the question itself: the question counts as answered by them.
+        A "+1" or "same here" from anyone else answers nothing."""
+        if not self._is_trusted(event.room_id, event.sender):
             return
+        targets = _replied_to(event)
+        if targets:
+            await self._mark_answered(targets, event.sender, event)
+
+    async def _note_acceptance(self, reaction: RoomEvent) -> None:
+        """The asker's ✅/👍 on someone's reply to their question: answered by that someone."""
+        if reaction.body.strip() not in ACCEPT_KEYS or not reaction.relates_to:
+            return
+        reply = await self._db(self.store.event, reaction.relates_to)
+        if (
+            reply is None
+            or reply.event_type != "m.room.message"
+            or reply.sender in (self.me.user_id, reaction.sender)
+        ):
+            return
+        targets = _replied_to(reply)
+        if targets:
+            await self._mark_answered(targets, reply.sender, reaction, asker=reaction.sender)
+
+    async def _mark_answered(
+        self, targets: list[str], responder: str, event: RoomEvent, *, asker: str | None = None
+    ) -> None:
         at = datetime.fromtimestamp(event.origin_ts / 1000, UTC) if event.origin_ts else None
         changed = await self._db(
-            self.dashboard.note_reply_in_thread, targets, event.sender, at or datetime.now(UTC)
+            self.dashboard.note_reply_in_thread,
+            targets,
+            responder,
+            at or datetime.now(UTC),
+            asker=asker,
         )
         if changed:
-            log.info("%s answered %d queued question(s) in the room", event.sender, changed)
+            log.info("%s answered %d queued question(s) in the room", responder, changed)
 
     async def _connect(self) -> None:
         backoff = self._backoff()
@@ -606,11 +631,22 @@ class RoomService:
                 },
             )
 
+    def _power(self, room_id: str) -> PowerLevels | None:
+        # Read at each use: the transport follows m.room.power_levels changes in the sync.
+        levels: dict[str, PowerLevels] = getattr(self.transport, "power_levels", {})
+        return levels.get(room_id)
+
     def _is_trusted(self, room_id: str, user: str) -> bool:
         if user in self.maintainers:
             return True
-        levels = getattr(self.transport, "power_levels", {}).get(room_id, {})
-        return int(levels.get(user, 0)) >= self.settings.maintainer_power_level
+        levels = self._power(room_id)
+        return levels is not None and levels.of(user) >= self.settings.maintainer_power_level
+
+    def _is_moderator(self, room_id: str, user: str) -> bool:
+        """May redact other people's messages in the room (by power level, as the server
+        decides; a configured maintainer without that level may not)."""
+        levels = self._power(room_id)
+        return levels is not None and levels.of(user) >= levels.redact
 
     def _learn_sync(self, event: RoomEvent) -> int:
         changes = learn(
@@ -622,6 +658,7 @@ class RoomService:
             bot_user=self.me.user_id,
             bot_replied=self.store.bot_replied,
             permalink=self._permalink,
+            is_moderator=self._is_moderator,
         )
         return self.store.apply_changes(changes) if changes else 0
 
@@ -647,6 +684,14 @@ class RoomService:
 
     async def _handle(self, event: RoomEvent) -> str | None:
         await self._learn(event)
+        if event.event_type == "m.reaction" and event.sender != self.me.user_id:
+            await self._note_acceptance(event)
+        if event.event_type == "m.room.redaction" and self._is_moderator(
+            event.room_id, event.sender
+        ):
+            # Recorded so the dashboard blanks the message: a redaction by anyone but the
+            # message's sender counts only from a moderator.
+            return MODERATOR_REDACTION
         reason = ignore_reason(event, self.me, self.ignore_users)
         if reason:
             return f"ignored:{reason}"

@@ -150,6 +150,12 @@ class Settings(BaseSettings):
         5, ge=1, description="Failed logins per user or address before a lockout."
     )
     login_lockout_seconds: float = Field(300.0, ge=0)
+    login_hash_workers: int = Field(
+        2, ge=1, description="Threads that check passwords (scrypt, 128 MiB and ~0.5 s each)."
+    )
+    login_hash_queue: int = Field(
+        8, ge=0, description="Sign-ins that may wait for those threads; more get 503."
+    )
     worker_id: str | None = Field(
         None, description="Name of this worker in claims; default: hostname and process id."
     )

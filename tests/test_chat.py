@@ -6,7 +6,15 @@ from typing import Any
 
 import pytest
 
-from bot.chat import OutgoingReply, RoomEvent, SyncBatch, parse_event
+from bot.chat import (
+    CREATOR_LEVEL,
+    OutgoingReply,
+    PowerLevels,
+    RoomEvent,
+    SyncBatch,
+    creators_of,
+    parse_event,
+)
 
 ROOM = "!room:example.org"
 
@@ -312,3 +320,31 @@ def test_reactions_redactions_and_edits() -> None:
         },
     )
     assert edit is not None and edit.is_edit and edit.body == "fixed text"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, PowerLevels()),
+        ([], PowerLevels()),
+        ({"users": {"@a:x": 100, "@b:x": 50.0}}, PowerLevels(users={"@a:x": 100, "@b:x": 50})),
+        (
+            {"users": {"@a:x": True, "@b:x": "100", "@c:x": 2**60, 7: 1}, "users_default": "5"},
+            PowerLevels(),
+        ),
+        ({"users": [], "redact": 0, "users_default": -1}, PowerLevels(users_default=-1, redact=0)),
+        ({"redact": float("nan")}, PowerLevels()),
+    ],
+)
+def test_power_levels_from_any_content(content: object, expected: PowerLevels) -> None:
+    assert PowerLevels.from_content(content) == expected
+
+
+def test_room_creators_outrank_everyone_from_room_version_12() -> None:
+    v12 = {"sender": "@c:x", "content": {"room_version": "12", "additional_creators": ["@d:x"]}}
+    assert creators_of(v12) == {"@c:x", "@d:x"}
+    assert creators_of({"sender": "@c:x", "content": {"room_version": "10"}}) == frozenset()
+    assert creators_of({"sender": "@c:x", "content": {}}) == frozenset()  # version 1
+    assert creators_of({"sender": "@c:x", "content": "junk"}) == frozenset()
+    levels = PowerLevels.from_content({"users": {"@c:x": 0}}, creators_of(v12))
+    assert levels.of("@c:x") == levels.of("@d:x") == CREATOR_LEVEL and levels.of("@e:x") == 0

@@ -199,9 +199,9 @@ def test_sync_filter() -> None:
     assert f["room"]["rooms"] == ["!a:x", "!b:y"]
     assert f["room"]["timeline"] == {
         "limit": 25,
-        "types": ["m.room.message", "m.reaction", "m.room.redaction"],
+        "types": ["m.room.message", "m.reaction", "m.room.redaction", "m.room.power_levels"],
     }
-    assert f["room"]["state"]["lazy_load_members"] is True
+    assert f["room"]["state"] == {"lazy_load_members": True, "types": ["m.room.power_levels"]}
     for section in (f["presence"], f["account_data"], f["room"]["ephemeral"]):
         assert section == {"not_types": ["*"]}
     assert f["room"]["account_data"] == {"not_types": ["*"]}

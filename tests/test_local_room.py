@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.chat import ChatTransport, OutgoingReply, parse_event
+from bot.chat import ChatTransport, OutgoingReply, PowerLevels, parse_event
 from bot.errors import MessageRejectedError, SchemaOutdatedError
 from bot.local_room import (
     MAX_BODY_BYTES,
@@ -318,7 +318,7 @@ def test_transport_identity(room: LocalRoom) -> None:
     as_protocol: ChatTransport = transport  # the service's interface, checked by mypy
     assert as_protocol.user_id == BOT
     assert transport.local_room is room
-    assert transport.power_levels == {ROOM: {BOT: 100}}
+    assert transport.power_levels == {ROOM: PowerLevels(users={BOT: 100})}
     assert transport.display_name is None
 
 

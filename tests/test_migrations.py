@@ -26,9 +26,9 @@ from tests.fixtures import models_0001
 from tests.postgres_server import PostgresServer, free_port
 
 REPO = Path(__file__).resolve().parents[1]
-HEAD = "0002"
+HEAD = "0003"
 OUTDATED = (
-    'the database schema is at revision 0001, this version needs 0002: run "supportbot db upgrade"'
+    'the database schema is at revision 0001, this version needs 0003: run "supportbot db upgrade"'
 )
 
 
@@ -128,6 +128,32 @@ def test_downgrade_keeps_rows_in_the_older_tables(database_url: str) -> None:
         db.close()
 
 
+def test_going_back_before_reviews_drops_the_unreviewed_pairs(database_url: str) -> None:
+    """0003's downgrade: a pending pair must not turn searchable in the older version."""
+    db = Database(database_url)
+    try:
+        db.create_schema()
+        with db.session() as s:
+            for key, review in (("kept", "approved"), ("waiting", "pending"), ("no", "rejected")):
+                s.add(
+                    PastAnswerRow(
+                        key=key,
+                        question="q",
+                        answer="a",
+                        url="u",
+                        source="room",
+                        established_by="x",
+                        review=review,
+                    )
+                )
+        with db.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0002")
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT key FROM past_answers")).scalars().all() == ["kept"]
+    finally:
+        db.close()
+
+
 # --- databases made before migrations ------------------------------------------------------------
 def test_unversioned_0001_database_is_refused_then_upgraded_with_its_data(
     database_url: str,
@@ -151,6 +177,8 @@ def test_unversioned_0001_database_is_refused_then_upgraded_with_its_data(
             event = s.get(RoomEventRow, "$q")
             assert event is not None and event.claimed_by is None
             assert s.scalars(select(PastAnswerRow.key)).all() == ["k"]
+            # Pairs from before reviews existed stay searchable.
+            assert s.scalars(select(PastAnswerRow.review)).all() == ["approved"]
     finally:
         db.close()
 
@@ -167,14 +195,19 @@ def test_an_older_partial_database_gets_the_missing_tables(database_url: str) ->
         db.close()
 
 
-def test_an_unversioned_database_at_head_is_stamped(database_url: str) -> None:
-    """The last create_all-era version made today's tables already: nothing to migrate."""
+def test_an_unversioned_database_at_0002_is_stamped_and_upgraded(database_url: str) -> None:
+    """The last create_all-era version made revision 0002's tables already: it is stamped
+    there and migrated on from it."""
     db = Database(database_url)
     try:
         Base.metadata.create_all(db.engine)
-        assert db.schema_revision() == HEAD
+        with db.engine.begin() as conn:  # what 0003 added, which that version did not have
+            conn.execute(text("DROP INDEX ix_past_answers_review"))
+            for column in ("review", "reviewed_by", "reviewed_at"):
+                conn.execute(text(f"ALTER TABLE past_answers DROP COLUMN {column}"))
+        assert db.schema_revision() == "0002"
         assert stored_revision(db) is None
-        db.create_schema()
+        assert db.upgrade() == ("0002", HEAD)
         assert stored_revision(db) == HEAD
         assert differences(db) == []
     finally:
@@ -205,7 +238,7 @@ def test_a_newer_schema_is_refused(database_url: str) -> None:
             conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
         message = (
             "the database schema is at revision 0099, which this version does not know "
-            "(it needs 0002): it was upgraded by a newer supportbot; run that version"
+            "(it needs 0003): it was upgraded by a newer supportbot; run that version"
         )
         with pytest.raises(SchemaOutdatedError) as refused:
             db.create_schema()
@@ -352,7 +385,7 @@ def test_db_commands(
 
     code, out, _ = run_main(capsys, "db", "status")
     assert code == 1
-    assert f"schema revision: 0001 (this version needs 0002): {OUTDATED}" in out
+    assert f"schema revision: 0001 (this version needs 0003): {OUTDATED}" in out
 
     # Every other command that opens the database refuses with the one line.
     threads = tmp_path / "t.jsonl"
@@ -362,13 +395,13 @@ def test_db_commands(
     assert err == f"supportbot: error: {OUTDATED}\n"
 
     code, out, _ = run_main(capsys, "db", "upgrade")
-    assert (code, out) == (0, "upgraded the database schema from revision 0001 to 0002\n")
+    assert (code, out) == (0, "upgraded the database schema from revision 0001 to 0003\n")
     code, out, _ = run_main(capsys, "db", "upgrade")
-    assert (code, out) == (0, "the database schema is already at revision 0002\n")
+    assert (code, out) == (0, "the database schema is already at revision 0003\n")
     code, out, _ = run_main(capsys, "db", "status", "--json")
     assert code == 0
     status = json.loads(out)
-    assert (status["revision"], status["head"], status["up_to_date"]) == ("0002", "0002", True)
+    assert (status["revision"], status["head"], status["up_to_date"]) == ("0003", "0003", True)
     code, out, err = run_main(capsys, "threads", "import", str(threads))
     assert code == 0, err
 
@@ -392,11 +425,11 @@ def test_db_commands_and_run_from_the_shell(tmp_path: Path) -> None:
     fresh = tmp_path / "fresh"
     status = supportbot(fresh, "db", "status")
     assert status.returncode == 1, status.stderr
-    assert "schema revision: none (this version needs 0002): empty" in status.stdout
+    assert "schema revision: none (this version needs 0003): empty" in status.stdout
     assert f"sqlite:///{(fresh / 'supportbot.db').resolve()}" in status.stdout
     upgrade = supportbot(fresh, "db", "upgrade")
     assert upgrade.returncode == 0, upgrade.stderr
-    assert upgrade.stdout == "created the database schema at revision 0002\n"
+    assert upgrade.stdout == "created the database schema at revision 0003\n"
     status = supportbot(fresh, "db", "status")
     assert status.returncode == 0, status.stderr
     assert status.stdout.splitlines()[-1].endswith("up to date")

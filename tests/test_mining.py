@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from bot.chat import RoomEvent
 from bot.mining import Change, Remove, StoredPair, UpdateText, Upsert, learn, thread_key
 
-BOT, ALICE, BOB, MAINT = "@bot:x", "@alice:x", "@bob:x", "@maint:x"
+BOT, ALICE, BOB, MAINT, MOD = "@bot:x", "@alice:x", "@bob:x", "@maint:x", "@mod:x"
 
 
 def msg(eid: str, sender: str, body: str, **kw: object) -> RoomEvent:
@@ -31,6 +31,7 @@ def run(
         is_trusted=lambda _room, user: user == MAINT,
         bot_user=BOT,
         bot_replied=lambda _q: replied,
+        is_moderator=lambda _room, user: user == MOD,
     )
 
 
@@ -114,3 +115,66 @@ def test_pairs_link_where_the_room_is_reached() -> None:
     )
     assert isinstance(change, Upsert)
     assert change.pair.url == "http://127.0.0.1:8080/room#$q"
+
+
+# --- pairs made by the asker's reaction alone wait for a maintainer ----------------------------
+SECOND = msg("$a", BOB, "paste this snippet", rel_type="m.thread", relates_to="$q")
+
+
+def react(sender: str, key: str = "✅", target: str = "$a") -> RoomEvent:
+    return RoomEvent(
+        "!r", "$re", sender, 0, "m.reaction", None, key, rel_type="m.annotation", relates_to=target
+    )
+
+
+def test_an_askers_reaction_makes_a_pending_pair() -> None:
+    [change] = run(react(ALICE), [QUESTION, SECOND])
+    assert isinstance(change, Upsert) and change.review == "pending"
+    # A maintainer's answer is trusted at once.
+    answer = msg("$m", MAINT, "Set layer.trainable = False.", rel_type="m.thread", relates_to="$q")
+    [change] = run(answer, [QUESTION, answer])
+    assert isinstance(change, Upsert) and change.review == "approved"
+
+
+def test_an_askers_reaction_never_replaces_a_maintainers_pair() -> None:
+    maintainers = [StoredPair(thread_key("$q"), "maintainer-thread", "$q", "$m")]
+    assert run(react(ALICE), [QUESTION, SECOND], maintainers) == []
+    approved = [StoredPair(thread_key("$q"), "accepted-reaction", "$q", "$a0", "approved")]
+    assert run(react(ALICE), [QUESTION, SECOND], approved) == []
+    # A pair still waiting may be replaced: the asker changed their mind.
+    waiting = [StoredPair(thread_key("$q"), "accepted-reaction", "$q", "$a0", "pending")]
+    [change] = run(react(ALICE), [QUESTION, SECOND], waiting)
+    assert isinstance(change, Upsert) and change.answer_event_id == "$a"
+    assert change.review == "pending"
+    # A rejected answer is not proposed again by the same reaction.
+    rejected = [StoredPair(thread_key("$q"), "accepted-reaction", "$q", "$a", "rejected")]
+    assert run(react(ALICE), [QUESTION, SECOND], rejected) == []
+
+
+def test_a_maintainers_answer_replaces_a_pair_nobody_approved() -> None:
+    answer = msg("$m", MAINT, "Set layer.trainable = False.", rel_type="m.thread", relates_to="$q")
+    for review in ("pending", "rejected"):
+        stored = [StoredPair(thread_key("$q"), "accepted-reaction", "$q", "$a", review)]
+        [change] = run(answer, [QUESTION, answer, SECOND], stored)
+        assert isinstance(change, Upsert) and change.review == "approved"
+        assert change.pair.answered_by == MAINT
+
+
+def test_only_the_sender_or_a_moderator_redacts_a_pair_away() -> None:
+    pairs = [StoredPair(thread_key("$q"), "maintainer-thread", "$q", "$a")]
+    answer = msg("$a", MAINT, "Set trainable.", rel_type="m.thread", relates_to="$q")
+
+    def redaction(sender: str, target: str = "$a") -> RoomEvent:
+        return RoomEvent("!r", "$d", sender, 0, "m.room.redaction", None, "", relates_to=target)
+
+    # Anyone may send a redaction event; the server applies it only for these two, and the
+    # bot must not remove a pair on the word of anyone else.
+    assert run(redaction(BOB), [QUESTION, answer], pairs) == []
+    assert run(redaction(ALICE), [QUESTION, answer], pairs) == []
+    assert run(redaction(MAINT), [QUESTION, answer], pairs) == [Remove("$a")]
+    assert run(redaction(MOD), [QUESTION, answer], pairs) == [Remove("$a")]
+    assert run(redaction(ALICE, "$q"), [QUESTION, answer], pairs) == [Remove("$q")]
+    # An event the bot never saw: only a moderator's redaction is believed.
+    unseen = [StoredPair(thread_key("$q"), "maintainer-thread", "$q", "$x")]
+    assert run(redaction(BOB, "$x"), [QUESTION], unseen) == []
+    assert run(redaction(MOD, "$x"), [QUESTION], unseen) == [Remove("$x")]

@@ -147,3 +147,39 @@ def test_plain_text_of_other_markdown() -> None:
         "- a\n- b\n\n    code\n\n> quoted\n\n---\n\nHead"
     )
     assert markdown_to_text("3. three\n4. four") == "3. three\n4. four"
+
+
+HOSTILE_URL = "https://a/)[x](https://phish"
+
+
+def test_a_hostile_source_url_stays_one_link() -> None:
+    """A source URL that closes the link and opens another adds no second link."""
+    from bot.answering.reply import compose_reply
+    from tests.test_answering import hit, result
+
+    reply = compose_reply(result([hit("p", 1.0, url=HOSTILE_URL)], 0.9), threshold=0.5)
+    html = markdown_to_html(reply.markdown)
+    links = re.findall(r'<a href="([^"]*)"', html)
+    assert links == ["https://a/%29%5Bx%5D%28https://phish"]
+    assert 'href="https://phish' not in html
+
+
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        ("https://keras.io/api/layers/", "https://keras.io/api/layers/"),
+        (
+            "https://en.wikipedia.org/wiki/Adam_(optimizer)",
+            "https://en.wikipedia.org/wiki/Adam_%28optimizer%29",
+        ),
+        ("https://a/x y<b>\\c`d", "https://a/x%20y%3Cb%3E%5Cc%60d"),
+        ("https://a/%20already#frag?q=1&r=2", "https://a/%20already#frag?q=1&r=2"),
+        ("https://a/\nline", "https://a/%0Aline"),
+    ],
+)
+def test_link_targets_are_percent_encoded(url: str, target: str) -> None:
+    from bot.answering.render import link_target
+
+    assert link_target(url) == target
+    html = markdown_to_html(f"[t]({link_target(url)})")
+    assert html.count("<a ") == 1

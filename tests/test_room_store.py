@@ -9,9 +9,12 @@ from sqlalchemy import select
 
 import bot.store.room_store as room_store_module
 from bot.chat import RoomEvent
+from bot.mining import Upsert
 from bot.store.database import Database
-from bot.store.models import RoomEventRow
+from bot.store.models import PastAnswerRow, RoomEventRow
+from bot.store.past_answers import PastAnswerStore
 from bot.store.room_store import SYNC_TOKEN_KEY, ReplyClaim, RoomStore
+from index_builder.sources.past_answers import PastAnswer
 
 ROOM = "!room:example.org"
 
@@ -361,3 +364,58 @@ def test_feedback_counts_reactions_on_the_bot_reply(store: RoomStore) -> None:
     ]
     store.persist_batch(reactions, None)
     assert store.feedback("$q") == {"👍": 2, "👎": 1}
+
+
+# --- past answers waiting for a maintainer's review ----------------------------------------------
+def _pair(answer_id: str, sender: str, how: str, review: str) -> Upsert:
+    return Upsert(
+        pair=PastAnswer(
+            key="thread:$q",
+            question="How do I freeze layers?",
+            answer=f"answer {answer_id}",
+            url="https://matrix.to/#/!room/$q",
+            asked_by="@alice:example.org",
+            answered_by=sender,
+            established_by=how,
+        ),
+        room_id=ROOM,
+        question_event_id="$q",
+        answer_event_id=answer_id,
+        review=review,
+    )
+
+
+def test_pending_pairs_are_not_searchable_until_approved(store: RoomStore, db: Database) -> None:
+    past = PastAnswerStore(db)
+    assert store.apply_changes([_pair("$a", "@bob:x", "accepted-reaction", "pending")]) == 1
+    stored = store.pair_for_question("$q")
+    assert stored is not None and stored.review == "pending"
+    assert past.list_all() == []  # what index builds read
+    [waiting] = past.pending()
+    assert (waiting.key, waiting.answered_by, waiting.answer) == (
+        "thread:$q",
+        "@bob:x",
+        "answer $a",
+    )
+    assert past.review("thread:$q", approve=True, user="maria")
+    assert [p.key for p in past.list_all()] == ["thread:$q"] and past.pending() == []
+    assert not past.review("thread:$q", approve=False, user="otto")  # decided already
+    with db.session() as s:
+        row = s.get(PastAnswerRow, "thread:$q")
+        assert row is not None and (row.review, row.reviewed_by) == ("approved", "maria")
+        assert row.reviewed_at is not None
+
+
+def test_rejected_pairs_stay_out_and_maintainer_pairs_are_never_replaced(
+    store: RoomStore, db: Database
+) -> None:
+    past = PastAnswerStore(db)
+    store.apply_changes([_pair("$a", "@bob:x", "accepted-reaction", "pending")])
+    assert past.review("thread:$q", approve=False, user="maria")
+    assert past.list_all() == [] and past.pending() == []
+    # A maintainer's answer replaces it; a later reaction cannot take that place.
+    store.apply_changes([_pair("$m", "@maint:x", "maintainer-thread", "approved")])
+    assert store.apply_changes([_pair("$b", "@bob:x", "accepted-reaction", "pending")]) == 0
+    [kept] = past.list_all()
+    assert (kept.answered_by, kept.answer) == ("@maint:x", "answer $m")
+    assert past.pending() == []

@@ -6,7 +6,10 @@ database; the only shortcut is moving stored times into the past instead of wait
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,11 +20,15 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
 
 from bot.cli import main
+from bot.metrics import Metrics
+from bot.settings import load_settings
 from bot.store.auth_store import AuthStore
 from bot.store.database import Database
 from bot.store.models import LoginThrottleRow, UserRow, WebSessionRow
+from bot.store.room_store import RoomStore
 from bot.web.auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, safe_next, token_hash
-from bot.web.passwords import hash_password, needs_rehash, verify_password
+from bot.web.context import WebContext
+from bot.web.passwords import TEST_COST_ENV, hash_password, needs_rehash, verify_password
 from tests.web_helpers import PASSWORD, add_user, csrf_in, login, make_context, serve, signed_in
 
 Client = TestClient[Any, Any]
@@ -31,7 +38,7 @@ Client = TestClient[Any, Any]
 def test_password_hash_names_its_parameters_and_verifies() -> None:
     encoded = hash_password(PASSWORD)
     scheme, n, r, p, salt, digest = encoded.split("$")
-    assert (scheme, n, r, p) == ("scrypt", str(2**14), "8", "1")
+    assert (scheme, n, r, p) == ("scrypt", os.environ[TEST_COST_ENV], "8", "1")
     assert PASSWORD not in encoded and len(salt) >= 21 and len(digest) >= 42
     assert verify_password(PASSWORD, encoded)
     assert not verify_password(PASSWORD + "!", encoded)
@@ -428,3 +435,148 @@ def test_users_add_asks_twice_at_a_terminal(
     answers = iter([PASSWORD, PASSWORD])
     monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
     assert main(["users", "add", "maria", "--data-dir", str(tmp_path)]) == 0
+
+
+# --- the lockout under parallel attempts ---------------------------------------------------------
+def _context_on(url: str, tmp_path: Path, **settings: Any) -> WebContext:
+    """``make_context`` on a given database (the fixture's SQLite file or PostgreSQL)."""
+    db = Database(url)
+    db.create_schema()
+    return WebContext(
+        settings=load_settings(data_dir=tmp_path, **settings),
+        db=db,
+        store=RoomStore(db),
+        metrics=Metrics(),
+        ready=lambda: (True, "test"),
+    )
+
+
+def _count_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every password check the login makes (the real check still runs)."""
+    checked: list[str] = []
+    lock = threading.Lock()
+
+    def counting(password: str, encoded: str) -> bool:
+        with lock:
+            checked.append(password)
+        return verify_password(password, encoded)
+
+    monkeypatch.setattr("bot.web.auth.verify_password", counting)
+    return checked
+
+
+def test_parallel_wrong_passwords_are_counted_before_checking(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = _context_on(database_url, tmp_path, login_max_failures=5, login_lockout_seconds=600)
+    add_user(ctx)
+    checked = _count_checks(monkeypatch)
+
+    async def scenario(client: Client) -> None:
+        page = await client.get("/login")
+        form = {"csrf_token": csrf_in(await page.text()), "name": "maria", "password": "wrong!!!"}
+        responses = await asyncio.gather(
+            *(client.post("/login", data=form, allow_redirects=False) for _ in range(20))
+        )
+        statuses = sorted(r.status for r in responses)
+        # Five attempts are checked; the fifth failure locks, the other fifteen are refused
+        # unchecked. Nothing is lost to an error.
+        assert statuses == [401] * 4 + [429] * 16
+        assert len(checked) == 5
+        assert all(r.headers.get("Retry-After") for r in responses if r.status == 429)
+        # The right password waits for the lock like everyone else, and is not checked.
+        assert (await login(client)).status == 429
+        assert len(checked) == 5
+        with ctx.db.session() as s:
+            row = s.get(LoginThrottleRow, "user:maria")
+            assert row is not None and row.locked_until is not None
+
+    serve(ctx, scenario)
+
+
+def test_a_success_clears_the_names_count(tmp_path: Path) -> None:
+    ctx = make_context(tmp_path, settings={"login_max_failures": 3})
+    add_user(ctx)
+
+    async def scenario(client: Client) -> None:
+        assert (await login(client, "maria", "nope nope")).status == 401
+        assert (await login(client, "maria", "nope nope")).status == 401
+        assert (await login(client)).status == 303
+        with ctx.db.session() as s:
+            assert s.get(LoginThrottleRow, "user:maria") is None
+            # The address's count is not wiped by one good sign-in (it may be guessing other
+            # names), but the sign-in itself does not count against it.
+            addr = s.get(LoginThrottleRow, "addr:127.0.0.1")
+            assert addr is not None and addr.failures == 2 and addr.locked_until is None
+
+    serve(ctx, scenario)
+
+
+def test_a_full_hashing_pool_answers_503_and_leaves_the_database_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = make_context(
+        tmp_path,
+        settings={"login_max_failures": 10, "login_hash_workers": 1, "login_hash_queue": 0},
+    )
+    add_user(ctx)
+    entered, release = threading.Event(), threading.Event()
+
+    def blocking(password: str, encoded: str) -> bool:
+        if password == "hold the pool":
+            entered.set()
+            release.wait(timeout=60)
+        return verify_password(password, encoded)
+
+    async def scenario(client: Client) -> None:
+        page = await client.get("/login")
+        form_token = page.cookies[LOGIN_CSRF_COOKIE].value
+        csrf = await signed_in(client)
+
+        def attempt(password: str) -> Any:
+            # The login form as a second browser tab saw it (this one is signed in now).
+            form = {"csrf_token": form_token, "name": "maria", "password": password}
+            cookie = {"Cookie": f"{LOGIN_CSRF_COOKIE}={form_token}"}
+            return client.post("/login", data=form, headers=cookie, allow_redirects=False)
+
+        monkeypatch.setattr("bot.web.auth.verify_password", blocking)
+        held = asyncio.ensure_future(attempt("hold the pool"))
+        assert await asyncio.to_thread(entered.wait, 60)
+        try:
+            busy = await attempt("another guess")
+            assert busy.status == 503 and busy.headers["Retry-After"]
+            # Pages that need the database still answer while the hashing pool is busy.
+            assert (await client.get("/queue")).status == 200
+            assert (await client.post("/try", data={"csrf_token": csrf, "q": ""})).status == 200
+        finally:
+            release.set()
+        assert (await held).status == 401
+        with ctx.db.session() as s:
+            row = s.get(LoginThrottleRow, "user:maria")
+            assert row is not None and row.failures == 1  # the refused one was not counted
+
+    serve(ctx, scenario)
+
+
+def test_default_cost_is_owasps_minimum(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TEST_COST_ENV, raising=False)
+    encoded = hash_password(PASSWORD)
+    assert encoded.split("$")[1:4] == [str(2**17), "8", "1"]
+    assert verify_password(PASSWORD, encoded) and not needs_rehash(encoded)
+    # What the test suite's cheaper setting made is rehashed at the next sign-in.
+    assert needs_rehash(hash_password(PASSWORD, n=2**14))
+
+
+def test_an_old_hash_is_replaced_at_the_next_sign_in(tmp_path: Path) -> None:
+    ctx = make_context(tmp_path)
+    store = AuthStore(ctx.db)
+    assert store.add_user("maria", hash_password(PASSWORD, n=2**10, r=4)) == "created"
+
+    async def scenario(client: Client) -> None:
+        assert (await login(client)).status == 303
+        stored = store.password_hash("maria")
+        assert stored is not None and not needs_rehash(stored)
+        assert stored.split("$")[1:4] == [os.environ[TEST_COST_ENV], "8", "1"]
+        assert verify_password(PASSWORD, stored)
+
+    serve(ctx, scenario)

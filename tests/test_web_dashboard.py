@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from bot.answerer import LiveAnswerer
-from bot.chat import OutgoingReply
+from bot.chat import OutgoingReply, PowerLevels, RoomEvent
 from bot.errors import TransientError
 from bot.local_room import LocalRoom, LocalTransport
 from bot.retrieval.index import load_index
@@ -722,7 +722,9 @@ def test_signed_in_pages_render(tmp_path: Path) -> None:
 
 
 # --- the service side: posting for real, and noticing answers in the room ------------------------
-def service_in_local_room(tmp_path: Path) -> tuple[RoomService, LocalRoom, Database]:
+def service_in_local_room(
+    tmp_path: Path, **overrides: Any
+) -> tuple[RoomService, LocalRoom, Database]:
     settings = load_settings(
         data_dir=tmp_path,
         serve_http=False,
@@ -730,6 +732,7 @@ def service_in_local_room(tmp_path: Path) -> tuple[RoomService, LocalRoom, Datab
         index_watch_seconds=0,
         backoff_initial_seconds=0.001,
         backoff_max_seconds=0.002,
+        **overrides,
     )
     db = Database(settings.resolved_database_url)
     db.create_schema()
@@ -831,7 +834,7 @@ def test_post_from_dashboard_retries_then_reports_a_clear_error(tmp_path: Path) 
 
 
 def test_a_person_answering_in_the_thread_marks_the_question_answered(tmp_path: Path) -> None:
-    service, _room, db = service_in_local_room(tmp_path)
+    service, _room, db = service_in_local_room(tmp_path, maintainers=[BOB])
     store = service.store
     add_question(store, "$q1", "how do I save?", sender=ALICE, ts=1000)
     add_question(store, "$q2", "how do I load?", sender=ALICE, ts=1001)
@@ -870,6 +873,106 @@ def test_a_person_answering_in_the_thread_marks_the_question_answered(tmp_path: 
         assert q1.answered_at == datetime.fromtimestamp(3, UTC)  # when they wrote it
         assert (q2.status, q2.answered_by) == ("answered_person", BOB)
         assert (q3.status, q3.answered_by) == ("dismissed", None)
+    finally:
+        service.executor.shutdown()
+        db.close()
+
+
+def test_only_a_trusted_reply_or_the_askers_acceptance_marks_a_question_answered(
+    tmp_path: Path,
+) -> None:
+    maint, carol = "@maint:example.org", "@carol:example.org"
+    service, _room, db = service_in_local_room(tmp_path, maintainers=[maint])
+    store = service.store
+    add_question(store, "$q1", "how do I save?", sender=ALICE, ts=1000)
+    add_question(store, "$q2", "how do I load?", sender=ALICE, ts=1001)
+
+    def reaction(event_id: str, sender: str, target: str, ts: int) -> RoomEvent:
+        return RoomEvent(
+            ROOM, event_id, sender, ts, "m.reaction", None, "✅",
+            rel_type="m.annotation", relates_to=target,
+        )  # fmt: skip
+
+    events = [
+        # "+1" and "same here" from other people answer nothing.
+        room_event("$plus", "+1", sender=BOB, rel_type="m.thread", relates_to="$q1", ts=2000),
+        room_event("$same", "same here", sender=carol, in_reply_to="$q1", ts=2500),
+        # Someone else's ✅ on a reply is not the asker's acceptance.
+        reaction("$r1", carol, "$plus", 2600),
+        # A maintainer's reply counts.
+        room_event(
+            "$m", "model.save", sender=maint, rel_type="m.thread", relates_to="$q1", ts=3000
+        ),
+        # Bob's reply to q2 counts once the asker accepts it.
+        room_event(
+            "$ans", "load_model", sender=BOB, rel_type="m.thread", relates_to="$q2", ts=4000
+        ),
+        reaction("$r2", ALICE, "$ans", 5000),
+    ]
+    store.persist_batch(events, None)
+
+    async def handle(batch: list[RoomEvent]) -> None:
+        for event in batch:
+            await service._handle(event)
+
+    try:
+        asyncio.run(handle(events[:3]))
+        q1, q2 = store.question("$q1"), store.question("$q2")
+        assert q1 is not None and q2 is not None
+        assert (q1.status, q1.answered_by) == ("suggested", None)
+        asyncio.run(handle(events[3:5]))
+        q1, q2 = store.question("$q1"), store.question("$q2")
+        assert q1 is not None and q2 is not None
+        assert (q1.status, q1.answered_by) == ("answered_person", maint)
+        assert (q2.status, q2.answered_by) == ("suggested", None)
+        asyncio.run(handle(events[5:]))
+        q2 = store.question("$q2")
+        assert q2 is not None and (q2.status, q2.answered_by) == ("answered_person", BOB)
+        assert q2.answered_at == datetime.fromtimestamp(5, UTC)  # when the asker accepted
+    finally:
+        service.executor.shutdown()
+        db.close()
+
+
+def test_a_redaction_blanks_a_message_only_from_its_sender_or_a_moderator(
+    tmp_path: Path,
+) -> None:
+    mod, carol = "@mod:example.org", "@carol:example.org"
+    service, _room, db = service_in_local_room(tmp_path)
+    service.transport.power_levels[ROOM] = PowerLevels(users={mod: 50})  # type: ignore[attr-defined]
+    store = service.store
+    add_question(store, "$q1", "how do I save?", sender=ALICE, ts=1000)
+
+    def reply(event_id: str, body: str, sender: str, ts: int) -> RoomEvent:
+        return room_event(
+            event_id, body, sender=sender, rel_type="m.thread", relates_to="$q1", ts=ts
+        )
+
+    def redaction(event_id: str, sender: str, target: str, ts: int) -> RoomEvent:
+        return RoomEvent(
+            ROOM, event_id, sender, ts, "m.room.redaction", None, "", relates_to=target
+        )
+
+    events = [
+        reply("$r1", "use model.save", BOB, 2000),
+        reply("$r2", "or pickle it", carol, 2100),
+        reply("$r3", "buy followers here", carol, 2200),
+        redaction("$x1", carol, "$r1", 3000),  # someone else's message: the server ignores it
+        redaction("$x2", carol, "$r2", 3100),  # their own
+        redaction("$x3", mod, "$r3", 3200),  # a moderator's
+    ]
+    store.persist_batch(events, None)
+
+    async def handle_all() -> None:
+        for event in events:
+            store.mark_handled(event.event_id, await service._handle(event) or "")
+
+    try:
+        asyncio.run(handle_all())
+        shown = {m.event_id: m for m in DashboardStore(db).thread("$q1")}
+        assert (shown["$r1"].body, shown["$r1"].deleted) == ("use model.save", False)
+        assert (shown["$r2"].body, shown["$r2"].deleted) == ("", True)
+        assert (shown["$r3"].body, shown["$r3"].deleted) == ("", True)
     finally:
         service.executor.shutdown()
         db.close()

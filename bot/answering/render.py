@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from urllib.parse import quote
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
@@ -102,3 +103,14 @@ def _inline_text(children: list[Token]) -> str:
             if url and "".join(parts[at:]) != url:
                 parts.append(f" ({url})")
     return "".join(parts)
+
+
+# Kept as they are: what URLs need (RFC 3986's reserved and unreserved characters, and "%" so
+# an encoded URL is not encoded twice). Everything else, parentheses and brackets included, is
+# percent-encoded: a URL from an index or a room cannot end the link or start another one.
+_URL_SAFE = "!#$%&'*+,/:;=?@~-._"
+
+
+def link_target(url: str) -> str:
+    """``url`` made safe as the target of a Markdown link ``[text](target)``."""
+    return quote(url, safe=_URL_SAFE)

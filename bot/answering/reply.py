@@ -10,6 +10,7 @@ from typing import Any
 from bot.answering.keras_versions import VersionNote, detect_legacy_apis, notes_markdown
 from bot.answering.snippets import best_snippet, fenced
 from bot.retrieval.backends import detect_backend
+from bot.answering.render import link_target
 from bot.retrieval.search import Hit, SearchResult
 from bot.retrieval.text import lexical_tokens
 
@@ -189,7 +190,7 @@ def compose_reply(
         lead = "I'm not sure the docs answer this; these are the closest pages I found:"
     lines = [lead, ""]
     for n, s in enumerate(sources, start=1):
-        line = f"{n}. [{escape_markdown(s.title)}]({s.url})"
+        line = f"{n}. [{escape_markdown(s.title)}]({link_target(s.url)})"
         if s.kind == "thread" and s.answered_by:
             line += f" — answered by {escape_markdown(s.answered_by)}"
             line += f": {inline_markdown(s.excerpt)}" if s.excerpt else ""

@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, case, delete, literal, null, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.store.database import Database
-from bot.store.models import LoginThrottleRow, UserRow, WebSessionRow
+from bot.store.models import LoginThrottleRow, UserRow, UTCDateTime, WebSessionRow
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -34,6 +35,14 @@ class SessionInfo:
     user_name: str
     csrf_token: str
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class AttemptCount:
+    """What counting one sign-in attempt found (seconds; 0: not so)."""
+
+    refused_for: float  # a key was locked already: refuse without checking the password
+    locks_for: float  # this attempt reached the limit: if it fails, the key is locked this long
 
 
 class AuthStore:
@@ -121,40 +130,75 @@ class AuthStore:
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     # --- failed-login throttle -----------------------------------------------------------------
-    def locked_for(self, keys: Sequence[str], now: datetime) -> float:
-        """Seconds until every key may try again (0: none is locked)."""
-        with self.db.session() as s:
-            rows = s.scalars(select(LoginThrottleRow).where(LoginThrottleRow.key.in_(keys))).all()
-            remaining = [
-                (as_utc(r.locked_until) - now).total_seconds() for r in rows if r.locked_until
-            ]
-        return max([0.0, *remaining])
-
-    def record_failure(
+    def count_attempt(
         self, keys: Sequence[str], now: datetime, *, max_failures: int, lockout_seconds: float
-    ) -> float:
-        """Count a failed login against each key; returns the lockout it caused (0: none).
+    ) -> AttemptCount:
+        """Count a sign-in attempt against each key, before its password is checked.
 
-        Failures older than the lockout period are forgotten, so a typo a week ago does not
-        count; reaching ``max_failures`` locks the key and starts the count again.
+        One upsert per key (INSERT ... ON CONFLICT DO UPDATE ... RETURNING), so parallel
+        attempts each get their own number and none is lost to a race on a new key. The
+        attempt that reaches ``max_failures`` sets the lock; later ones are refused unchecked.
+        Counts older than the lockout period, and expired locks, start again from one.
         """
         window = timedelta(seconds=lockout_seconds)
-        locked = 0.0
+        t = LoginThrottleRow
+        at = literal(now, UTCDateTime())
+        until = literal(now + window, UTCDateTime())
+        expired = or_(
+            and_(
+                t.locked_until.is_(None), t.last_failure_at < literal(now - window, UTCDateTime())
+            ),
+            and_(t.locked_until.is_not(None), t.locked_until <= at),
+        )
+        first_lock = now + window if max_failures <= 1 else None
+        refused_for = locks_for = 0.0
+        # The same key order in every transaction: two attempts never wait on each other's
+        # rows in opposite orders (a deadlock on PostgreSQL).
         with self.db.session() as s:
-            for key in dict.fromkeys(keys):
-                row = s.get(LoginThrottleRow, key)
-                if row is None:
-                    row = LoginThrottleRow(key=key, failures=0, last_failure_at=now)
-                    s.add(row)
-                elif as_utc(row.last_failure_at) + window < now:
-                    row.failures = 0
-                row.failures += 1
-                row.last_failure_at = now
-                if row.failures >= max_failures:
-                    row.failures = 0
-                    row.locked_until = now + window
-                    locked = max(locked, lockout_seconds)
-        return locked
+            for key in sorted(set(keys)):
+                stmt = self._insert(t).values(
+                    key=key, failures=1, last_failure_at=now, locked_until=first_lock
+                )
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["key"],
+                    set_={
+                        "failures": case((expired, 1), else_=t.failures + 1),
+                        "last_failure_at": at,
+                        "locked_until": case(
+                            (expired, until if first_lock else null()),
+                            (t.locked_until.is_not(None), t.locked_until),
+                            (t.failures + 1 >= max_failures, until),
+                            else_=null(),
+                        ),
+                    },
+                ).returning(t.failures, t.locked_until)
+                failures, locked_until = s.execute(stmt).one()
+                remaining = (as_utc(locked_until) - now).total_seconds() if locked_until else 0.0
+                if failures > max_failures:
+                    refused_for = max(refused_for, remaining, 1.0)
+                elif failures == max_failures:
+                    locks_for = max(locks_for, remaining)
+        return AttemptCount(refused_for=refused_for, locks_for=locks_for)
+
+    def _insert(self, table: type[LoginThrottleRow]) -> Any:
+        dialect = postgresql if self.db.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table)
+
+    def uncount_attempt(self, key: str, *, max_failures: int) -> None:
+        """Take back one counted attempt (a sign-in that succeeded), lifting a lock that
+        only it had caused."""
+        t = LoginThrottleRow
+        with self.db.session() as s:
+            s.execute(
+                update(t)
+                .where(t.key == key, t.failures > 0)
+                .values(
+                    failures=t.failures - 1,
+                    locked_until=case(
+                        (t.failures - 1 < max_failures, null()), else_=t.locked_until
+                    ),
+                )
+            )
 
     def clear_failures(self, keys: Sequence[str]) -> None:
         with self.db.session() as s:

@@ -31,6 +31,8 @@ from bot.store.models import (
 # JSON in sync_state: when, trigger, ok, version or error, seconds (written by the service).
 LAST_BUILD_KEY = "index.last_build"
 
+# The outcome the service records for a redaction sent by a moderator (by power level).
+MODERATOR_REDACTION = "redaction:moderator"
 STATUSES = ("new", "suggested", "answered_bot", "answered_person", "dismissed")
 OPEN_STATUSES = ("new", "suggested")
 ANSWERED_STATUSES = ("answered_bot", "answered_person")
@@ -282,14 +284,20 @@ class DashboardStore:
                 # Only the author's own edits count (as in Matrix clients); the last one wins.
                 if edit.relates_to and sender_of.get(edit.relates_to) == edit.sender:
                     edits[edit.relates_to] = edit.body
-            redacted = set(
-                s.scalars(
-                    select(RoomEventRow.relates_to).where(
+            # Anyone may send a redaction; it counts from the message's sender, or from a
+            # moderator (the service records that outcome when it handles the redaction).
+            redacted = {
+                target
+                for target, by, outcome in s.execute(
+                    select(
+                        RoomEventRow.relates_to, RoomEventRow.sender, RoomEventRow.outcome
+                    ).where(
                         RoomEventRow.event_type == "m.room.redaction",
                         RoomEventRow.relates_to.in_(sorted(ids)),
                     )
                 )
-            )
+                if target and (by == sender_of.get(target) or outcome == MODERATOR_REDACTION)
+            }
             posts = {
                 post.reply_event_id: post
                 for post in s.scalars(
@@ -395,20 +403,30 @@ class DashboardStore:
             return True
 
     def note_reply_in_thread(
-        self, question_ids: Sequence[str], responder: str, at: datetime
+        self,
+        question_ids: Sequence[str],
+        responder: str,
+        at: datetime,
+        *,
+        asker: str | None = None,
     ) -> int:
-        """A person other than the asker replied in a question's thread: it counts as answered
-        unless it was dismissed or already answered. Returns how many questions changed."""
+        """A person other than the asker answered in a question's thread (the caller decides
+        whose reply counts): it is answered unless it was dismissed or already answered.
+        ``asker``: only questions that person asked (the asker accepted the reply). Returns
+        how many questions changed."""
         if not question_ids:
             return 0
+        conditions = [
+            QuestionRow.event_id.in_(list(dict.fromkeys(question_ids))),
+            QuestionRow.asker != responder,
+            QuestionRow.status.in_(OPEN_STATUSES),
+        ]
+        if asker is not None:
+            conditions.append(QuestionRow.asker == asker)
         with self.db.session() as s:
             result = s.execute(
                 update(QuestionRow)
-                .where(
-                    QuestionRow.event_id.in_(list(dict.fromkeys(question_ids))),
-                    QuestionRow.asker != responder,
-                    QuestionRow.status.in_(OPEN_STATUSES),
-                )
+                .where(*conditions)
                 .values(
                     status="answered_person",
                     answered_by=responder,

@@ -218,6 +218,13 @@ class PastAnswerRow(Base):
     question_event_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
     answer_event_id: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # approved (indexed), pending (made by the asker's reaction alone: a maintainer approves it
+    # on the dashboard first), rejected (kept, so the same reaction does not propose it again)
+    review: Mapped[str] = mapped_column(
+        String(16), default="approved", server_default="approved", index=True
+    )
+    reviewed_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class DashboardPostRow(Base):

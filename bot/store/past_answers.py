@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from bot.store.database import Database
@@ -101,6 +101,20 @@ def to_past_answer(row: PastAnswerRow) -> PastAnswer:
     )
 
 
+@dataclass(frozen=True)
+class PendingPair:
+    """A pair proposed by the asker's reaction, waiting for a maintainer on the dashboard."""
+
+    key: str
+    question: str
+    answer: str
+    url: str
+    asked_by: str | None
+    answered_by: str | None
+    room_id: str | None
+    proposed_at: datetime
+
+
 def upsert_in(
     s: Session,
     pa: PastAnswer,
@@ -108,12 +122,18 @@ def upsert_in(
     room_id: str | None = None,
     question_event_id: str | None = None,
     answer_event_id: str | None = None,
+    review: str = "approved",
 ) -> UpsertOutcome:
-    """``PastAnswerStore.upsert`` inside a caller's transaction (the room side's learning)."""
-    room = {
+    """``PastAnswerStore.upsert`` inside a caller's transaction (the room side's learning).
+
+    ``review`` "pending" stores a pair that is not indexed until a maintainer approves it."""
+    room: dict[str, object] = {
         "room_id": room_id,
         "question_event_id": question_event_id,
         "answer_event_id": answer_event_id,
+        "review": review,
+        "reviewed_by": None,
+        "reviewed_at": None,
     }
     return PastAnswerStore._apply(s, s.get(PastAnswerRow, pa.key), pa, room)[0]
 
@@ -182,7 +202,7 @@ class PastAnswerStore:
         s: Session,
         row: PastAnswerRow | None,
         pa: PastAnswer,
-        room: dict[str, str | None] | None,
+        room: dict[str, object] | None,
     ) -> tuple[UpsertOutcome, PastAnswerRow]:
         values = _values(pa)
         if room is not None:
@@ -213,10 +233,53 @@ class PastAnswerStore:
             return to_past_answer(row) if row else None
 
     def list_all(self) -> list[PastAnswer]:
-        """Every past answer, ordered by key (a stable order for index builds)."""
+        """Every approved past answer, ordered by key (a stable order for index builds).
+        Pairs waiting for a maintainer's review, or rejected, are never indexed."""
         with self.db.session() as s:
-            rows = s.scalars(select(PastAnswerRow).order_by(PastAnswerRow.key)).all()
+            rows = s.scalars(
+                select(PastAnswerRow)
+                .where(PastAnswerRow.review == "approved")
+                .order_by(PastAnswerRow.key)
+            ).all()
             return [to_past_answer(r) for r in rows]
+
+    def pending(self, *, limit: int = 200) -> list[PendingPair]:
+        """Pairs waiting for a maintainer's review, oldest first."""
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(PastAnswerRow)
+                .where(PastAnswerRow.review == "pending")
+                .order_by(PastAnswerRow.updated_at, PastAnswerRow.key)
+                .limit(limit)
+            ).all()
+            return [
+                PendingPair(
+                    key=r.key,
+                    question=r.question,
+                    answer=r.answer,
+                    url=r.url,
+                    asked_by=r.asked_by,
+                    answered_by=r.answered_by,
+                    room_id=r.room_id,
+                    proposed_at=as_utc(r.updated_at) or utcnow(),
+                )
+                for r in rows
+            ]
+
+    def review(self, key: str, *, approve: bool, user: str) -> bool:
+        """A maintainer's decision on a pending pair; ``False`` when it is not pending (gone,
+        replaced by a maintainer's answer, or decided already)."""
+        with self.db.session() as s:
+            result = s.execute(
+                update(PastAnswerRow)
+                .where(PastAnswerRow.key == key, PastAnswerRow.review == "pending")
+                .values(
+                    review="approved" if approve else "rejected",
+                    reviewed_by=user,
+                    reviewed_at=utcnow(),
+                )
+            )
+            return bool(getattr(result, "rowcount", 0))
 
     def count_by_source(self) -> dict[str, int]:
         """Rows per ``source`` ("room", "import:jsonl", "import:gitter", ...)."""

@@ -626,7 +626,9 @@ class RoomStore:
     # --- past answers learnt from the room -----------------------------------------------------
     @staticmethod
     def _stored(row: PastAnswerRow) -> StoredPair:
-        return StoredPair(row.key, row.established_by, row.question_event_id, row.answer_event_id)
+        return StoredPair(
+            row.key, row.established_by, row.question_event_id, row.answer_event_id, row.review
+        )
 
     def pair_for_question(self, question_event_id: str) -> StoredPair | None:
         with self.db.session() as s:
@@ -657,12 +659,19 @@ class RoomStore:
         with self.db.session() as s:
             for change in changes:
                 if isinstance(change, Upsert):
+                    if change.review != "approved":
+                        # Decided on a lookup outside this transaction: check again, so a
+                        # proposal never takes the place of an approved pair.
+                        existing = s.get(PastAnswerRow, change.pair.key)
+                        if existing is not None and existing.review == "approved":
+                            continue
                     upsert_in(
                         s,
                         change.pair,
                         room_id=change.room_id,
                         question_event_id=change.question_event_id,
                         answer_event_id=change.answer_event_id,
+                        review=change.review,
                     )
                     changed += 1
                 elif isinstance(change, UpdateText):

@@ -13,7 +13,9 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
@@ -62,6 +64,7 @@ _PAGE_HEADERS = {
     "Cache-Control": "no-store",
 }
 
+T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -218,27 +221,55 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         raise web.HTTPForbidden(text="the sign-in form expired; reload the page and try again")
     settings = request.app[CTX_KEY].settings
     store = _store(request)
-    keys = [f"user:{name.lower()}", f"addr:{client_address(request)}"]
+    # The key column holds 255 characters; a longer name is not a user anyway.
+    keys = [f"user:{name.lower()[:200]}", f"addr:{client_address(request)[:200]}"]
     now = utcnow()
-    wait = await asyncio.to_thread(store.locked_for, keys, now)
-    if wait > 0:
-        return _locked(request, wait)
+    limits = {"max_failures": settings.login_max_failures}
+    # Counted before the check, in one statement per key: parallel guesses cannot all slip
+    # through between a lock check and a failure count.
+    counted = await asyncio.to_thread(
+        store.count_attempt, keys, now, lockout_seconds=settings.login_lockout_seconds, **limits
+    )
+    if counted.refused_for > 0:
+        return _locked(request, counted.refused_for)
+    pool = request.app[HASH_POOL_KEY]
+    if not pool.reserve():
+        # Not checked, so not counted either: a busy moment must not lock anyone out.
+        for key in keys:
+            await asyncio.to_thread(store.uncount_attempt, key, **limits)
+        return _busy(request)
+    try:
+        next_path = str(form.get("next", ""))
+        return await _check(request, next_path, name, password, keys, counted.locks_for)
+    finally:
+        pool.release()
+
+
+async def _check(
+    request: web.Request,
+    next_path: str,
+    name: str,
+    password: str,
+    keys: list[str],
+    locks_for: float,
+) -> web.StreamResponse:
+    """The password check and, when it matches, the new session."""
+    settings = request.app[CTX_KEY].settings
+    store = _store(request)
+    pool = request.app[HASH_POOL_KEY]
+    limits = {"max_failures": settings.login_max_failures}
+    now = utcnow()
     stored = await asyncio.to_thread(store.password_hash, name) if name else None
-    ok = await asyncio.to_thread(_password_matches, password, stored)
+    ok = await pool.run(_password_matches, password, stored)
     if stored is None or not ok:
-        locked = await asyncio.to_thread(
-            store.record_failure,
-            keys,
-            now,
-            max_failures=settings.login_max_failures,
-            lockout_seconds=settings.login_lockout_seconds,
-        )
-        if locked > 0:
-            return _locked(request, locked)
+        if locks_for > 0:
+            return _locked(request, locks_for)
         return _login_page(request, error="Wrong user name or password.", status=401)
-    # Only the name's counter is cleared: the address may be trying other accounts too.
+    # The name's count is cleared; the address only gets this attempt back (it may be
+    # trying other accounts too).
     await asyncio.to_thread(store.clear_failures, keys[:1])
-    fresh_hash = await asyncio.to_thread(hash_password, password) if needs_rehash(stored) else None
+    await asyncio.to_thread(store.uncount_attempt, keys[1], **limits)
+    fresh_hash = await pool.run(hash_password, password) if needs_rehash(stored) else None
     await asyncio.to_thread(store.record_login, name, now, fresh_hash)
     token = secrets.token_urlsafe(32)
     hours = settings.web_session_hours
@@ -250,16 +281,59 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         now + timedelta(hours=hours),
     )
     await asyncio.to_thread(store.purge_expired_sessions, now)
-    response = web.HTTPSeeOther(safe_next(str(form.get("next", ""))))
+    response = web.HTTPSeeOther(safe_next(next_path))
     _set_cookie(request, response, SESSION_COOKIE, token, max_age=int(hours * 3600))
     response.del_cookie(LOGIN_CSRF_COOKIE, path="/login")
     raise response
+
+
+class HashPool:
+    """Threads of their own for password hashing, with a bounded wait.
+
+    scrypt is slow and memory-hard on purpose; run on asyncio's default executor, a flood of
+    sign-ins would take the threads every database call needs. Here a few threads hash and a
+    few attempts may wait; beyond that the sign-in is refused (503) before anything is done.
+    """
+
+    def __init__(self, workers: int, queue: int) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="passwords")
+        self._capacity = workers + queue
+        self._taken = 0  # only touched on the event loop
+
+    def reserve(self) -> bool:
+        if self._taken >= self._capacity:
+            return False
+        self._taken += 1
+        return True
+
+    def release(self) -> None:
+        self._taken -= 1
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+HASH_POOL_KEY = web.AppKey("password_hash_pool", HashPool)
+BUSY_RETRY_SECONDS = 5
 
 
 def _password_matches(password: str, stored: str | None) -> bool:
     """Runs in a worker thread: scrypt is slow on purpose. An unknown name is checked against
     a dummy hash so it takes as long as a wrong password."""
     return verify_password(password, stored or dummy_hash()) and stored is not None
+
+
+def _busy(request: web.Request) -> web.Response:
+    response = _login_page(
+        request,
+        error=f"Too many sign-ins at once, try again in {BUSY_RETRY_SECONDS} s.",
+        status=503,
+    )
+    response.headers["Retry-After"] = str(BUSY_RETRY_SECONDS)
+    return response
 
 
 def _locked(request: web.Request, seconds: float) -> web.Response:
@@ -281,6 +355,14 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 def add_auth_routes(app: web.Application) -> None:
+    settings = app[CTX_KEY].settings
+    pool = HashPool(settings.login_hash_workers, settings.login_hash_queue)
+    app[HASH_POOL_KEY] = pool
+
+    async def close_pool(_app: web.Application) -> None:
+        pool.close()
+
+    app.on_cleanup.append(close_pool)
     app.router.add_get("/", home)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login_submit)

@@ -48,6 +48,8 @@ class WebContext:
     rebuild: Callable[[], Awaitable[None]] | None = None
     # The manifest of the index being served ({} when none is loaded).
     index_manifest: Callable[[], dict[str, Any]] | None = None
+    # Tell the service that past answers changed (a pair approved): it re-publishes the index.
+    past_answers_changed: Callable[[], None] | None = None
     # The embedded room, when the bot runs without a homeserver.
     local_room: LocalRoom | None = None
 

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from bot.store.dashboard_store import OPEN_STATUSES, STATUSES, QueueFilters, QueueItem
-from bot.web import index_page, questions, try_it
+from bot.web import index_page, past_answers_page, questions, try_it
 from bot.web.formatting import status_label
 from bot.web.request_helpers import dashboard_store, flash, in_thread
 from bot.web.templating import environment, render
@@ -167,3 +167,4 @@ def add_dashboard_routes(app: web.Application) -> None:
     questions.add_question_routes(app)
     try_it.add_try_routes(app)
     index_page.add_index_routes(app)
+    past_answers_page.add_past_answer_routes(app)

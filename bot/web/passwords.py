@@ -2,8 +2,9 @@
 
 A stored hash names its parameters (``scrypt$n$r$p$salt$digest``, base64 without padding), so
 the cost can be raised later: old hashes still verify, and ``needs_rehash`` tells the login
-to store a fresh one. Hashing takes tens of milliseconds on purpose; the web side calls these
-functions through ``asyncio.to_thread`` so the event loop keeps serving.
+to store a fresh one. The cost is OWASP's minimum for scrypt (N=2^17, r=8, p=1): about half
+a second and 128 MiB per hash, on purpose. The web side runs these functions on a small pool
+of its own (``bot.web.auth``), so the event loop and the database calls keep serving.
 """
 
 from __future__ import annotations
@@ -11,10 +12,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import secrets
 
 SCHEME = "scrypt"
-N, R, P = 2**14, 8, 1
+N, R, P = 2**17, 8, 1
+# For the test suite only: hundreds of sign-ins at full cost would take minutes on a small
+# machine, so tests/conftest.py lowers N through this variable (subprocesses inherit it).
+# A hash made at a lower cost is rehashed at the next sign-in of a process without it.
+TEST_COST_ENV = "SUPPORTBOT_TEST_SCRYPT_N"
 SALT_BYTES = 16
 KEY_BYTES = 32
 MIN_PASSWORD_CHARS = 8
@@ -42,7 +48,22 @@ def _derive(password: str, salt: bytes, n: int, r: int, p: int, length: int) -> 
     )
 
 
-def hash_password(password: str, *, n: int = N, r: int = R, p: int = P) -> str:
+def _valid_n(n: int) -> bool:
+    return n >= 2 and not n & (n - 1)
+
+
+def cost() -> tuple[int, int, int]:
+    """(N, r, p) for new hashes: the defaults, unless the test suite lowered N."""
+    raw = os.environ.get(TEST_COST_ENV, "")
+    n = int(raw) if raw.isdigit() and _valid_n(int(raw)) else N
+    return n, R, P
+
+
+def hash_password(
+    password: str, *, n: int | None = None, r: int | None = None, p: int | None = None
+) -> str:
+    default_n, default_r, default_p = cost()
+    n, r, p = n or default_n, r or default_r, p or default_p
     salt = secrets.token_bytes(SALT_BYTES)
     digest = _derive(password, salt, n, r, p, KEY_BYTES)
     return f"{SCHEME}${n}${r}${p}${_b64(salt)}${_b64(digest)}"
@@ -57,7 +78,7 @@ def _parse(encoded: str) -> tuple[int, int, int, bytes, bytes] | None:
         salt, digest = _unb64(parts[4]), _unb64(parts[5])
     except ValueError:
         return None
-    if n < 2 or n & (n - 1) or r < 1 or p < 1 or not salt or not digest:
+    if not _valid_n(n) or r < 1 or p < 1 or not salt or not digest:
         return None
     return n, r, p, salt, digest
 
@@ -74,7 +95,7 @@ def verify_password(password: str, encoded: str) -> bool:
 
 def needs_rehash(encoded: str) -> bool:
     parsed = _parse(encoded)
-    return parsed is None or parsed[:3] != (N, R, P) or len(parsed[4]) != KEY_BYTES
+    return parsed is None or parsed[:3] != cost() or len(parsed[4]) != KEY_BYTES
 
 
 # Verified against when the user name is unknown, so a wrong name costs the same time as a

@@ -25,6 +25,9 @@ FLASH_MESSAGES = {
     "reopened": "Back in the queue.",
     "voted": "Thanks, your vote is recorded.",
     "rebuild-started": "Rebuild started; the new index is swapped in when it is ready.",
+    "approved": "Approved; the answer is searchable after the next index update.",
+    "rejected": "Rejected; the bot will not offer it.",
+    "review-gone": "That answer is no longer waiting for a review (decided or replaced).",
 }
 
 
