@@ -45,9 +45,15 @@ def test_fit_generator_question_gets_the_keras3_note() -> None:
 
 
 def test_note_is_there_when_retrieval_is_unsure_or_empty() -> None:
-    unsure = compose_reply(result([hit("a", 0.01)], 0.1, query=FIT_GENERATOR), threshold=0.5)
+    code_only = "Is this still right?\n```python\nmodel.fit_generator(train_gen, epochs=10)\n```"
+    unsure = compose_reply(result([hit("a", 0.01)], 0.1, query=code_only), threshold=0.5)
     assert not unsure.would_reply
     assert "**Keras 3:** `fit_generator`" in unsure.markdown
+    # The quoted error is itself the Keras 3 change: the note answers it, so the bot replies.
+    from_error = compose_reply(result([hit("a", 0.01)], 0.1, query=FIT_GENERATOR), threshold=0.5)
+    assert from_error.would_reply
+    assert from_error.markdown.startswith("This error comes from a change in Keras 3")
+    assert "**Keras 3:** `fit_generator`" in from_error.markdown
     empty = compose_reply(result([], 0.0, query=FIT_GENERATOR), threshold=0.5)
     assert empty.markdown.splitlines()[0].startswith("I couldn't find anything")
     assert "**Keras 3:** `fit_generator`" in empty.markdown

@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from bot.answering.keras_versions import VersionNote, detect_legacy_apis, notes_markdown
+from bot.answering.render import link_target
 from bot.answering.snippets import best_snippet, fenced
 from bot.retrieval.backends import detect_backend
-from bot.answering.render import link_target
 from bot.retrieval.search import Hit, SearchResult
 from bot.retrieval.text import lexical_tokens
 
@@ -180,7 +180,11 @@ def compose_reply(
     if snippet:
         sources = _with_snippet(sources, chosen, result.query, chunks)
     confident = bool(sources) and result.confidence >= threshold
-    if not sources:
+    # The error the asker quoted is itself a Keras 3 change: the note is the answer.
+    version_answer = bool(sources) and not confident and any(n.from_error for n in notes)
+    if version_answer:
+        lead = "This error comes from a change in Keras 3 (see the note below); these may help:"
+    elif not sources:
         lead = "I couldn't find anything in the docs about this; a maintainer will take a look."
     elif confident and sources[0].kind == "thread":
         lead = "This was answered here before:"
@@ -208,7 +212,7 @@ def compose_reply(
         markdown="\n".join(lines).strip(),
         confidence=result.confidence,
         threshold=threshold,
-        would_reply=confident,
+        would_reply=confident or version_answer,
         sources=sources,
         index_version=index_version,
         notes=notes,

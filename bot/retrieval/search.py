@@ -13,6 +13,7 @@ from typing import Literal
 
 import numpy as np
 
+from bot.retrieval.backends import detect_backend, prefer_backend_guides
 from bot.retrieval.confidence import ConfidenceModel, default_confidence_model
 from bot.retrieval.encoder import Encoder
 from bot.retrieval.fusion import DocScore, aggregate_chunks, order_by_score, top_k, weighted_rrf
@@ -280,6 +281,14 @@ def search(
         order, rerank_scores = rerank(index, stage, query_vector, p)
     else:
         order, rerank_scores = order_by_score(stage.fused), {}
+    if mode == "hybrid" and (backend := detect_backend(query)) is not None:
+        # A question that names its backend wants that backend's twin of a guide first.
+        order = [
+            doc
+            for doc, _ in prefer_backend_guides(
+                [(doc, 0.0) for doc in order], backend, doc_id=lambda d: index.docs[d].doc_id
+            )
+        ]
 
     hits: list[Hit] = []
     # Two hits at least, whatever k: the confidence looks at the runner-up.
