@@ -21,6 +21,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -203,11 +204,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
 
     def breakdown_ops(query: str, vector: Any) -> list[tuple[str, Any]]:
-        def run_search(mode: Any, vec: Any) -> Callable[[], Any]:
-            return lambda: search(index, query, vec, mode=mode, k=args.k, params=params)
+        def run_search(mode: Any, vec: Any, p: Any = params) -> Callable[[], Any]:
+            return lambda: search(index, query, vec, mode=mode, k=args.k, params=p)
 
         return [
             ("hybrid", run_search("hybrid", vector)),
+            # The first stage alone: what hybrid search cost before the reranker.
+            ("fusion", run_search("hybrid", vector, replace(params, rerank_candidates=0))),
             ("dense", run_search("dense", vector)),
             ("lexical", run_search("lexical", None)),
         ]
@@ -243,6 +246,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     progress(args, "pass 2: search without encoding, and compose_reply alone")
     parts: dict[str, list[float]] = {
         "hybrid": [],
+        "fusion": [],
         "dense": [],
         "lexical": [],
         "compose": [],
@@ -307,6 +311,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "bare_encode": bare,
             "full_path": full_stats,
             "hybrid_search_no_encode": summarize(parts["hybrid"]),
+            "fusion_search_no_encode": summarize(parts["fusion"]),
             "dense_search_no_encode": summarize(parts["dense"]),
             "lexical_search_no_encode": summarize(parts["lexical"]),
             "compose_reply": summarize(parts["compose"]),
@@ -331,7 +336,8 @@ def report(data: dict[str, Any]) -> str:
     labels = [
         ("bare_encode", "bare `encoder.encode([text])`"),
         ("full_path", "full: `Retriever.search` + `compose_reply`"),
-        ("hybrid_search_no_encode", "breakdown: hybrid search, no encode"),
+        ("hybrid_search_no_encode", "breakdown: hybrid search + rerank, no encode"),
+        ("fusion_search_no_encode", "breakdown: hybrid search without the reranker, no encode"),
         ("dense_search_no_encode", "breakdown: dense-only search, no encode"),
         ("lexical_search_no_encode", "breakdown: lexical-only search, no encode"),
         ("compose_reply", "breakdown: `compose_reply` alone (with the code example)"),

@@ -438,6 +438,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"reply threshold {settings.reply_threshold}"
         )
         for r in reports:
+            if r.mode != "hybrid":
+                continue  # the bot answers in hybrid mode: its curve is the one to choose by
             print(f"\n{r.mode}: what the bot would do at each reply threshold")
             curve = coverage_curve(
                 [(q["confidence"], q["rank"], not q.get("unanswerable")) for q in r.per_question]
