@@ -387,8 +387,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print(reply.markdown if args.markdown else markdown_to_text(reply.markdown))
         if not reply.would_reply:
             print(
-                f"\n(below the reply threshold {settings.reply_threshold:.0%}: in the room this "
-                "would only go to the maintainers' queue)"
+                f"\n(below the reply threshold {settings.reply_threshold:.0%}: in the room a "
+                "mention gets this reply, marked as unsure, and the question goes to the "
+                "maintainers' queue; an unmentioned question only goes to the queue)"
             )
     return 0
 
