@@ -339,7 +339,7 @@ def build_index(
             },
         )
         progress("rerank", None)(0)
-        attach_reranker(
+        reranker = attach_reranker(
             index_root, version, current, documents, get_encoder, seed=settings.rerank_seed
         )
         set_current(index_root, version)

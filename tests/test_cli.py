@@ -79,7 +79,9 @@ def test_ask_notes_a_keras2_api(data_dir: Path) -> None:
     assert [n["key"] for n in reply["notes"]] == ["fit_generator"]
     assert "**Keras 3:** `fit_generator` was removed" in reply["markdown"]
     out = run_cli("ask", question, data_dir=data_dir).stdout
-    assert "**Keras 3:** `fit_generator` was removed; use `model.fit(...)`" in out
+    assert "Keras 3: `fit_generator` was removed; use `model.fit(...)`" in out  # as it reads
+    raw = run_cli("ask", question, "--markdown", data_dir=data_dir).stdout
+    assert "**Keras 3:** `fit_generator` was removed; use `model.fit(...)`" in raw
 
 
 def test_rebuild_unchanged(data_dir: Path) -> None:

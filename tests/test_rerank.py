@@ -211,6 +211,7 @@ def test_a_build_learns_a_reranker_that_search_uses(
     assert report.path is not None and (report.path / "reranker.json").is_file()
     info = json.loads((report.path / "reranker.json").read_text())["info"]
     assert info["queries"] >= 5 and info["corpus"]
+    assert report.reranker is not None and report.reranker["queries"] == info["queries"]
 
     index = load_index(settings.index_root)
     assert index.reranker is not None
