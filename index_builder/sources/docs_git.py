@@ -115,16 +115,29 @@ def _clone(url: str, dest: Path) -> None:
     partial = dest.with_name(dest.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)  # left over from an interrupted clone
     partial.parent.mkdir(parents=True, exist_ok=True)
-    _git(
-        ["clone", "--quiet", "--depth", "1", "--filter=blob:none", "--sparse", url, str(partial)],
-        url=url,
-        what="git clone",
-    )
-    _git(
-        ["-C", str(partial), "sparse-checkout", "set", "--no-cone", *SPARSE_PATTERNS],
-        url=url,
-        what="sparse checkout of",
-    )
+    try:
+        _git(
+            [
+                "clone",
+                "--quiet",
+                "--depth",
+                "1",
+                "--filter=blob:none",
+                "--sparse",
+                url,
+                str(partial),
+            ],
+            url=url,
+            what="git clone",
+        )
+        _git(
+            ["-C", str(partial), "sparse-checkout", "set", "--no-cone", *SPARSE_PATTERNS],
+            url=url,
+            what="sparse checkout of",
+        )
+    except BuildError:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     # Renamed only when complete: an interrupted clone never looks like a checkout.
     partial.rename(dest)
 

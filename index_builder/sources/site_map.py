@@ -9,6 +9,9 @@ The file also carries ``KT_API_MASTER``, ``CV_GUIDES_MASTER``, ... which are alr
 inside ``API_MASTER`` / ``GUIDES_MASTER``; walking them as roots would invent wrong paths
 (``keras_tuner/tuners`` instead of ``api/keras_tuner/tuners``), so only the three real roots
 are walked.
+
+A keras-io git checkout has no ``site_map.json``: :func:`find_site_map` then reads the same
+dicts from its ``scripts/*_master.py`` (parsed as data, never run).
 """
 
 from __future__ import annotations
