@@ -30,7 +30,8 @@ COPY index_builder ./index_builder
 RUN pip install ".[keras]"
 
 FROM ${PYTHON_IMAGE} AS runtime
-# git: `SUPPORTBOT_DOCS_GIT_PULL=true` refreshes a mounted keras-io checkout before re-indexing.
+# git: `SUPPORTBOT_DOCS_GIT` clones keras-io into /data and pulls it before re-indexing
+# (`SUPPORTBOT_DOCS_GIT_PULL=true` does the pull for a mounted checkout).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends git=1:2.39.* \
     && rm -rf /var/lib/apt/lists/* \

@@ -1,4 +1,4 @@
-# Quick start:  make run   (set up, build the default index, serve the local room)
+# Quick start:  make run   (set up, index the keras API + guides, serve the local room)
 #               make ask   (answer a sample question on the command line)
 #               make test  (the whole test suite; what CI runs)
 PYTHON ?= python3
@@ -8,6 +8,10 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 QUESTION ?= How do I stop training when the validation loss stops improving?
 DOCS_DIR ?= ../shared/keras-io-docs
+# Set DOCS_GIT=https://github.com/keras-team/keras-io to clone (and later pull) the docs instead.
+DOCS_GIT ?=
+# The guides and examples go into the index whenever there is a source for them.
+DOCS_ARGS = $(if $(DOCS_GIT),--docs-git $(DOCS_GIT),$(if $(wildcard $(DOCS_DIR)),--docs-dir $(DOCS_DIR)))
 # The Matrix homeserver the integration tests run against; its own venv, so its pins stay apart.
 SYNAPSE_VENV ?= .venv-synapse
 SYNAPSE_SPEC ?= matrix-synapse
@@ -31,14 +35,14 @@ $(SYNAPSE_VENV)/.installed:
 	touch $@
 
 run: venv
-	$(BIN)/supportbot index build
+	$(BIN)/supportbot index build $(DOCS_ARGS)
 	$(BIN)/supportbot run
 
 ask: venv
 	$(BIN)/supportbot ask "$(QUESTION)"
 
 index: venv
-	$(BIN)/supportbot index build $(if $(wildcard $(DOCS_DIR)),--docs-dir $(DOCS_DIR))
+	$(BIN)/supportbot index build $(DOCS_ARGS)
 
 test: venv synapse
 	$(BIN)/python -m pytest

@@ -54,22 +54,31 @@ class LiveAnswerer:
         log.info("now serving index %s (%d documents)", version, len(index.docs))
         return version
 
-    def republish(self) -> str | None:
-        """Rebuild from the current index's inputs plus the database; serve it if it changed."""
+    def republish(self, *, refresh_docs: bool = False) -> str | None:
+        """Rebuild from the current index's inputs plus the database; serve it if it changed.
+
+        ``refresh_docs``: pull a ``--docs-git`` checkout first (the nightly re-index).
+        """
         from index_builder.build import rebuild_current
 
         with self._build_lock:
-            report = rebuild_current(self.settings, encoder=self.retriever.encoder)
+            report = rebuild_current(
+                self.settings, encoder=self.retriever.encoder, refresh_docs=refresh_docs
+            )
             if not report.published:
                 return None
             self.reload()
             return report.version
 
     def scheduled_rebuild(self) -> str | None:
-        """The nightly job: optionally refresh the docs checkout, then rebuild and swap."""
+        """The nightly job: refresh the docs checkout, then rebuild and swap.
+
+        A ``--docs-git`` checkout is always pulled (by the build); a docs folder of the
+        operator's only with ``SUPPORTBOT_DOCS_GIT_PULL``.
+        """
         if self.settings.docs_git_pull:
             self._git_pull()
-        return self.republish()
+        return self.republish(refresh_docs=True)
 
     def _git_pull(self) -> None:
         version = current_version(self.settings.index_root)
@@ -81,8 +90,8 @@ class LiveAnswerer:
         docs = inputs.get("docs_dir") or (
             str(self.settings.docs_dir) if self.settings.docs_dir else None
         )
-        if not docs or not (Path(docs) / ".git").exists():
-            return
+        if inputs.get("docs_git") or not docs or not (Path(docs) / ".git").exists():
+            return  # no checkout, or the build pulls its own --docs-git checkout
         try:
             subprocess.run(
                 ["git", "-C", docs, "pull", "--ff-only", "--quiet"],

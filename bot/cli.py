@@ -52,14 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
     build = index_sub.add_parser(
         "build",
         help="build the index from the sources and publish it atomically",
-        description="Index the installed keras package's public API and, optionally, a keras-io "
-        "checkout. Unchanged text is not re-embedded; an unchanged corpus is not republished.",
+        description="Index the installed keras package's public API and, optionally, the "
+        "keras.io guides and examples: a keras-io folder (--docs-dir) or repository (--docs-git). "
+        "Unchanged text is not re-embedded; an unchanged corpus is not republished.",
     )
     build.add_argument(
         "--docs-dir", type=Path, help="keras-io checkout (guides/, examples/, templates/)"
     )
     build.add_argument(
-        "--site-map", type=Path, help="site_map.json (default: DOCS_DIR/site_map.json)"
+        "--docs-git",
+        metavar="URL",
+        help="keras-io git repository: cloned into DATA_DIR/docs/keras-io on the first build, "
+        "pulled (--ff-only) on later builds and the nightly re-index",
+    )
+    build.add_argument(
+        "--site-map",
+        type=Path,
+        help="site_map.json (default: DOCS_DIR/site_map.json, or DOCS_DIR/scripts/*_master.py)",
     )
     build.add_argument(
         "--no-keras", action="store_true", help="skip the installed keras package's API"
@@ -275,10 +284,19 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 
     from index_builder.build import build_index
 
-    overrides: dict[str, Any] = {"docs_dir": args.docs_dir, "site_map": args.site_map}
+    overrides: dict[str, Any] = {
+        "docs_dir": args.docs_dir,
+        "site_map": args.site_map,
+        "docs_git": args.docs_git,
+    }
     if args.no_keras:
         overrides["include_keras_api"] = False
     settings = _settings(args, **overrides)
+    # A flag beats the environment: --docs-git replaces SUPPORTBOT_DOCS_DIR and vice versa.
+    if args.docs_git and not args.docs_dir:
+        settings = settings.model_copy(update={"docs_dir": None})
+    elif args.docs_dir and not args.docs_git:
+        settings = settings.model_copy(update={"docs_git": None})
     console = Console(stderr=True)
     progress_factory, finish = _progress(
         console, enabled=not args.no_progress and console.is_terminal

@@ -62,7 +62,17 @@ class Settings(BaseSettings):
 
     # --- index build -----------------------------------------------------------------------
     docs_dir: Path | None = Field(None, description="A keras-io checkout to index.")
-    site_map: Path | None = Field(None, description="site_map.json of that checkout.")
+    site_map: Path | None = Field(
+        None,
+        description="site_map.json; default: the docs folder's, or its scripts/*_master.py.",
+    )
+    docs_git: str | None = Field(
+        None,
+        description=(
+            "A keras-io git URL: cloned into <data_dir>/docs/keras-io and pulled on re-index "
+            "(instead of docs_dir)."
+        ),
+    )
     include_keras_api: bool = True
     include_past_answers: bool = Field(True, description="Index the room's past answers.")
     api_package: str = "keras"

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.errors import BuildError, SupportBotError
+from bot.errors import BuildError, ConfigError, SupportBotError
 from bot.retrieval.encoder import Encoder
 from bot.retrieval.index import FORMAT_VERSION, current_version, read_manifest
 from bot.retrieval.rerank import Reranker
@@ -20,6 +20,7 @@ from index_builder.chunking import chunk_documents
 from index_builder.documents import Chunk, Document, content_hash
 from index_builder.embedding import embed_chunks
 from index_builder.publish import prune_versions, set_current, write_version
+from index_builder.sources.docs_git import redact_url, sync_docs_checkout
 from index_builder.sources.keras_io import (
     docs_version,
     iter_keras_io_documents,
@@ -27,7 +28,7 @@ from index_builder.sources.keras_io import (
 )
 from index_builder.sources.past_answers import iter_past_answer_documents
 from index_builder.sources.python_api import iter_api_documents, package_version
-from index_builder.sources.site_map import SiteMap
+from index_builder.sources.site_map import SiteMap, find_site_map
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +58,16 @@ class BuildReport:
 def collect_documents(settings: Settings) -> tuple[list[Document], dict[str, dict[str, Any]]]:
     """All documents from the configured sources, ids unique (first source wins)."""
     site_map: SiteMap | None = None
-    site_map_path = settings.site_map
-    if site_map_path is None and settings.docs_dir is not None:
-        candidate = settings.docs_dir / "site_map.json"
-        site_map_path = candidate if candidate.is_file() else None
-    if site_map_path is not None:
-        try:
-            site_map = SiteMap.load(site_map_path)
-        except (OSError, ValueError) as exc:
-            raise BuildError(f"cannot read site map {site_map_path}: {exc}") from exc
+    site_map_origin = ""
+    try:
+        if settings.site_map is not None:
+            site_map, site_map_origin = SiteMap.load(settings.site_map), str(settings.site_map)
+        elif settings.docs_dir is not None and settings.docs_dir.is_dir():
+            # An export's site_map.json, or a git checkout's scripts/*_master.py.
+            site_map, site_map_origin = find_site_map(settings.docs_dir) or (None, "")
+    except (OSError, ValueError) as exc:
+        where = settings.site_map or settings.docs_dir
+        raise BuildError(f"cannot read the site map of {where}: {exc}") from exc
 
     batches: list[tuple[str, str, Iterator[Document]]] = []
     if settings.include_keras_api:
@@ -131,7 +133,7 @@ def collect_documents(settings: Settings) -> tuple[list[Document], dict[str, dic
             if d.doc_id not in seen
         ]
         documents.extend(stubs)
-        sources["site-map"] = {"version": str(site_map_path), "documents": len(stubs)}
+        sources["site-map"] = {"version": site_map_origin, "documents": len(stubs)}
     if settings.include_past_answers:
         past = [d for d in _past_answer_documents(settings) if d.doc_id not in seen]
         if past:
@@ -162,6 +164,8 @@ def _past_answer_documents(settings: Settings) -> list[Document]:
 def build_inputs(settings: Settings) -> dict[str, Any]:
     """The settings that decide a build's corpus, kept in its manifest (see ``rebuild_current``)."""
     return {
+        # Without credentials: the manifest is printed by `index status --json`.
+        "docs_git": redact_url(settings.docs_git) if settings.docs_git else None,
         "docs_dir": str(settings.docs_dir) if settings.docs_dir else None,
         "site_map": str(settings.site_map) if settings.site_map else None,
         "include_keras_api": settings.include_keras_api,
@@ -170,11 +174,14 @@ def build_inputs(settings: Settings) -> dict[str, Any]:
     }
 
 
-def rebuild_current(settings: Settings, *, encoder: Encoder | None = None) -> BuildReport:
+def rebuild_current(
+    settings: Settings, *, encoder: Encoder | None = None, refresh_docs: bool = False
+) -> BuildReport:
     """Build again from the inputs of the current index (plus what the database learnt since).
 
     The running bot uses this to make new past answers searchable quickly: it must not drop a
     docs folder that the operator passed on the command line of the original build.
+    ``refresh_docs`` (the nightly re-index) also pulls a ``--docs-git`` checkout first.
     """
     current = current_version(settings.index_root)
     inputs: dict[str, Any] = {}
@@ -183,7 +190,32 @@ def rebuild_current(settings: Settings, *, encoder: Encoder | None = None) -> Bu
     for key in ("docs_dir", "site_map"):
         if inputs.get(key):
             inputs[key] = Path(inputs[key])
-    return build_index(settings.model_copy(update=inputs), encoder=encoder)
+        inputs.setdefault("docs_git", None)  # a manifest from before --docs-git existed
+    recorded_git = inputs.get("docs_git")
+    if recorded_git and settings.docs_git and redact_url(settings.docs_git) == recorded_git:
+        inputs["docs_git"] = settings.docs_git  # the same repository, with its credentials
+    if recorded_git:
+        inputs["docs_dir"] = None  # the checkout's folder follows from the URL and data dir
+    return build_index(
+        settings.model_copy(update=inputs), encoder=encoder, refresh_docs=refresh_docs
+    )
+
+
+def resolve_docs(settings: Settings, *, refresh: bool) -> Settings:
+    """``settings`` with ``docs_dir`` pointing at the ``--docs-git`` checkout, synced first.
+
+    ``refresh``: pull when the checkout exists (``index build``, the nightly re-index); the
+    quick re-publish after new past answers only clones a missing checkout.
+    """
+    if not settings.docs_git:
+        return settings
+    if settings.docs_dir is not None:
+        raise ConfigError(
+            "give either a docs folder (--docs-dir / SUPPORTBOT_DOCS_DIR) or a repository to "
+            "fetch (--docs-git / SUPPORTBOT_DOCS_GIT), not both"
+        )
+    checkout = sync_docs_checkout(settings.docs_git, settings.data_dir, update=refresh)
+    return settings.model_copy(update={"docs_dir": checkout})
 
 
 def attach_reranker(
@@ -238,12 +270,18 @@ def build_index(
     encoder: Encoder | None = None,
     progress: ProgressFactory = _no_progress,
     force: bool = False,
+    refresh_docs: bool = True,
 ) -> BuildReport:
-    """Run one build; publish it unless it is identical to the current version."""
+    """Run one build; publish it unless it is identical to the current version.
+
+    With ``settings.docs_git``, the docs checkout is cloned first, or pulled when it exists
+    and ``refresh_docs`` is set.
+    """
     started = time.perf_counter()
     reranker: Reranker | None = None
     index_root = settings.index_root
     try:
+        settings = resolve_docs(settings, refresh=refresh_docs)
         documents, sources = collect_documents(settings)
         documents.sort(key=lambda d: d.doc_id)
         chunk_progress = progress("chunk", len(documents))

@@ -9,10 +9,14 @@ The file also carries ``KT_API_MASTER``, ``CV_GUIDES_MASTER``, ... which are alr
 inside ``API_MASTER`` / ``GUIDES_MASTER``; walking them as roots would invent wrong paths
 (``keras_tuner/tuners`` instead of ``api/keras_tuner/tuners``), so only the three real roots
 are walked.
+
+A keras-io git checkout has no ``site_map.json``: :func:`find_site_map` then reads the same
+dicts from its ``scripts/*_master.py`` (parsed as data, never run).
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -211,3 +215,114 @@ class SiteMap:
 
     def __contains__(self, path: object) -> bool:
         return isinstance(path, str) and path.strip("/") in self.pages
+
+
+# -- a real keras-io checkout: the site map from scripts/*_master.py -------------------------
+
+#: The file an export ships the site map in; a git checkout has the scripts instead.
+SITE_MAP_FILE = "site_map.json"
+SCRIPTS_GLOB = "scripts/*_master.py"
+
+
+class _Unresolved(Exception):
+    """An expression that is not plain data (a call, a comprehension, an unknown name)."""
+
+
+def _literal(node: ast.expr, names: Mapping[str, Any]) -> Any:
+    """The value of a data-only expression; names resolve to already-read ``*_MASTER`` dicts."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        if node.id not in names:
+            raise _Unresolved(node.id)
+        return names[node.id]
+    if isinstance(node, ast.List | ast.Tuple):
+        items: list[Any] = []
+        for elt in node.elts:
+            if isinstance(elt, ast.Starred):
+                items.extend(_literal(elt.value, names))
+                continue
+            try:
+                items.append(_literal(elt, names))
+            except _Unresolved:
+                continue  # one child we cannot read drops that child, not the whole tree
+        return items
+    if isinstance(node, ast.Dict):
+        out: dict[Any, Any] = {}
+        for key, value in zip(node.keys, node.values, strict=True):
+            if key is None:
+                continue  # {**other}: rare in these files, and never carries a page
+            out[_literal(key, names)] = _literal(value, names)
+        return out
+    raise _Unresolved(type(node).__name__)
+
+
+def master_dicts_from_scripts(scripts_dir: Path) -> dict[str, Any]:
+    """``{"API_MASTER": {...}, ...}`` read from a keras-io checkout's ``scripts/*_master.py``.
+
+    The files are Python that the site generator imports; they are parsed here, never run
+    (a docs checkout is not code we trust). Module-level ``NAME = <data>`` assignments are
+    evaluated as literals, with names imported from a sibling ``*_master`` module (``from
+    kt_api_master import KT_API_MASTER``) resolved from that module first. Anything that is
+    not plain data is skipped.
+    """
+    scripts_dir = Path(scripts_dir)
+    files = {p.stem: p for p in sorted(scripts_dir.glob("*_master.py")) if p.is_file()}
+    done: dict[str, dict[str, Any]] = {}
+
+    def read(module: str, stack: tuple[str, ...]) -> dict[str, Any]:
+        if module in done:
+            return done[module]
+        if module in stack or module not in files:
+            return {}
+        try:
+            tree = ast.parse(files[module].read_text(encoding="utf-8"), str(files[module]))
+        except (SyntaxError, ValueError, UnicodeDecodeError, OSError):
+            done[module] = {}
+            return done[module]
+        names: dict[str, Any] = {}
+        for stmt in tree.body:
+            if isinstance(stmt, ast.ImportFrom) and stmt.module and stmt.level == 0:
+                source = read(stmt.module, (*stack, module))
+                for alias in stmt.names:
+                    if alias.name in source:
+                        names[alias.asname or alias.name] = source[alias.name]
+            elif (
+                isinstance(stmt, ast.Assign)
+                and len(stmt.targets) == 1
+                and isinstance(stmt.targets[0], ast.Name)
+            ):
+                try:
+                    names[stmt.targets[0].id] = _literal(stmt.value, names)
+                except _Unresolved:
+                    continue
+        done[module] = names
+        return names
+
+    masters: dict[str, Any] = {}
+    for module in files:
+        for name, value in read(module, ()).items():
+            if name.endswith("_MASTER") and isinstance(value, Mapping):
+                masters.setdefault(name, value)
+    return masters
+
+
+def find_site_map(docs_dir: Path) -> tuple[SiteMap, str] | None:
+    """The site map of a docs folder and where it came from, or None if it has none.
+
+    An export ships ``site_map.json`` at its root; a keras-io git checkout has the
+    ``scripts/*_master.py`` files it is converted from, which are read directly.
+    ``ValueError`` when what is there cannot be read as a site map.
+    """
+    docs_dir = Path(docs_dir)
+    json_file = docs_dir / SITE_MAP_FILE
+    if json_file.is_file():
+        return SiteMap.load(json_file), str(json_file)
+    scripts = docs_dir / "scripts"
+    if not scripts.is_dir() or not any(scripts.glob("*_master.py")):
+        return None
+    masters = master_dicts_from_scripts(scripts)
+    try:
+        return SiteMap.from_dict(masters), str(docs_dir / SCRIPTS_GLOB)
+    except ValueError as exc:
+        raise ValueError(f"{docs_dir / SCRIPTS_GLOB}: {exc}") from exc
