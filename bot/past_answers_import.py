@@ -581,7 +581,7 @@ def read_past_answers(
 def _storable(record: PastAnswer) -> PastAnswer:
     """JSON's "\\ud800" escapes decode to lone surrogates, which no database can store: the
     record keeps U+FFFD in their place (as room events do) instead of failing the import."""
-    changes = {
+    changes: dict[str, Any] = {
         f.name: storable_text(value)
         for f in fields(record)
         if isinstance(value := getattr(record, f.name), str) and storable_text(value) != value
