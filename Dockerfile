@@ -27,7 +27,7 @@ RUN if [ "$TORCH_VARIANT" = "cpu" ]; then \
 WORKDIR /src
 COPY requirements.lock ./
 RUN pip install --require-hashes --no-deps -r requirements.lock
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY bot ./bot
 COPY index_builder ./index_builder
 RUN pip install --no-deps . && pip check
