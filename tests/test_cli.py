@@ -267,3 +267,31 @@ def test_index_build_logs_progress_lines_into_a_pipe(tmp_path: Path) -> None:
         data_dir=tmp_path,
     )
     assert "supportbot.progress" not in quiet.stderr
+
+
+def test_readme_command_table_lists_every_command() -> None:
+    """eval-duplicates was missing from the README's table: every command (and action) of the
+    parser has a row."""
+    import argparse
+
+    from bot.cli import build_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Commands", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `supportbot ")]
+
+    def commands(parser: argparse.ArgumentParser, prefix: str) -> list[str]:
+        found: list[str] = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    nested = commands(sub, f"{prefix} {name}")
+                    found.extend(nested or [f"{prefix} {name}"])
+        return found
+
+    listed = " ".join(rows)
+    for command in commands(build_parser(), "supportbot"):
+        *parent, action = command.split()
+        assert f"`{command}" in listed or (
+            len(parent) > 1 and f"`{parent[-1]} {action}" in listed
+        ), f"{command} is not in the README's command table"
