@@ -48,7 +48,7 @@ from bot.web.app import build_app
 from bot.web.context import WebContext
 from bot.web.room import CSRF_COOKIE
 from tests.test_service_units import BOT, FakeAnswer, FakeTransport
-from tests.web_helpers import add_user, csrf_in, login
+from tests.web_helpers import PASSWORD, add_user, csrf_in, login
 
 # The default run stays short; the slow test sets its own example count. No example database:
 # a run leaves nothing behind in the checkout, and CI sees fresh examples every time.
@@ -618,7 +618,7 @@ def _form(fields: dict[str, str]) -> bytes:
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 form_text = st.one_of(hostile_text, st.integers(20_000, 70_000).map(lambda n: "y" * n))
-ACTIONS = ("post", "answered", "dismiss", "reopen", "vote")
+ACTIONS = ("post", "answered", "dismiss", "reopen", "vote", "try")
 QUESTIONS = ["$q0:example.org", "$q1:example.org"]
 question_ids = st.one_of(
     st.sampled_from(QUESTIONS),  # twice: most posts reach a real question
@@ -647,6 +647,7 @@ def test_dashboard_forms_take_any_post(tmp_path: Path, monkeypatch: pytest.Monke
         metrics=Metrics(),
         ready=lambda: (True, "fuzz"),
         post_reply=post_reply,
+        answer=FakeAnswer(),
     )
     add_user(ctx)
     for n in range(2):
@@ -695,7 +696,7 @@ def test_dashboard_forms_take_any_post(tmp_path: Path, monkeypatch: pytest.Monke
     def post(
         event_id: str, action: str, body: str, vote: str, extra: dict[str, str], with_token: bool
     ) -> None:
-        fields = {**extra, "body": body, "vote": vote}
+        fields = {**extra, "body": body, "vote": vote, "q": body}
         fields["csrf_token"] = token if with_token else "x" * len(token)
         path = (
             "/questions/"
@@ -703,6 +704,8 @@ def test_dashboard_forms_take_any_post(tmp_path: Path, monkeypatch: pytest.Monke
             + "/"
             + action
         )
+        if action == "try":  # the try-it page: a question, answered, nothing stored
+            path = "/try"
 
         async def go() -> tuple[int, int]:
             before = len(posted)
@@ -717,6 +720,8 @@ def test_dashboard_forms_take_any_post(tmp_path: Path, monkeypatch: pytest.Monke
         assert status != 500
         if not with_token:
             assert status == 403 and new_posts == 0
+        elif action == "try":
+            assert status in (200, 400), status
         else:
             assert status in (303, 400, 404, 413), status
         for page in ("/queue", "/questions/$q0:example.org", "/questions/$q1:example.org"):
@@ -729,6 +734,75 @@ def test_dashboard_forms_take_any_post(tmp_path: Path, monkeypatch: pytest.Monke
         driver.close()
         db.close()
     assert statuses[303] and statuses[403], statuses  # both paths were exercised
+
+
+def test_login_form_takes_any_post(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any name, password and ``next``: a 401 / 403 / 429 page, or (right password) a redirect
+    that stays on this site; never a 500."""
+    monkeypatch.chdir(tmp_path)
+    db = Database(f"sqlite:///{tmp_path / 'login.db'}")
+    db.create_schema()
+    ctx = WebContext(
+        settings=load_settings(data_dir=tmp_path, login_max_failures=10_000),
+        db=db,
+        store=RoomStore(db),
+        metrics=Metrics(),
+        ready=lambda: (True, "fuzz"),
+    )
+    add_user(ctx)
+    driver = AppDriver(build_app(ctx))
+
+    async def login_token() -> str:
+        page = await driver.client.get("/login")
+        assert page.status == 200
+        return csrf_in(await page.text())
+
+    statuses: Counter[int] = Counter()
+
+    @settings(max_examples=min(60, settings.default.max_examples))  # scrypt per attempt
+    @given(
+        name=st.one_of(st.just("maria"), hostile_text),
+        password=st.one_of(st.just(PASSWORD), hostile_text),
+        next_path=st.one_of(
+            st.sampled_from(["/queue", "//evil.example", "/\\evil", "https://evil.example/"]),
+            hostile_text,
+        ),
+        with_token=st.booleans(),
+    )
+    def post(name: str, password: str, next_path: str, with_token: bool) -> None:
+        async def go() -> tuple[int, str]:
+            driver.client.session.cookie_jar.clear()
+            token = await login_token()
+            form = {
+                "csrf_token": token if with_token else "",
+                "name": name,
+                "password": password,
+                "next": next_path,
+            }
+            response = await driver.client.post(
+                "/login", data=_form(form), headers=FORM, allow_redirects=False
+            )
+            await response.read()
+            return response.status, response.headers.get("Location", "")
+
+        status, location = driver.run(go())
+        statuses[status] += 1
+        if not with_token:
+            assert status == 403
+        elif status == 303:
+            assert (name.strip(), password) == ("maria", PASSWORD)
+            target = urllib.parse.urlsplit(location)
+            assert not target.scheme and not target.netloc and location.startswith("/")
+            assert not location.startswith(("//", "/\\")), location
+        else:
+            assert status == 401, status
+
+    try:
+        post()
+    finally:
+        driver.close()
+        db.close()
+    assert statuses[303] and statuses[401] and statuses[403], statuses
 
 
 # --- the local room's posts ----------------------------------------------------------------------
