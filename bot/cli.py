@@ -616,13 +616,15 @@ def _prepare(settings: Settings, db: Any) -> None:
     """``run --prepare``: migrate, and build a first index when none is published."""
     from bot.retrieval.index import current_version
     from index_builder.build import build_index
+    from index_builder.progress import ProgressLines
 
     before, head = db.upgrade()
     if before != head:
         log.info("database schema migrated from %s to %s", before or "empty", head)
     if current_version(settings.index_root) is None:
         log.info("no index published in %s yet: building one", settings.index_root)
-        report = build_index(settings)
+        # A first build takes minutes; in a container's or the journal's log it shows progress.
+        report = build_index(settings, progress=ProgressLines())
         log.info(
             "index %s: %d documents, %d chunks in %.1f s",
             report.version,
