@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bot.chat import RoomEvent, parse_event, storable_text
@@ -295,6 +295,7 @@ TIMESTAMPS_VALIDATED = _timestamps_are_validated()
     "receive time",
     strict=True,
 )
+@example(ts=2**53 - 1)  # the issue's case
 @given(ts=numbers)
 def test_impossible_timestamps_become_the_receive_time(ts: Any) -> None:
     before = int(time.time() * 1000)
@@ -472,6 +473,23 @@ batches = st.lists(raw_events.map(_storable), min_size=1, max_size=12)
 
 
 def test_generated_events_survive_parse_and_handler(harness: Harness) -> None:
+    def message(n: int, sender: str, body: str) -> dict[str, Any]:
+        return {
+            "type": "m.room.message",
+            "event_id": f"$e{n}:example.org",
+            "sender": sender,
+            "origin_server_ts": NOW_MS,
+            "content": {"msgtype": "m.text", "body": body},
+        }
+
+    # One batch that surely reaches each checked outcome, however few examples run.
+    @example(
+        batch=[
+            message(0, ALICE, "keras-bot: how do I save a model?"),
+            message(1, BOT, "a notice of ours"),
+            message(2, BOB, "+1"),
+        ]
+    )
     @given(batch=batches)
     def feed(batch: list[dict[str, Any]]) -> None:
         harness.feed(batch)
@@ -489,6 +507,8 @@ def test_generated_events_survive_parse_and_handler(harness: Harness) -> None:
     strict=True,
 )
 def test_handler_takes_impossible_timestamps(harness: Harness) -> None:
+    @example(ts=2**53 - 1, threaded=True)  # the issue's case
+    @example(ts=2**64, threaded=False)
     @given(ts=st.one_of(EXTREME_INTS, st.integers()), threaded=st.booleans())
     def feed(ts: int, threaded: bool) -> None:
         content: dict[str, Any] = {"msgtype": "m.text", "body": "keras-bot: how do I save?"}
@@ -606,14 +626,18 @@ class AppDriver:
         self.loop.close()
 
 
+def _raw(text: str) -> bytes:
+    """The bytes a hostile client sends for ``text``: undecodable bytes (surrogateescape) as
+    themselves, any other lone surrogate as its invalid three-byte UTF-8 form."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
 def _form(fields: dict[str, str]) -> bytes:
-    """A urlencoded body, lone surrogates sent as the raw bytes they stand for."""
-    return urllib.parse.urlencode(
-        {
-            k.encode("utf-8", "surrogateescape"): v.encode("utf-8", "surrogateescape")
-            for k, v in fields.items()
-        }
-    ).encode()
+    """A urlencoded body of raw bytes: not necessarily valid UTF-8."""
+    return urllib.parse.urlencode({_raw(k): _raw(v) for k, v in fields.items()}).encode()
 
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -685,6 +709,10 @@ def test_dashboard_forms_take_any_post(tmp_path: Path, monkeypatch: pytest.Monke
     token = driver.run(sign_in())
     statuses: Counter[int] = Counter()
 
+    vote_up = {"action": "vote", "body": "", "vote": "up", "extra": {}}
+
+    @example(event_id=QUESTIONS[0], with_token=True, **vote_up)  # surely one 303
+    @example(event_id=QUESTIONS[0], with_token=False, **vote_up)  # and one 403
     @given(
         event_id=question_ids,
         action=st.sampled_from(ACTIONS),
@@ -698,12 +726,7 @@ def test_dashboard_forms_take_any_post(tmp_path: Path, monkeypatch: pytest.Monke
     ) -> None:
         fields = {**extra, "body": body, "vote": vote, "q": body}
         fields["csrf_token"] = token if with_token else "x" * len(token)
-        path = (
-            "/questions/"
-            + urllib.parse.quote(event_id.encode("utf-8", "surrogateescape"), safe="")
-            + "/"
-            + action
-        )
+        path = "/questions/" + urllib.parse.quote(_raw(event_id), safe="") + "/" + action
         if action == "try":  # the try-it page: a question, answered, nothing stored
             path = "/try"
 
@@ -760,6 +783,9 @@ def test_login_form_takes_any_post(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     statuses: Counter[int] = Counter()
 
     @settings(max_examples=min(60, settings.default.max_examples))  # scrypt per attempt
+    @example(name="maria", password=PASSWORD, next_path="//evil.example", with_token=True)
+    @example(name="maria", password="wrong password", next_path="/queue", with_token=True)
+    @example(name="maria", password=PASSWORD, next_path="/queue", with_token=False)
     @given(
         name=st.one_of(st.just("maria"), hostile_text),
         password=st.one_of(st.just(PASSWORD), hostile_text),
@@ -831,22 +857,25 @@ def test_local_room_takes_any_post(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         return found.group(1)
 
     csrf = driver.run(token())
+    root = room.post("@alice:supportbot.localhost", "how do I freeze layers?")  # to reply under
     accepted: dict[tuple[str, str], str] = {}  # (user, txn id) -> event id
     statuses: Counter[int] = Counter()
+    good = {"name": "alice", "body": "keras-bot: hello?", "mention": True, "as_json": True}
 
+    @example(thread_root=root, txn_id="t1", **good)  # surely one accepted post
+    @example(thread_root="", txn_id="t1", **good)  # its retry: the same event
+    @example(thread_root="", txn_id="", **{**good, "body": ""})  # and one refused
     @given(
-        data=st.data(),
         name=st.one_of(st.sampled_from(["alice", "Bob", ""]), hostile_text),
         body=form_text,
+        thread_root=st.one_of(st.just(""), st.just(root), hostile_text),
         txn_id=st.one_of(st.just(""), st.integers(0, 20).map(lambda n: f"t{n}"), hostile_text),
         mention=st.booleans(),
         as_json=st.booleans(),
     )
     def post(
-        data: st.DataObject, name: str, body: str, txn_id: str, mention: bool, as_json: bool
+        name: str, body: str, thread_root: str, txn_id: str, mention: bool, as_json: bool
     ) -> None:
-        known = sorted(set(accepted.values())) or [""]
-        thread_root = data.draw(st.one_of(st.just(""), st.sampled_from(known), hostile_text))
         fields = {"csrf": csrf, "name": name, "body": body, "thread_root": thread_root}
         if txn_id:
             fields["txn_id"] = txn_id
