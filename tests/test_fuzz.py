@@ -313,10 +313,10 @@ def test_impossible_timestamps_become_the_receive_time(ts: Any) -> None:
         assert before <= event.origin_ts <= after
 
 
-def test_lone_surrogates_and_nul_are_replaced_not_stored(tmp_path: Path) -> None:
+def test_lone_surrogates_and_nul_are_replaced_not_stored(database_url: str) -> None:
     """Regression (found by the fuzzer): an event with a lone surrogate in its text (what a
     JSON ``\\ud800`` escape decodes to) made SQLite's UTF-8 encoder raise in ``persist_batch``,
-    which failed the whole sync batch and stopped the reader."""
+    which failed the whole sync batch and stopped the reader. PostgreSQL refuses NUL too."""
     raw = {
         "type": "m.room.message",
         "event_id": "$s\ud800:example.org",
@@ -336,7 +336,7 @@ def test_lone_surrogates_and_nul_are_replaced_not_stored(tmp_path: Path) -> None
     assert event.body == "keras-bot: how\ufffd do I\ufffd save?"
     assert event.event_id == "$s\ufffd:example.org" and event.sender == "@\ufffd:example.org"
     assert event.relates_to == "$root\ufffd" and event.mentions == (BOT, "@\ufffd:x")
-    db = Database(f"sqlite:///{tmp_path / 'bot.db'}")
+    db = Database(database_url)
     try:
         db.create_schema()
         store = RoomStore(db)
@@ -832,11 +832,14 @@ def test_login_form_takes_any_post(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 # --- the local room's posts ----------------------------------------------------------------------
-def test_local_room_takes_any_post(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_local_room_takes_any_post(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
     """Any post is stored (201) once per transaction id, or refused with a 4xx; the page and
-    its poll keep answering; every stored event parses into a RoomEvent."""
+    its poll keep answering; every stored event parses into a RoomEvent. On SQLite and on
+    PostgreSQL, whose text and JSON columns refuse NUL."""
     monkeypatch.chdir(tmp_path)
-    db = Database(f"sqlite:///{tmp_path / 'room.db'}")
+    db = Database(database_url)
     db.create_schema()
     room = LocalRoom(db, "!local:supportbot.localhost", "@supportbot:supportbot.localhost")
     ctx = WebContext(
@@ -865,6 +868,7 @@ def test_local_room_takes_any_post(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     @example(thread_root=root, txn_id="t1", **good)  # surely one accepted post
     @example(thread_root="", txn_id="t1", **good)  # its retry: the same event
     @example(thread_root="", txn_id="", **{**good, "body": ""})  # and one refused
+    @example(thread_root="", txn_id="", **{**good, "body": "a\x00b\ud800c\udcff"})
     @given(
         name=st.one_of(st.sampled_from(["alice", "Bob", ""]), hostile_text),
         body=form_text,
@@ -933,5 +937,27 @@ def test_import_line_with_a_surrogate_escape_is_imported(tmp_path: Path) -> None
         stored = PastAnswerStore(db).get("https://example.org/t/1")
         assert stored is not None
         assert (stored.question, stored.answer) == ("why \ufffd?", "a\ufffdb")
+    finally:
+        db.close()
+
+
+def test_local_room_ids_and_bodies_with_nul_or_surrogates(database_url: str) -> None:
+    """Regression (found by the fuzzer on PostgreSQL): a room post whose thread root held a
+    NUL answered 500 (PostgreSQL refuses NUL in a text parameter); a body with a lone
+    surrogate raised UnicodeEncodeError in the size check."""
+    from bot.local_room import LocalRoomInputError
+
+    db = Database(database_url)
+    try:
+        db.create_schema()
+        room = LocalRoom(db, "!local:supportbot.localhost", "@supportbot:supportbot.localhost")
+        alice = room.user_id_for("alice")
+        for bad_root in ("\x00", "$abc\x00", "$\ud800"):
+            with pytest.raises(LocalRoomInputError, match="no message"):
+                room.post(alice, "hello?", thread_root=bad_root)
+        assert room.event("$x\x00") is None
+        event_id = room.post(alice, "a\ud800b\x00c")
+        raw = room.event(event_id)
+        assert raw is not None and raw["content"]["body"] == "a\ufffdb\ufffdc"
     finally:
         db.close()
