@@ -357,11 +357,11 @@ class Tally:
 
 
 class Harness:
-    """One RoomService on one SQLite database for a whole property run, fed as its reader and
+    """One RoomService on one database for a whole property run, fed as its reader and
     answer loop feed it (persist the batch, then claim, handle and mark each fresh event)."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        self.db = Database(f"sqlite:///{tmp_path / 'fuzz.db'}")
+    def __init__(self, tmp_path: Path, url: str | None = None) -> None:
+        self.db = Database(url or f"sqlite:///{tmp_path / 'fuzz.db'}")
         self.db.create_schema()
         self.store = RoomStore(self.db)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="answer-fuzz")
@@ -472,7 +472,19 @@ def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness
 batches = st.lists(raw_events.map(_storable), min_size=1, max_size=12)
 
 
-def test_generated_events_survive_parse_and_handler(harness: Harness) -> None:
+def test_generated_events_survive_parse_and_handler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    """The default run, on SQLite and on PostgreSQL (which refuses NUL in text)."""
+    monkeypatch.chdir(tmp_path)
+    harness = Harness(tmp_path, database_url)
+    try:
+        _feed_generated(harness)
+    finally:
+        harness.close()
+
+
+def _feed_generated(harness: Harness) -> None:
     def message(n: int, sender: str, body: str) -> dict[str, Any]:
         return {
             "type": "m.room.message",
