@@ -7,7 +7,8 @@
 #                   driver and container toolkit: docker run --gpus all ...)
 #
 # Same install as the README's non-Docker path: torch first (CPU wheel or CUDA build), then
-# the project with its `keras` extra, whose installed package is the default index source.
+# everything else from the hashed lock (requirements.lock: the runtime and the `keras` extra,
+# whose installed package is the default index source), then the project without dependencies.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -24,10 +25,12 @@ RUN if [ "$TORCH_VARIANT" = "cpu" ]; then \
         pip install "torch==${TORCH_VERSION}"; \
     fi
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY requirements.lock ./
+RUN pip install --require-hashes --no-deps -r requirements.lock
+COPY pyproject.toml README.md LICENSE ./
 COPY bot ./bot
 COPY index_builder ./index_builder
-RUN pip install ".[keras]"
+RUN pip install --no-deps . && pip check
 
 FROM ${PYTHON_IMAGE} AS runtime
 # git: `SUPPORTBOT_DOCS_GIT` clones keras-io into /data and pulls it before re-indexing

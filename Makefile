@@ -4,8 +4,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU wheel of torch; GPU machines: see README ("GPU") and set TORCH_SPEC= to skip.
-TORCH_SPEC ?= torch==2.13.0
+# torch is installed first and is not in the lock: the CPU wheel here; GPU machines: see README
+# ("GPU"); TORCH_SPEC= installs whatever `pip install torch` picks (PyPI's CUDA build on Linux).
+TORCH_VERSION ?= 2.13.0
+TORCH_SPEC ?= torch==$(TORCH_VERSION)
 QUESTION ?= How do I stop training when the validation loss stops improving?
 DOCS_DIR ?= ../shared/keras-io-docs
 # Set DOCS_GIT=https://github.com/keras-team/keras-io to clone (and later pull) the docs instead.
@@ -16,16 +18,25 @@ DOCS_ARGS = $(if $(DOCS_GIT),--docs-git $(DOCS_GIT),$(if $(wildcard $(DOCS_DIR))
 SYNAPSE_VENV ?= .venv-synapse
 SYNAPSE_SPEC ?= matrix-synapse
 
-.PHONY: venv synapse run index ask test test-all lint eval bench clean
+.PHONY: venv lock synapse run index ask test test-all lint eval bench clean
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Everything but torch comes from the hashed lock (exact versions, verified downloads); the
+# project itself is installed without dependencies, and `pip check` proves the set complete.
+$(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	@if [ -n "$(TORCH_SPEC)" ]; then $(BIN)/pip install --quiet "$(TORCH_SPEC)"; fi
-	$(BIN)/pip install --quiet -e '.[keras,dev]'
+	$(BIN)/pip install --quiet $(or $(TORCH_SPEC),torch)
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
 	touch $@
+
+# Re-resolve requirements.lock / requirements-dev.lock from pyproject.toml (see .ci/lock).
+lock: venv
+	$(BIN)/pip install --quiet uv
+	UV=$(BIN)/uv TORCH_VERSION=$(TORCH_VERSION) .ci/lock
 
 synapse: $(SYNAPSE_VENV)/.installed
 

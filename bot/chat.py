@@ -6,8 +6,9 @@ types, so the service never sees a protocol library's objects.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
 
@@ -162,8 +163,35 @@ def parse_event(room_id: str, raw: Mapping[str, Any], *, origin: str = "live") -
     Reactions keep their key (the emoji) in ``body`` and their target in ``relates_to``;
     redactions keep the redacted event in ``relates_to``; an edit (``m.replace``) keeps the
     *new* text in ``body``. Defensive: every field may be missing or of the wrong type in what
-    a server relays.
+    a server relays. Text is made storable (see ``storable_text``).
     """
+    event = _parse_event(room_id, raw, origin=origin)
+    return _storable_event(event) if event is not None else None
+
+
+# Lone surrogates (what a JSON "\ud800" escape or an undecodable byte becomes in a str) cannot
+# be encoded as UTF-8, so SQLite, PostgreSQL and every web response would raise on them; NUL
+# is refused by PostgreSQL's text columns. One such character must not fail a sync batch.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(value: str) -> str:
+    """``value`` with each lone surrogate and NUL replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", value)
+
+
+def _storable_event(event: RoomEvent) -> RoomEvent:
+    changes: dict[str, Any] = {}
+    for f in fields(event):
+        value = getattr(event, f.name)
+        if isinstance(value, str) and _UNSTORABLE.search(value):
+            changes[f.name] = storable_text(value)
+    if any(_UNSTORABLE.search(u) for u in event.mentions):
+        changes["mentions"] = tuple(storable_text(u) for u in event.mentions)
+    return replace(event, **changes) if changes else event
+
+
+def _parse_event(room_id: str, raw: Mapping[str, Any], *, origin: str) -> RoomEvent | None:
     kind = raw.get("type")
     if kind not in ("m.room.message", "m.reaction", "m.room.redaction"):
         return None

@@ -24,18 +24,49 @@ log = logging.getLogger("supportbot")
 SAMPLE_QUESTION = "How do I stop training when the validation loss stops improving?"
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_global(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """``--data-dir`` and ``-v`` work before the command and after it. A subcommand's copy
+    defaults to SUPPRESS, so it does not overwrite what was given before the command."""
     p.add_argument(
-        "--data-dir", type=Path, help="data folder (default: $SUPPORTBOT_DATA_DIR or ./data)"
+        "--data-dir",
+        type=Path,
+        default=None if top else argparse.SUPPRESS,
+        help="data folder (default: $SUPPORTBOT_DATA_DIR or ./data)",
     )
     p.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        help="where the embedding model runs (default: $SUPPORTBOT_DEVICE or auto = CUDA if seen)",
+        "-v",
+        "--verbose",
+        action="count",
+        default=0 if top else argparse.SUPPRESS,
+        help="more log output (-vv: debug)",
     )
-    p.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)"
-    )
+
+
+def _add_common(p: argparse.ArgumentParser, *, model: bool = False) -> None:
+    """The global options again, and ``--device`` on the commands that run the model."""
+    _add_global(p, top=False)
+    if model:
+        p.add_argument(
+            "--device",
+            choices=("auto", "cpu", "cuda"),
+            help="where the embedding model runs "
+            "(default: $SUPPORTBOT_DEVICE or auto = CUDA if seen)",
+        )
+
+
+MODE_HELP = (
+    "retrieval: hybrid (dense + BM25 fused, the default and what the bot uses), dense "
+    "(embeddings only), lexical (BM25 only)"
+)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("keras-supportbot")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Settings also come from SUPPORTBOT_* environment variables and an optional "
         "TOML file (SUPPORTBOT_CONFIG). See README.md.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    _add_global(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     index = sub.add_parser("index", help="build or inspect the search index")
@@ -76,8 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--force", action="store_true", help="publish a new version even if unchanged"
     )
-    build.add_argument("--no-progress", action="store_true", help="no progress bars")
-    _add_common(build)
+    build.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars, no progress lines (without a terminal, progress is logged "
+        "every few seconds instead of drawn)",
+    )
+    _add_common(build, model=True)
     status = index_sub.add_parser("status", help="show the published index")
     status.add_argument("--json", action="store_true", help="print the manifest as JSON")
     _add_common(status)
@@ -87,13 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument(
         "--json", action="store_true", help="print JSON (doc ids, titles, urls, scores)"
     )
-    ask.add_argument("--mode", choices=("hybrid", "dense", "lexical"), default="hybrid")
+    ask.add_argument(
+        "--mode", choices=("hybrid", "dense", "lexical"), default="hybrid", help=MODE_HELP
+    )
     ask.add_argument(
         "--markdown",
         action="store_true",
         help="print the reply's Markdown as the bot posts it (default: the reply as read)",
     )
-    _add_common(ask)
+    _add_common(ask, model=True)
 
     run = sub.add_parser(
         "run",
@@ -112,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="first migrate the database (db upgrade) and build the index if none is "
         "published yet (what the Docker image does at start)",
     )
-    _add_common(run)
+    _add_common(run, model=True)
 
     ev = sub.add_parser(
         "eval",
@@ -123,7 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "file", type=Path, help="questions JSONL (id, question, relevant, answerable_from_docs)"
     )
-    ev.add_argument("--mode", choices=("hybrid", "dense", "lexical", "all"), default="hybrid")
+    ev.add_argument(
+        "--mode",
+        choices=("hybrid", "dense", "lexical", "all"),
+        default="hybrid",
+        help=MODE_HELP + "; all: each of them",
+    )
     ev.add_argument(
         "--json", action="store_true", help="print one JSON object (a list with --mode all)"
     )
@@ -137,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--save-confidence", type=Path, metavar="JSON", help="where to write it")
     ev.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the folds (default 0)")
-    _add_common(ev)
+    _add_common(ev, model=True)
 
     dup = sub.add_parser(
         "eval-duplicates",
@@ -160,12 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="QUESTIONS",
         help="questions JSONL (id, question); each joins the pool as an unanswered thread",
     )
-    dup.add_argument("--mode", choices=("hybrid", "dense", "lexical", "all"), default="hybrid")
+    dup.add_argument(
+        "--mode",
+        choices=("hybrid", "dense", "lexical", "all"),
+        default="hybrid",
+        help=MODE_HELP + "; all: each of them",
+    )
     dup.add_argument(
         "--json", action="store_true", help="print one JSON object (a list with --mode all)"
     )
     dup.add_argument("--per-question", action="store_true", help="also list each query's rank")
-    _add_common(dup)
+    _add_common(dup, model=True)
 
     threads = sub.add_parser("threads", help="manage past answered threads (imports)")
     threads_sub = threads.add_subparsers(dest="threads_command", required=True, metavar="ACTION")
@@ -298,8 +348,10 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     elif args.docs_dir and not args.docs_git:
         settings = settings.model_copy(update={"docs_git": None})
     console = Console(stderr=True)
+    # Bars on a terminal; written to a file or pipe (systemd, Docker, CI), progress lines.
+    interactive = console.is_terminal and sys.stdout.isatty()
     progress_factory, finish = _progress(
-        console, enabled=not args.no_progress and console.is_terminal
+        console, enabled=not args.no_progress and interactive, lines=not args.no_progress
     )
     try:
         report = build_index(settings, progress=progress_factory, force=args.force)
@@ -329,8 +381,14 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 
 
 def _progress(
-    console: Any, *, enabled: bool
+    console: Any, *, enabled: bool, lines: bool = False
 ) -> tuple[Callable[[str, int | None], Callable[[int], None]], Callable[[], None]]:
+    if not enabled and lines:
+        from index_builder.progress import ProgressLines
+        from index_builder.progress import log as progress_log
+
+        progress_log.setLevel(logging.INFO)  # shown without -v: this is the build's output
+        return ProgressLines(), lambda: None
     if not enabled:
 
         def quiet(name: str, total: int | None) -> Callable[[int], None]:
@@ -366,7 +424,10 @@ def cmd_index_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
     version = current_version(settings.index_root)
     if version is None:
-        print(f"no index published under {settings.index_root}; run `supportbot index build`")
+        print(
+            f"no index published under {settings.index_root}; run `supportbot index build`",
+            file=sys.stderr,
+        )
         return 1
     manifest = read_manifest(settings.index_root / version)
     if args.json:
@@ -573,13 +634,15 @@ def _prepare(settings: Settings, db: Any) -> None:
     """``run --prepare``: migrate, and build a first index when none is published."""
     from bot.retrieval.index import current_version
     from index_builder.build import build_index
+    from index_builder.progress import ProgressLines
 
     before, head = db.upgrade()
     if before != head:
         log.info("database schema migrated from %s to %s", before or "empty", head)
     if current_version(settings.index_root) is None:
         log.info("no index published in %s yet: building one", settings.index_root)
-        report = build_index(settings)
+        # A first build takes minutes; in a container's or the journal's log it shows progress.
+        report = build_index(settings, progress=ProgressLines())
         log.info(
             "index %s: %d documents, %d chunks in %.1f s",
             report.version,
@@ -858,12 +921,20 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_format() -> str:
+    """``log_format`` from the settings (environment, ``.env`` or the TOML file). A bad
+    setting falls back to text here; the command itself then reports it in one line."""
+    try:
+        return load_settings().log_format
+    except SupportBotError:
+        return "text"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
-    log_format = os.environ.get("SUPPORTBOT_LOG_FORMAT", "text").strip().lower()
-    setup_logging(args.verbose, "json" if log_format == "json" else "text")
+    setup_logging(args.verbose, _log_format())
     handlers: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
         ("index", "build"): cmd_index_build,
         ("index", "status"): cmd_index_status,

@@ -27,7 +27,14 @@ from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.chat import OutgoingReply, PowerLevels, RoomEvent, SyncBatch, parse_event
+from bot.chat import (
+    OutgoingReply,
+    PowerLevels,
+    RoomEvent,
+    SyncBatch,
+    parse_event,
+    storable_text,
+)
 from bot.errors import MessageRejectedError, SchemaOutdatedError
 from bot.store.database import Database
 from bot.store.models import LocalRoomEventRow
@@ -67,7 +74,7 @@ def check_name(name: str) -> str:
 
 def check_body(body: str) -> str:
     """The message text with line endings normalised and outer whitespace dropped."""
-    text = body.replace("\r\n", "\n").replace("\r", "\n").strip()
+    text = storable_text(body.replace("\r\n", "\n").replace("\r", "\n")).strip()
     if not text:
         raise LocalRoomInputError("the message is empty")
     size = len(text.encode("utf-8"))
@@ -297,6 +304,8 @@ class LocalRoom:
         }
 
     def _row(self, s: Session, event_id: str) -> LocalRoomEventRow | None:
+        if storable_text(event_id) != event_id:
+            return None  # no stored id holds NUL or a lone surrogate (PostgreSQL refuses them)
         return s.scalar(
             select(LocalRoomEventRow).where(
                 LocalRoomEventRow.event_id == event_id, LocalRoomEventRow.room_id == self.room_id

@@ -63,11 +63,12 @@ from __future__ import annotations
 import codecs
 import json
 from collections.abc import Collection, Generator, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from bot.chat import storable_text
 from bot.errors import FatalError
 from bot.store.database import Database
 from bot.store.past_answers import PastAnswerStore, UpsertCounts, as_utc
@@ -566,14 +567,26 @@ def read_past_answers(
     chosen = detect_format(path) if fmt == "auto" else fmt
     report.format = chosen
     if chosen == "jsonl":
-        yield from _read_jsonl(path, report)
+        yield from map(_storable, _read_jsonl(path, report))
         return
     items: Iterable[tuple[str, object]]
     if _starts_with_bracket(path):
         items = ((f"index {i}", obj) for i, obj in enumerate(_json_array(path)))
     else:
         items = _json_lines(path, report)
-    yield from gitter_threads(items, report, room_url_base=base, maintainers=maintainers)
+    threads = gitter_threads(items, report, room_url_base=base, maintainers=maintainers)
+    yield from map(_storable, threads)
+
+
+def _storable(record: PastAnswer) -> PastAnswer:
+    """JSON's "\\ud800" escapes decode to lone surrogates, which no database can store: the
+    record keeps U+FFFD in their place (as room events do) instead of failing the import."""
+    changes: dict[str, Any] = {
+        f.name: storable_text(value)
+        for f in fields(record)
+        if isinstance(value := getattr(record, f.name), str) and storable_text(value) != value
+    }
+    return replace(record, **changes) if changes else record
 
 
 def import_threads(

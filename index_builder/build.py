@@ -27,7 +27,11 @@ from index_builder.sources.keras_io import (
     iter_site_map_symbol_documents,
 )
 from index_builder.sources.past_answers import iter_past_answer_documents
-from index_builder.sources.python_api import iter_api_documents, package_version
+from index_builder.sources.python_api import (
+    find_package_dir,
+    iter_api_documents,
+    package_version,
+)
 from index_builder.sources.site_map import SiteMap, find_site_map
 
 log = logging.getLogger(__name__)
@@ -84,17 +88,27 @@ def collect_documents(settings: Settings) -> tuple[list[Document], dict[str, dic
             return None
 
         try:
-            batches.append(
-                (
-                    f"python-api:{pkg}",
-                    package_version(pkg),
-                    iter_api_documents(
-                        pkg, preferred_names=site_map.symbols if site_map else (), url_for=url_for
-                    ),
-                )
-            )
+            # Located now, not when the lazy document iterator first runs: a missing package
+            # is an operator's mistake and must end in one line, not a traceback mid-build.
+            package_dir = find_package_dir(pkg)
         except LookupError as exc:
-            raise BuildError(f"cannot index the {pkg!r} package: {exc}") from exc
+            raise BuildError(
+                f"cannot index the {pkg!r} package: {exc}; install it (the `keras` extra: "
+                "pip install 'keras-supportbot[keras]'), name another with "
+                "SUPPORTBOT_API_PACKAGE, or build without it (--no-keras)"
+            ) from None
+        batches.append(
+            (
+                f"python-api:{pkg}",
+                package_version(pkg),
+                iter_api_documents(
+                    pkg,
+                    package_dir=package_dir,
+                    preferred_names=site_map.symbols if site_map else (),
+                    url_for=url_for,
+                ),
+            )
+        )
     if settings.docs_dir is not None:
         if not settings.docs_dir.is_dir():
             raise BuildError(f"docs dir {settings.docs_dir} is not a folder")

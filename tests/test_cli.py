@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +160,140 @@ def test_device_flag_is_validated_and_used(data_dir: Path) -> None:
     assert json.loads(out)["sources"]
     bad = run_cli("ask", QUESTION, "--device", "tpu", data_dir=data_dir, check=False)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+# --- a new operator's rough edges (issue 12) -----------------------------------------------------
+def test_global_options_work_before_and_after_the_command(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPORTBOT_")}
+    for args in (
+        ["--data-dir", str(data), "index", "status"],  # as the README writes it
+        ["index", "status", "--data-dir", str(data)],
+        ["-v", "--data-dir", str(data), "db", "status", "--json"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "bot", *args], capture_output=True, text=True, env=env
+        )
+        assert "invalid choice" not in proc.stderr, args
+        assert str(data) in proc.stdout + proc.stderr, (args, proc.stdout, proc.stderr)
+        assert proc.returncode == 1, (args, proc.returncode, proc.stderr)
+
+
+def test_version_and_mode_help(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    out = run_cli("--version", data_dir=tmp_path).stdout
+    assert out.strip() == f"supportbot {version('keras-supportbot')}"
+    for command in ("ask", "eval", "eval-duplicates"):
+        text = " ".join(run_cli(command, "--help", data_dir=tmp_path).stdout.split())
+        assert "hybrid (dense + BM25 fused" in text, command
+
+
+def test_device_only_where_a_model_runs(tmp_path: Path) -> None:
+    for command in (["index", "build"], ["ask"], ["eval"], ["eval-duplicates"], ["run"]):
+        assert "--device" in run_cli(*command, "--help", data_dir=tmp_path).stdout, command
+    for command in (["index", "status"], ["db", "status"], ["users", "list"]):
+        assert "--device" not in run_cli(*command, "--help", data_dir=tmp_path).stdout, command
+        proc = run_cli(*command, "--device", "cpu", data_dir=tmp_path, check=False)
+        assert proc.returncode == 2 and "unrecognized arguments: --device" in proc.stderr
+
+
+def test_index_status_without_an_index_says_so_on_stderr(tmp_path: Path) -> None:
+    proc = run_cli("index", "status", data_dir=tmp_path, check=False)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.startswith("no index published under")
+
+
+def test_missing_api_package_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """Without keras installed (here: a package name that is not installed), the build ends
+    in one line naming the fixes, not a PackageNotFoundError traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPORTBOT_")}
+    env.update(SUPPORTBOT_DATA_DIR=str(tmp_path), SUPPORTBOT_API_PACKAGE="no_such_package_here")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "index", "build"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("supportbot: error: cannot index the 'no_such_package_here' package")
+    assert "--no-keras" in line and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("where", ["toml", "dotenv"])
+def test_log_format_comes_from_the_settings_file(tmp_path: Path, where: str) -> None:
+    """log_format in supportbot.toml or .env is honoured, not only the environment variable."""
+    if where == "toml":
+        (tmp_path / "supportbot.toml").write_text('log_format = "json"\n', encoding="utf-8")
+    else:
+        (tmp_path / ".env").write_text("SUPPORTBOT_LOG_FORMAT=json\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPORTBOT_")}
+    env["SUPPORTBOT_DATA_DIR"] = str(tmp_path / "data")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "-v", "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines
+    for line in lines:
+        record = json.loads(line)
+        assert {"ts", "level", "logger", "msg"} <= set(record)
+
+
+def test_index_build_logs_progress_lines_into_a_pipe(tmp_path: Path) -> None:
+    """Output to a file or pipe (systemd, Docker, CI): no progress bar, but log lines with the
+    phase, done/total and the rate, so a long build does not look hung."""
+    from tests.conftest import MINI_DOCS
+
+    proc = run_cli("index", "build", "--no-keras", "--docs-dir", str(MINI_DOCS), data_dir=tmp_path)
+    err = proc.stderr
+    assert "\x1b[" not in err and "━" not in err  # no bar drawn into the log
+    assert re.search(r"supportbot\.progress: chunk: started, 6 items", err), err
+    assert re.search(r"supportbot\.progress: chunk: 6/6 \(100%\), [\d.]+/s, done in", err), err
+    assert re.search(r"supportbot\.progress: embed: (\d+)/\1 \(100%\), [\d.]+/s, done in", err)
+    quiet = run_cli(
+        "index",
+        "build",
+        "--no-keras",
+        "--docs-dir",
+        str(MINI_DOCS),
+        "--no-progress",
+        "--force",
+        data_dir=tmp_path,
+    )
+    assert "supportbot.progress" not in quiet.stderr
+
+
+def test_readme_command_table_lists_every_command() -> None:
+    """eval-duplicates was missing from the README's table: every command (and action) of the
+    parser has a row."""
+    import argparse
+
+    from bot.cli import build_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Commands", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `supportbot ")]
+
+    def commands(parser: argparse.ArgumentParser, prefix: str) -> list[str]:
+        found: list[str] = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    nested = commands(sub, f"{prefix} {name}")
+                    found.extend(nested or [f"{prefix} {name}"])
+        return found
+
+    listed = " ".join(rows)
+    for command in commands(build_parser(), "supportbot"):
+        *parent, action = command.split()
+        assert f"`{command}" in listed or (
+            len(parent) > 1 and f"`{parent[-1]} {action}" in listed
+        ), f"{command} is not in the README's command table"

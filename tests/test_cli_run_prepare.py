@@ -47,6 +47,7 @@ def test_run_prepare_migrates_builds_and_serves(tmp_path: Path) -> None:
         assert found, log_path.read_text(errors="replace")[-3000:]
         text = log_path.read_text(errors="replace")
         assert "building one" in text
+        assert re.search(r"supportbot\.progress: embed: (\d+)/\1 \(100%\)", text), text[-3000:]
         assert (data / "indexes" / "CURRENT").is_file()
         with urllib.request.urlopen(found.group(1) + "/healthz", timeout=10) as resp:
             assert resp.status == 200
