@@ -236,17 +236,8 @@ class RoomStore:
         the first to ask takes it over.
         """
         now = now or utcnow()
-        with self.db.session() as s:
-            result = s.execute(
-                update(RoomEventRow)
-                .where(
-                    RoomEventRow.event_id == event_id,
-                    RoomEventRow.handled_at.is_(None),
-                    _claimable(worker, now),
-                )
-                .values(claimed_by=worker, claimed_until=now + timedelta(seconds=lease_seconds))
-            )
-            return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
+        values = {"claimed_by": worker, "claimed_until": now + timedelta(seconds=lease_seconds)}
+        return self._update_if_claimable(event_id, worker, now, values)
 
     def expired_holder(
         self, event_id: str, worker: str, *, now: datetime | None = None
@@ -355,6 +346,14 @@ class RoomStore:
         ``outcome`` (``deferred:<reason>:<n>``) stays on the row until it is handled.
         """
         now = now or utcnow()
+        values = {"claimed_by": DEFERRED, "claimed_until": until, "outcome": outcome[:64]}
+        return self._update_if_claimable(event_id, worker, now, values)
+
+    def _update_if_claimable(
+        self, event_id: str, worker: str, now: datetime, values: dict[str, Any]
+    ) -> bool:
+        """Set ``values`` on an unhandled event ``worker`` may claim now, in one conditional
+        UPDATE (see ``claim_event``); True when the row was updated."""
         with self.db.session() as s:
             result = s.execute(
                 update(RoomEventRow)
@@ -363,7 +362,7 @@ class RoomStore:
                     RoomEventRow.handled_at.is_(None),
                     _claimable(worker, now),
                 )
-                .values(claimed_by=DEFERRED, claimed_until=until, outcome=outcome[:64])
+                .values(**values)
             )
             return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
 
