@@ -362,6 +362,14 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     out.print(f"index {report.version}: {state}")
     for name, info in report.sources.items():
         out.print(f"  source {name} @ {info['version']}: {info['documents']} documents")
+        outside = info.get("skipped_outside_docs") or []
+        if outside:
+            out.print(
+                f"  skipped {len(outside)} link(s) resolving outside the docs folder "
+                f"(not indexed): {', '.join(outside)}",
+                markup=False,
+                highlight=False,
+            )
     out.print(
         f"  {report.documents} documents, {report.chunks} chunks; embedded {report.embedded}, "
         f"from cache {report.cached}; {report.seconds:.1f} s"
