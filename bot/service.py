@@ -47,7 +47,7 @@ from bot.answering.policy import (
 )
 from bot.answering.render import markdown_to_html
 from bot.answering.reply import SuggestedReply
-from bot.chat import ChatTransport, OutgoingReply, PowerLevels, RoomEvent
+from bot.chat import ChatTransport, OutgoingReply, PowerLevels, RoomEvent, utc_from_ms
 from bot.dashboard_bridge import DashboardBridge
 from bot.errors import FatalError, MessageRejectedError, TransientError
 from bot.metrics import Metrics
@@ -313,7 +313,7 @@ class RoomService:
     async def _mark_answered(
         self, targets: list[str], responder: str, event: RoomEvent, *, asker: str | None = None
     ) -> None:
-        at = datetime.fromtimestamp(event.origin_ts / 1000, UTC) if event.origin_ts else None
+        at = utc_from_ms(event.origin_ts) if event.origin_ts else None
         changed = await self._db(
             self.dashboard.note_reply_in_thread,
             targets,

@@ -16,7 +16,6 @@ import asyncio
 import hmac
 import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -25,6 +24,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from bot.answering.render import markdown_to_html
+from bot.chat import utc_from_ms
 from bot.local_room import LocalRoom, LocalRoomInputError, localpart, relation, thread_root_of
 from bot.web.context import CTX_KEY
 from bot.web.templating import render
@@ -97,7 +97,7 @@ def _room(request: web.Request) -> LocalRoom:
 
 # --- views of events --------------------------------------------------------------------------
 def _when(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return utc_from_ms(ms).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def message_view(seq: int, raw: Raw, bot_user: str) -> MessageView | None:
