@@ -151,6 +151,14 @@ class Settings(BaseSettings):
     )
     serve_http: bool = Field(True, description="Serve /healthz, /readyz and /metrics.")
     web_host: str = "127.0.0.1"
+    web_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Host names the web app answers for besides IP addresses, localhost and "
+            "SUPPORTBOT_WEB_HOST (e.g. the name a reverse proxy forwards); comma-separated; "
+            "'*' turns the Host/Origin check off."
+        ),
+    )
     web_port: int = Field(8080, ge=0, le=65535)
     web_session_hours: float = Field(12.0, gt=0, description="Dashboard sign-in lifetime.")
     web_secure_cookies: bool = Field(
@@ -231,7 +239,9 @@ class Settings(BaseSettings):
         # "auto" was the default before mentions got the closest pages everywhere.
         return "closest" if isinstance(value, str) and value.strip() == "auto" else value
 
-    @field_validator("matrix_rooms", "maintainers", "ignore_users", mode="before")
+    @field_validator(
+        "matrix_rooms", "maintainers", "ignore_users", "web_allowed_hosts", mode="before"
+    )
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
