@@ -720,6 +720,26 @@ class RoomService:
         top_level = event.rel_type != "m.thread" and not event.in_reply_to
         if not mentioned and not (top_level and looks_like_question(text)):
             return "not-a-question"
+        if (
+            existing is None
+            and mentioned
+            and event.origin != "history"
+            and await self._db(self._room_full, event.room_id)
+        ):
+            # The reply would be suppressed whatever it says: skip the model (a flood of
+            # mentions must not queue CPU work); the question still goes to triage.
+            await self._db(
+                self.store.save_question,
+                event,
+                text,
+                mentioned=mentioned,
+                confidence=None,
+                suggestion=None,
+                sources=[],
+                index_version=None,
+                status="new",
+            )
+            return "suppressed:room-rate-limit"
         loop = asyncio.get_running_loop()
         reply = await loop.run_in_executor(self.executor, self.answer, text)
         await self._db(
@@ -741,6 +761,12 @@ class RoomService:
             return "triage:low-confidence"
         body = reply.markdown if reply.would_reply else self._unsure_body(reply)
         return await self._reply(event, body, confident=reply.would_reply, mentioned=mentioned)
+
+    def _room_full(self, room_id: str) -> bool:
+        """The room's replies-per-minute limit is reached (the limiter's room check, alone)."""
+        since = datetime.now(UTC) - timedelta(seconds=60)
+        limit = self.limiter.room_per_minute
+        return self.limiter.history.replies_since(room_id, since) >= limit
 
     def _unsure_body(self, reply: SuggestedReply) -> str:
         if self.settings.unsure_reply == "closest" and reply.sources:

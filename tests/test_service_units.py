@@ -575,6 +575,24 @@ def test_a_waiting_mention_answered_by_a_person_meanwhile_gets_no_reply(
     )
 
 
+def test_room_rate_limit_is_checked_before_inference(
+    make_service: ServiceFactory, store: RoomStore
+) -> None:
+    """A mention whose reply the room limit would suppress costs no model time (a flood of
+    mentions must not queue CPU work); the question still reaches the dashboard."""
+    answer = FakeAnswer()
+    service = make_service(answer=answer, user_cooldown_seconds=0.0, room_replies_per_minute=1)
+    outcomes = handle(
+        service, event("$a1"), event("$b1", sender=BOB, body="keras-bot: how do I load one?")
+    )
+    assert outcomes == ["replied", "suppressed:room-rate-limit"]
+    assert answer.questions == ["how do I save a model?"]  # only the replied one ran
+    question = store.question("$b1")
+    assert question is not None and question.status == "new"
+    assert (question.suggestion, question.confidence) == (None, None)
+    assert store.reply("$b1") is None
+
+
 # --- not replying --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("e", "outcome"),
