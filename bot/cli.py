@@ -668,14 +668,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bot.chat import ChatTransport
     from bot.errors import ConfigError
     from bot.gitter_client import MatrixTransport
-    from bot.local_room import LocalRoom, LocalTransport, local_room_url
+    from bot.local_room import LocalRoom, LocalTransport, Retention, local_room_url
     from bot.service import RoomService
-    from bot.settings import check_room_settings, read_access_token
+    from bot.settings import check_local_room_bind, check_room_settings, read_access_token
     from bot.store import Database
     from bot.store.room_store import RoomStore
 
     settings = _settings(args)
     local = settings.uses_local_room  # no homeserver configured: serve the embedded room
+    check_local_room_bind(settings)
     if local and not settings.serve_http:
         raise ConfigError(
             "the local room is a web page: set SUPPORTBOT_SERVE_HTTP=true "
@@ -694,7 +695,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     token: str | None = None
     if local:
         try:
-            room = LocalRoom(db, settings.local_room_id, settings.local_bot_user)
+            retention = Retention(settings.local_room_keep_events, settings.local_room_keep_days)
+            room = LocalRoom(
+                db, settings.local_room_id, settings.local_bot_user, retention=retention
+            )
         except ValueError as exc:
             raise ConfigError(f"SUPPORTBOT_LOCAL_ROOM_ID / _LOCAL_BOT_USER: {exc}") from None
     else:
