@@ -302,14 +302,14 @@ async def post_message(request: web.Request) -> web.StreamResponse:
     address = "address:" + client_address(request)
     wait = limiter.retry_after(address, settings.local_room_posts_per_minute_per_address)
     if wait > 0:
-        return await _too_many(request, wait, "from this address", fields, mention)
-    limiter.record(address)  # every attempt counts: refused input costs a page render too
+        return _too_many(request, wait, "from this address")
+    limiter.record(address)  # every attempt counts: a refused one costs a page render too
     try:
         user = room.user_id_for(fields.get("name", ""))
         name_key = "name:" + user
         wait = limiter.retry_after(name_key, settings.local_room_posts_per_minute_per_name)
         if wait > 0:
-            return await _too_many(request, wait, "under this name", fields, mention)
+            return _too_many(request, wait, "under this name")
         limiter.record(name_key)
         event_id = await asyncio.to_thread(
             room.post,
@@ -337,20 +337,15 @@ async def post_message(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _too_many(
-    request: web.Request, wait: float, per: str, fields: dict[str, str], mention: bool
-) -> web.Response:
-    """429 with ``Retry-After``; the page keeps what was typed so nothing is lost."""
+def _too_many(request: web.Request, wait: float, per: str) -> web.Response:
+    """429 with ``Retry-After``: a short answer, not the page, so a flood costs no renders
+    (the browser's Back keeps what was typed)."""
     seconds = max(1, math.ceil(wait))
     message = f"Not sent: too many messages {per}; try again in {seconds} s."
-    response: web.Response
+    headers = {"Retry-After": str(seconds)}
     if _wants_json(request):
-        response = web.json_response({"error": message}, status=429)
-    else:
-        shown = {**fields, "mention_bot": "on" if mention else ""}
-        response = await _page(request, error=message, status=429, form=shown)
-    response.headers["Retry-After"] = str(seconds)
-    return response
+        return web.json_response({"error": message}, status=429, headers=headers)
+    return web.Response(status=429, text=message, headers=headers)
 
 
 async def room_events(request: web.Request) -> web.Response:
