@@ -41,6 +41,10 @@ RUN apt-get update \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin supportbot \
     && mkdir /data && chown supportbot:supportbot /data
 COPY --from=build /opt/venv /opt/venv
+# Bound to 0.0.0.0 for the port mapping: without a Matrix room (SUPPORTBOT_MATRIX_USER_ID)
+# `run` refuses to publish the local room, which has no sign-in, unless
+# SUPPORTBOT_ROOM_TRANSPORT=local is set (e.g. `docker run -e SUPPORTBOT_ROOM_TRANSPORT=local
+# -p 127.0.0.1:8080:8080 ...` to try the bot).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 \

@@ -7,9 +7,41 @@ types, so the service never sees a protocol library's objects.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+
+# A server's clock may be off, but a timestamp later than this ahead of ours is not a clock
+# error: it is replaced by the time we received the event (so is one before 1970).
+MAX_CLOCK_AHEAD_MS = 24 * 3600 * 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# datetime's range, less a couple of days so day arithmetic on a clamped value cannot overflow.
+_MIN_MS = (datetime(1, 1, 3, tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
+_MAX_MS = (datetime(9999, 12, 29, tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
+
+
+def utc_from_ms(ms: int) -> datetime:
+    """Aware UTC time of ``ms`` since the epoch, for any int: values beyond what ``datetime``
+    holds are clamped (a stored timestamp must never make a page fail)."""
+    return _EPOCH + timedelta(milliseconds=min(max(ms, _MIN_MS), _MAX_MS))
+
+
+def checked_origin_ts(value: object, received_ms: int | None = None) -> int:
+    """``origin_server_ts`` if it is an int from 0 to a day ahead of now, else the receive time.
+
+    A homeserver relays what the sender's server claims; 2^53-1 (or a string) must not reach
+    the database as the time a question was asked.
+    """
+    now = int(time.time() * 1000) if received_ms is None else received_ms
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and 0 <= value <= now + (MAX_CLOCK_AHEAD_MS)
+    ):
+        return value
+    return now
 
 
 @dataclass(frozen=True)
@@ -202,8 +234,7 @@ def _parse_event(room_id: str, raw: Mapping[str, Any], *, origin: str) -> RoomEv
     content = raw.get("content")
     if not isinstance(content, Mapping):
         content = {}
-    ts = raw.get("origin_server_ts")
-    origin_ts = ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
+    origin_ts = checked_origin_ts(raw.get("origin_server_ts"))
     if kind != "m.room.message":
         return _parse_non_message(
             room_id, str(kind), event_id, sender, origin_ts, raw, content, origin

@@ -362,6 +362,14 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     out.print(f"index {report.version}: {state}")
     for name, info in report.sources.items():
         out.print(f"  source {name} @ {info['version']}: {info['documents']} documents")
+        outside = info.get("skipped_outside_docs") or []
+        if outside:
+            out.print(
+                f"  skipped {len(outside)} link(s) resolving outside the docs folder "
+                f"(not indexed): {', '.join(outside)}",
+                markup=False,
+                highlight=False,
+            )
     out.print(
         f"  {report.documents} documents, {report.chunks} chunks; embedded {report.embedded}, "
         f"from cache {report.cached}; {report.seconds:.1f} s"
@@ -660,14 +668,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bot.chat import ChatTransport
     from bot.errors import ConfigError
     from bot.gitter_client import MatrixTransport
-    from bot.local_room import LocalRoom, LocalTransport, local_room_url
+    from bot.local_room import LocalRoom, LocalTransport, Retention, local_room_url
     from bot.service import RoomService
-    from bot.settings import check_room_settings, read_access_token
+    from bot.settings import check_local_room_bind, check_room_settings, read_access_token
     from bot.store import Database
     from bot.store.room_store import RoomStore
 
     settings = _settings(args)
     local = settings.uses_local_room  # no homeserver configured: serve the embedded room
+    check_local_room_bind(settings)
     if local and not settings.serve_http:
         raise ConfigError(
             "the local room is a web page: set SUPPORTBOT_SERVE_HTTP=true "
@@ -686,7 +695,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     token: str | None = None
     if local:
         try:
-            room = LocalRoom(db, settings.local_room_id, settings.local_bot_user)
+            retention = Retention(settings.local_room_keep_events, settings.local_room_keep_days)
+            room = LocalRoom(
+                db, settings.local_room_id, settings.local_bot_user, retention=retention
+            )
         except ValueError as exc:
             raise ConfigError(f"SUPPORTBOT_LOCAL_ROOM_ID / _LOCAL_BOT_USER: {exc}") from None
     else:

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import secrets
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, inspect, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, func, inspect, or_, select, text
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot.chat import (
@@ -37,7 +39,8 @@ from bot.chat import (
 )
 from bot.errors import MessageRejectedError, SchemaOutdatedError
 from bot.store.database import Database
-from bot.store.models import LocalRoomEventRow
+from bot.store.models import LocalRoomEventRow, ReplyRow, RoomEventRow
+from bot.store.room_store import SYNC_TOKEN_KEY, RoomStore
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,37 @@ POLL_SECONDS = 1.0
 _THREAD_SCAN = 2000
 
 Raw = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How much of the local timeline to keep (see ``LocalRoom.prune``)."""
+
+    keep_events: int = 10_000  # the newest this many; 0: no cap
+    keep_days: float = 30.0  # 0: no age limit
+    every_seconds: float = 60.0  # prune after a post at most this often
+
+
+def event_size(raw: Mapping[str, Any]) -> int:
+    """An event's size as JSON (UTF-8 bytes): what drawing or sending it costs, roughly."""
+    return len(json.dumps(raw, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+def within_budget(
+    rows: Iterable[tuple[int, Raw]], max_events: int, max_bytes: int | None
+) -> list[tuple[int, Raw]]:
+    """The leading rows that fit ``max_bytes`` (always at least one), at most ``max_events``."""
+    kept: list[tuple[int, Raw]] = []
+    used = 0
+    for row in rows:
+        if len(kept) >= max_events:
+            break
+        if max_bytes is not None:
+            used += event_size(row[1])
+            if used > max_bytes and kept:
+                break
+        kept.append(row)
+    return kept
 
 
 class LocalRoomInputError(ValueError):
@@ -106,7 +140,9 @@ def thread_root_of(raw: Mapping[str, Any]) -> str | None:
 class LocalRoom:
     """One room whose timeline lives in the database (see the module docstring)."""
 
-    def __init__(self, db: Database, room_id: str, bot_user: str) -> None:
+    def __init__(
+        self, db: Database, room_id: str, bot_user: str, *, retention: Retention | None = None
+    ) -> None:
         if not room_id.startswith("!") or ":" not in room_id:
             raise ValueError(f"local room id must look like !name:server, not {room_id!r}")
         if not bot_user.startswith("@") or ":" not in bot_user:
@@ -117,6 +153,8 @@ class LocalRoom:
         self.server = room_id.split(":", 1)[1]
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._lock = threading.Lock()
+        self.retention = retention
+        self._next_prune = 0.0  # time.monotonic() after which a post may prune
 
     def __repr__(self) -> str:
         return f"LocalRoom({self.room_id!r})"
@@ -229,7 +267,67 @@ class LocalRoom:
                 raise
             return existing
         self._notify()
+        self._maybe_prune()
         return event_id
+
+    # --- retention -----------------------------------------------------------------------------
+    def _maybe_prune(self) -> None:
+        retention = self.retention
+        if retention is None or time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + retention.every_seconds
+        try:
+            pruned = self.prune()
+        except SQLAlchemyError:  # retention is housekeeping: the post itself went through
+            log.exception("pruning the local room failed")
+            return
+        if pruned:
+            log.info("local room: pruned %d old events", pruned)
+
+    def prune(self, *, now_ms: int | None = None) -> int:
+        """Delete events beyond the retention (older than ``keep_days`` or behind the newest
+        ``keep_events``); return how many.
+
+        Never deleted: events the bot has not read yet (after its sync token), events it has
+        read but not finished handling, and questions whose reply is still on its way.
+        """
+        retention = self.retention
+        if retention is None or not (retention.keep_events or retention.keep_days):
+            return 0
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        token = RoomStore(self.db).get_state(SYNC_TOKEN_KEY)
+        read_upto = int(token) if token is not None and token.isdigit() else 0
+        with self.db.session() as s:
+            too_old = []
+            if retention.keep_events:
+                cutoff = s.scalar(
+                    select(LocalRoomEventRow.seq)
+                    .where(LocalRoomEventRow.room_id == self.room_id)
+                    .order_by(LocalRoomEventRow.seq.desc())
+                    .offset(retention.keep_events - 1)
+                    .limit(1)
+                )
+                if cutoff is not None:
+                    too_old.append(LocalRoomEventRow.seq < cutoff)
+            if retention.keep_days:
+                oldest_ms = now_ms - int(retention.keep_days * 86_400_000)
+                too_old.append(LocalRoomEventRow.origin_ts < oldest_ms)
+            if not too_old:
+                return 0
+            unhandled = select(RoomEventRow.event_id).where(
+                RoomEventRow.room_id == self.room_id, RoomEventRow.handled_at.is_(None)
+            )
+            replying = select(ReplyRow.question_event_id).where(ReplyRow.state == "pending")
+            result = s.execute(
+                delete(LocalRoomEventRow).where(
+                    LocalRoomEventRow.room_id == self.room_id,
+                    LocalRoomEventRow.seq <= read_upto,
+                    or_(*too_old),
+                    LocalRoomEventRow.event_id.not_in(unhandled),
+                    LocalRoomEventRow.event_id.not_in(replying),
+                )
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
 
     def _insert(
         self, sender: str, event_type: str, content: Mapping[str, Any], txn_key: str | None
@@ -337,29 +435,43 @@ class LocalRoom:
                 or 0
             )
 
-    def events_after(self, seq: int, limit: int = 100) -> list[tuple[int, Raw]]:
-        """Events with ``seq`` above the given one, oldest first, at most ``limit``."""
-        with self.db.session() as s:
-            rows = s.execute(
-                select(LocalRoomEventRow.seq, LocalRoomEventRow.event)
-                .where(LocalRoomEventRow.room_id == self.room_id, LocalRoomEventRow.seq > seq)
-                .order_by(LocalRoomEventRow.seq)
-                .limit(limit)
-            )
-            return [(int(n), dict(raw)) for n, raw in rows]
+    def events_after(
+        self, seq: int, limit: int = 100, max_bytes: int | None = None
+    ) -> list[tuple[int, Raw]]:
+        """Events with ``seq`` above the given one, oldest first, at most ``limit`` and (with
+        ``max_bytes``) as many as fit that many bytes of JSON, at least one."""
+        return self._read(
+            select(LocalRoomEventRow.seq, LocalRoomEventRow.event)
+            .where(LocalRoomEventRow.room_id == self.room_id, LocalRoomEventRow.seq > seq)
+            .order_by(LocalRoomEventRow.seq)
+            .limit(limit),
+            limit,
+            max_bytes,
+        )
 
-    def recent(self, limit: int) -> list[tuple[int, Raw]]:
-        """The last ``limit`` events, oldest first."""
+    def recent(self, limit: int, max_bytes: int | None = None) -> list[tuple[int, Raw]]:
+        """The last ``limit`` events, oldest first; with ``max_bytes``, only the newest of them
+        that fit that many bytes of JSON (at least one): a page of 60 KB posts stays small."""
         if limit <= 0:
             return []
+        newest_first = self._read(
+            select(LocalRoomEventRow.seq, LocalRoomEventRow.event)
+            .where(LocalRoomEventRow.room_id == self.room_id)
+            .order_by(LocalRoomEventRow.seq.desc())
+            .limit(limit),
+            limit,
+            max_bytes,
+        )
+        return newest_first[::-1]
+
+    def _read(self, query: Any, limit: int, max_bytes: int | None) -> list[tuple[int, Raw]]:
+        # In batches: reading stops once the budget is spent, not after the whole limit.
         with self.db.session() as s:
-            rows = s.execute(
-                select(LocalRoomEventRow.seq, LocalRoomEventRow.event)
-                .where(LocalRoomEventRow.room_id == self.room_id)
-                .order_by(LocalRoomEventRow.seq.desc())
-                .limit(limit)
-            ).all()
-        return [(int(n), dict(raw)) for n, raw in reversed(rows)]
+            result = s.execute(query.execution_options(yield_per=50))
+            try:
+                return within_budget(((int(n), dict(raw)) for n, raw in result), limit, max_bytes)
+            finally:
+                result.close()
 
     def event(self, event_id: str) -> Raw | None:
         with self.db.session() as s:

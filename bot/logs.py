@@ -22,24 +22,55 @@ class JsonFormatter(logging.Formatter):
         for name in CONTEXT_FIELDS:
             if hasattr(record, name):
                 data[name] = getattr(record, name)
-        if record.exc_info:
-            data["exc"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:  # may have been scrubbed by ``RedactSecrets`` already
+            data["exc"] = record.exc_text
+        if record.stack_info:
+            data["stack"] = record.stack_info
         return json.dumps(data, ensure_ascii=False, default=str)
 
 
+# What every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
 class RedactSecrets(logging.Filter):
-    """Replace known secret values in any message that reaches a handler (defence in depth)."""
+    """Replace known secret values in what reaches a handler (defence in depth): the message,
+    the exception text and stack of a traceback, and every ``extra=`` field."""
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
         self.secrets = [s for s in secrets if len(s) >= 8]
 
+    def _scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
+
+    def _leaks(self, text: str) -> bool:
+        return any(s in text for s in self.secrets)
+
     def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
         message = record.getMessage()
-        if any(s in message for s in self.secrets):
-            for secret in self.secrets:
-                message = message.replace(secret, "[redacted]")
-            record.msg, record.args = message, None
+        if self._leaks(message):
+            record.msg, record.args = self._scrub(message), None
+        if record.exc_info and not record.exc_text:
+            # Formatted here, once, so every formatter prints the scrubbed text (they reuse
+            # ``exc_text`` when it is set).
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text and self._leaks(record.exc_text):
+            record.exc_text = self._scrub(record.exc_text)
+        if record.stack_info and self._leaks(record.stack_info):
+            record.stack_info = self._scrub(record.stack_info)
+        for name, value in list(vars(record).items()):
+            if name in _RECORD_ATTRS or value is None or isinstance(value, int | float):
+                continue
+            text = value if isinstance(value, str) else str(value)
+            if self._leaks(text):
+                setattr(record, name, self._scrub(text))
         return True
 
 

@@ -101,6 +101,9 @@ class ThreadImportError(FatalError):
     """The file cannot be read, or holds nothing importable."""
 
 
+TOO_DEEP = "not valid JSON: nested too deeply"
+
+
 class _Invalid(ValueError):
     """One record is malformed; the message is the reason shown to the user."""
 
@@ -292,6 +295,8 @@ def _json_lines(path: Path, report: ImportReport) -> Generator[tuple[str, object
                     yield where, json.loads(text)
                 except json.JSONDecodeError as exc:
                     report.problem(where, f"not valid JSON: {exc.msg} (column {exc.colno})")
+                except RecursionError:  # json raises this, not JSONDecodeError, on deep nesting
+                    report.problem(where, TOO_DEEP)
     except OSError as exc:
         raise _open_error(path, exc) from None
 
@@ -312,6 +317,8 @@ def _json_array(path: Path) -> list[Any]:
         raise ThreadImportError(
             f"{path}: not a valid JSON array: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from None
+    except RecursionError:
+        raise ThreadImportError(f"{path}: not a valid JSON array: nested too deeply") from None
     if not isinstance(value, list):
         raise ThreadImportError(f"{path}: expected a JSON array, got {_kind(value)}")
     return value

@@ -47,7 +47,7 @@ from bot.answering.policy import (
 )
 from bot.answering.render import markdown_to_html
 from bot.answering.reply import SuggestedReply
-from bot.chat import ChatTransport, OutgoingReply, PowerLevels, RoomEvent
+from bot.chat import ChatTransport, OutgoingReply, PowerLevels, RoomEvent, utc_from_ms
 from bot.dashboard_bridge import DashboardBridge
 from bot.errors import FatalError, MessageRejectedError, TransientError
 from bot.metrics import Metrics
@@ -313,7 +313,7 @@ class RoomService:
     async def _mark_answered(
         self, targets: list[str], responder: str, event: RoomEvent, *, asker: str | None = None
     ) -> None:
-        at = datetime.fromtimestamp(event.origin_ts / 1000, UTC) if event.origin_ts else None
+        at = utc_from_ms(event.origin_ts) if event.origin_ts else None
         changed = await self._db(
             self.dashboard.note_reply_in_thread,
             targets,
@@ -720,6 +720,40 @@ class RoomService:
         top_level = event.rel_type != "m.thread" and not event.in_reply_to
         if not mentioned and not (top_level and looks_like_question(text)):
             return "not-a-question"
+        if existing is None and mentioned and event.origin != "history":
+            # The limits before the model: a mention they hold back without deferring it (the
+            # asker is told why, or was told already) runs no model, so a flood of mentions
+            # queues no CPU work. A deferred one (bounded per user and per room) still gets its
+            # suggestion for the dashboard while it waits.
+            held_back, outcome = await self._held_back(event, mentioned=True)
+            if held_back:
+                if outcome is not None and outcome.startswith("deferred:"):
+                    await self._suggest(event, text, mentioned=True)
+                elif await self._db(self.store.question, event.event_id) is None:
+                    await self._db(
+                        self.store.save_question,
+                        event,
+                        text,
+                        mentioned=True,
+                        confidence=None,
+                        suggestion=None,
+                        sources=[],
+                        index_version=None,
+                        status="new",
+                    )
+                return outcome
+        reply = await self._suggest(event, text, mentioned=mentioned)
+        if event.origin == "history":
+            return "history"  # first join: old questions go to triage, never get a late reply
+        if not (mentioned or self.settings.reply_to_unmentioned):
+            return "triage"
+        if not reply.would_reply and not mentioned:
+            return "triage:low-confidence"
+        body = reply.markdown if reply.would_reply else self._unsure_body(reply)
+        return await self._reply(event, body, confident=reply.would_reply, mentioned=mentioned)
+
+    async def _suggest(self, event: RoomEvent, text: str, *, mentioned: bool) -> SuggestedReply:
+        """Run the model on the question and store it with the suggestion, for triage."""
         loop = asyncio.get_running_loop()
         reply = await loop.run_in_executor(self.executor, self.answer, text)
         await self._db(
@@ -733,14 +767,7 @@ class RoomService:
             index_version=reply.index_version,
             status="suggested" if reply.sources else "new",
         )
-        if event.origin == "history":
-            return "history"  # first join: old questions go to triage, never get a late reply
-        if not (mentioned or self.settings.reply_to_unmentioned):
-            return "triage"
-        if not reply.would_reply and not mentioned:
-            return "triage:low-confidence"
-        body = reply.markdown if reply.would_reply else self._unsure_body(reply)
-        return await self._reply(event, body, confident=reply.would_reply, mentioned=mentioned)
+        return reply
 
     def _unsure_body(self, reply: SuggestedReply) -> str:
         if self.settings.unsure_reply == "closest" and reply.sources:
@@ -753,21 +780,9 @@ class RoomService:
     ) -> str | None:
         existing = await self._db(self.store.reply, event.event_id)
         if existing is None:
-            # A mention is a request: one the limits hold back waits for them, or is told why.
-            held = await self._db(self.store.held_outcome, event.event_id) if mentioned else None
-            if held and held.startswith("notice:"):  # decided before a restart: keep to it
-                return await self._send_notice(event, held)
-            if (
-                held
-                and held.startswith("deferred:")
-                and await self._answered_meanwhile(event.event_id)
-            ):
-                return "answered-meanwhile"  # while it waited, a person answered it
-            limit = await self._db(self.limiter.limit, event.room_id, event.sender)
-            if limit is not None:
-                if not mentioned:
-                    return f"suppressed:{limit.reason}"
-                return await self._hold_mention(event, limit, held)
+            held_back, outcome = await self._held_back(event, mentioned=mentioned)
+            if held_back:
+                return outcome
         claim = await self._db(
             self.store.claim_reply,
             question_event_id=event.event_id,
@@ -820,6 +835,23 @@ class RoomService:
                     return None
 
     # --- mentions held back by the rate limits ---------------------------------------------------
+    async def _held_back(self, event: RoomEvent, *, mentioned: bool) -> tuple[bool, str | None]:
+        """(True, outcome) when the limits hold this reply back, (False, None) when it may go.
+
+        A mention is a request: one the limits hold back waits for them, or is told why.
+        """
+        held = await self._db(self.store.held_outcome, event.event_id) if mentioned else None
+        if held and held.startswith("notice:"):  # decided before a restart: keep to it
+            return True, await self._send_notice(event, held)
+        if held and held.startswith("deferred:") and await self._answered_meanwhile(event.event_id):
+            return True, "answered-meanwhile"  # while it waited, a person answered it
+        limit = await self._db(self.limiter.limit, event.room_id, event.sender)
+        if limit is None:
+            return False, None
+        if not mentioned:
+            return True, f"suppressed:{limit.reason}"
+        return True, await self._hold_mention(event, limit, held)
+
     async def _answered_meanwhile(self, event_id: str) -> bool:
         question = await self._db(self.store.question, event_id)
         return question is not None and question.status not in ("new", "suggested")

@@ -127,6 +127,23 @@ class Settings(BaseSettings):
     )
     local_room_id: str = Field("!local:supportbot.localhost", description="The local room's id.")
     local_bot_user: str = Field("@supportbot:supportbot.localhost", description="Bot's local id.")
+    local_room_posts_per_minute_per_address: int = Field(
+        20, ge=1, description="Local room: posts one client address may make in a minute."
+    )
+    local_room_posts_per_minute_per_name: int = Field(
+        10, ge=1, description="Local room: posts under one name in a minute."
+    )
+    local_room_page_bytes: int = Field(
+        1_000_000,
+        ge=65_536,
+        description="Local room: at most this much message data drawn on /room or sent per poll.",
+    )
+    local_room_keep_events: int = Field(
+        10_000, ge=0, description="Local room: keep the newest this many events; 0: no cap."
+    )
+    local_room_keep_days: float = Field(
+        30.0, ge=0, description="Local room: drop events older than this; 0: no age limit."
+    )
     matrix_homeserver: str = Field(
         "https://gitter.im",
         description="Homeserver URL; its /.well-known/matrix/client is followed when present.",
@@ -151,6 +168,14 @@ class Settings(BaseSettings):
     )
     serve_http: bool = Field(True, description="Serve /healthz, /readyz and /metrics.")
     web_host: str = "127.0.0.1"
+    web_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Host names the web app answers for besides IP addresses, localhost and "
+            "SUPPORTBOT_WEB_HOST (e.g. the name a reverse proxy forwards); comma-separated; "
+            "'*' turns the Host/Origin check off."
+        ),
+    )
     web_port: int = Field(8080, ge=0, le=65535)
     web_session_hours: float = Field(12.0, gt=0, description="Dashboard sign-in lifetime.")
     web_secure_cookies: bool = Field(
@@ -231,7 +256,9 @@ class Settings(BaseSettings):
         # "auto" was the default before mentions got the closest pages everywhere.
         return "closest" if isinstance(value, str) and value.strip() == "auto" else value
 
-    @field_validator("matrix_rooms", "maintainers", "ignore_users", mode="before")
+    @field_validator(
+        "matrix_rooms", "maintainers", "ignore_users", "web_allowed_hosts", mode="before"
+    )
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -335,6 +362,35 @@ def check_room_settings(settings: Settings) -> None:
     if not settings.matrix_homeserver.startswith(("http://", "https://")):
         raise ConfigError("SUPPORTBOT_MATRIX_HOMESERVER must be an http(s) URL")
     read_access_token(settings)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether binding ``host`` serves this machine only (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_local_room_bind(settings: Settings) -> None:
+    """The local room needs no sign-in: serving it beyond loopback must be asked for by name.
+
+    With ``room_transport=auto`` and no Matrix user, a wildcard or LAN bind (as in the Docker
+    image) would publish an open chat that runs the model for anyone; refuse, in one line.
+    """
+    implicit = settings.room_transport == "auto" and settings.uses_local_room
+    if implicit and not is_loopback_host(settings.web_host):
+        raise ConfigError(
+            "no Matrix room is configured, and the local room (no sign-in) would be served "
+            f"on SUPPORTBOT_WEB_HOST={settings.web_host}: set SUPPORTBOT_MATRIX_USER_ID and "
+            "friends for a Matrix room, or SUPPORTBOT_ROOM_TRANSPORT=local to serve the "
+            "local room there on purpose"
+        )
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -25,6 +25,7 @@ from index_builder.sources.keras_io import (
     docs_version,
     iter_keras_io_documents,
     iter_site_map_symbol_documents,
+    links_outside,
 )
 from index_builder.sources.past_answers import iter_past_answer_documents
 from index_builder.sources.python_api import (
@@ -136,6 +137,16 @@ def collect_documents(settings: Settings) -> tuple[list[Document], dict[str, dic
             if doc.kind == "api":
                 known_symbols.update((doc.doc_id, *doc.aliases))
         sources[name] = {"version": version, "documents": count}
+    if settings.docs_dir is not None:
+        outside = links_outside(settings.docs_dir)
+        if outside:
+            log.warning(
+                "skipped %d link(s) resolving outside the docs folder %s: %s",
+                len(outside),
+                settings.docs_dir,
+                ", ".join(outside),
+            )
+            sources["keras-io"]["skipped_outside_docs"] = outside
     if site_map is not None:
         stubs = [
             d

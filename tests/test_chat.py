@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from bot.chat import (
     CREATOR_LEVEL,
+    MAX_CLOCK_AHEAD_MS,
     OutgoingReply,
     PowerLevels,
     RoomEvent,
     SyncBatch,
+    checked_origin_ts,
     creators_of,
     parse_event,
+    utc_from_ms,
 )
+from bot.store.auth_store import as_utc as auth_as_utc
+from bot.store.past_answers import as_utc as past_as_utc
+from bot.web.insights import to_utc as insights_to_utc
 
 ROOM = "!room:example.org"
 
@@ -242,17 +251,49 @@ def test_relates_to_garbage(relates: Any) -> None:
     assert not event.is_edit
 
 
-@pytest.mark.parametrize("ts", [None, "1700000000000", 1.7e12, [1]])
-def test_origin_ts_not_an_int_is_zero(ts: Any) -> None:
+@pytest.mark.parametrize(
+    "ts",
+    [None, "1700000000000", 1.7e12, [1], True, -1, 2**53 - 1, 2**63, -(2**63)],
+)
+def test_origin_ts_not_a_plausible_int_is_the_receive_time(ts: Any) -> None:
+    before = int(time.time() * 1000)
     event = parse_event(ROOM, raw_message(origin_server_ts=ts))
-    assert event is not None and event.origin_ts == 0
+    after = int(time.time() * 1000)
+    assert event is not None and before <= event.origin_ts <= after
 
 
-def test_origin_ts_missing_is_zero() -> None:
+def test_origin_ts_missing_is_the_receive_time() -> None:
     raw = raw_message()
     del raw["origin_server_ts"]
+    before = int(time.time() * 1000)
     event = parse_event(ROOM, raw)
-    assert event is not None and event.origin_ts == 0
+    assert event is not None and before <= event.origin_ts <= int(time.time() * 1000)
+
+
+def test_origin_ts_from_1970_to_a_day_ahead_is_kept() -> None:
+    now = 1_800_000_000_000
+    for ts in (0, 1_700_000_000_000, now + MAX_CLOCK_AHEAD_MS):
+        assert checked_origin_ts(ts, received_ms=now) == ts
+    assert checked_origin_ts(now + MAX_CLOCK_AHEAD_MS + 1, received_ms=now) == now
+    assert checked_origin_ts(-1, received_ms=now) == now
+
+
+@pytest.mark.parametrize("ms", [2**53 - 1, 2**63 - 1, -(2**63), -(2**53), -1, 0, 10**20])
+def test_ms_to_datetime_is_total(ms: int) -> None:
+    moment = utc_from_ms(ms)
+    assert moment.tzinfo is UTC
+    assert moment.date() + timedelta(days=1) > moment.date() - timedelta(days=1)
+    assert utc_from_ms(1_700_000_000_000) == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("as_utc", [auth_as_utc, past_as_utc, insights_to_utc])
+def test_utc_helpers_are_total(as_utc: Callable[[datetime], datetime | None]) -> None:
+    east = timezone(timedelta(hours=5))
+    west = timezone(timedelta(hours=-5))
+    for moment in (datetime.min.replace(tzinfo=east), datetime.max.replace(tzinfo=west)):
+        converted = as_utc(moment)
+        assert converted is not None and converted.tzinfo is UTC
+    assert as_utc(datetime(2024, 1, 1, 5, tzinfo=east)) == datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def test_parsed_event_is_immutable_and_hashable() -> None:

@@ -43,6 +43,25 @@ def test_help_lists_commands(tmp_path: Path) -> None:
     assert "--docs-dir" in run_cli("index", "build", "--help", data_dir=tmp_path).stdout
 
 
+def test_build_skips_and_reports_links_out_of_the_docs_folder(tmp_path: Path) -> None:
+    import shutil
+
+    from tests.conftest import MINI_DOCS
+
+    docs = tmp_path / "docs"
+    shutil.copytree(MINI_DOCS, docs)
+    secret = tmp_path / "secret.md"
+    secret.write_text("# Secret\n\nSUPPORTBOT_MATRIX_ACCESS_TOKEN=syt_leaked\n", encoding="utf-8")
+    (docs / "guides/md/secret.md").symlink_to(secret)
+    out = run_cli("index", "build", "--no-keras", "--docs-dir", str(docs), data_dir=tmp_path / "d")
+    assert "6 documents" in out.stdout  # as without the link
+    assert (
+        "skipped 1 link(s) resolving outside the docs folder (not indexed): guides/md/secret.md"
+    ) in " ".join(out.stdout.split())
+    answer = run_cli("ask", "SUPPORTBOT_MATRIX_ACCESS_TOKEN", "--json", data_dir=tmp_path / "d")
+    assert "syt_leaked" not in answer.stdout
+
+
 def test_ask_prints_the_reply_as_read(data_dir: Path) -> None:
     out = run_cli("ask", QUESTION, data_dir=data_dir).stdout
     assert "1. Training with fit() (https://keras.io/guides/training_loops/)" in out

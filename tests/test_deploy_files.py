@@ -16,7 +16,8 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from bot.settings import Settings
+from bot.errors import ConfigError
+from bot.settings import Settings, check_local_room_bind, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 SETTING = re.compile(r"\bSUPPORTBOT_([A-Z0-9_]+)\b")
@@ -52,6 +53,27 @@ def test_dockerfile_is_multistage_non_root_and_health_checked() -> None:
     assert text.index('pip install "torch==') < text.index("pip install --no-deps .")
     # The build reads pyproject's readme and license-files: both must be in the context.
     assert re.search(r"^COPY pyproject.toml README.md LICENSE ./$", text, re.M)
+
+
+def test_the_image_serves_the_local_room_only_when_told(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The image binds 0.0.0.0; without a Matrix room it must not silently publish the local
+    room (no sign-in) but refuse, until SUPPORTBOT_ROOM_TRANSPORT=local says so."""
+    runtime = (REPO / "Dockerfile").read_text(encoding="utf-8").split("AS runtime", 1)[1]
+    instructions = "\n".join(x for x in runtime.splitlines() if not x.lstrip().startswith("#"))
+    image_env = dict(re.findall(r"\b(SUPPORTBOT_[A-Z0-9_]+)=(\S+)", instructions))
+    assert image_env["SUPPORTBOT_WEB_HOST"] == "0.0.0.0"
+    assert "SUPPORTBOT_ROOM_TRANSPORT" not in image_env
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("SUPPORTBOT_")]:
+        monkeypatch.delenv(name)
+    for name, value in image_env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="SUPPORTBOT_ROOM_TRANSPORT=local"):
+        check_local_room_bind(load_settings())
+    monkeypatch.setenv("SUPPORTBOT_ROOM_TRANSPORT", "local")
+    check_local_room_bind(load_settings())
 
 
 def test_compose_runs_the_bot_against_postgres() -> None:

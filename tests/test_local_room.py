@@ -26,15 +26,24 @@ from bot.local_room import (
     LocalRoom,
     LocalRoomInputError,
     LocalTransport,
+    Retention,
+    event_size,
     local_room_url,
 )
 from bot.metrics import Metrics
 from bot.settings import load_settings
 from bot.store.database import Database
 from bot.store.models import LocalRoomEventRow
-from bot.store.room_store import RoomStore
+from bot.store.room_store import SYNC_TOKEN_KEY, RoomStore
 from bot.web.context import CTX_KEY, WebContext
-from bot.web.room import CSRF_COOKIE, CSRF_REFUSED, NAME_COOKIE, add_room_routes, add_static
+from bot.web.room import (
+    CSRF_COOKIE,
+    CSRF_REFUSED,
+    NAME_COOKIE,
+    POST_LIMITER_KEY,
+    add_room_routes,
+    add_static,
+)
 
 ROOM = "!local:test.localhost"
 BOT = "@supportbot:test.localhost"
@@ -483,10 +492,12 @@ def in_thread_of(html: str, reply: str, root: str) -> bool:
     return root in ids and any("thread" in c for c, _ in ancestors[ids.index(root) :])
 
 
-def make_app(db: Database, room: LocalRoom | None, tmp_path: Path) -> web.Application:
+def make_app(
+    db: Database, room: LocalRoom | None, tmp_path: Path, **settings: Any
+) -> web.Application:
     app = web.Application()
     app[CTX_KEY] = WebContext(
-        settings=load_settings(data_dir=tmp_path),
+        settings=load_settings(data_dir=tmp_path, **settings),
         db=db,
         store=RoomStore(db),
         metrics=Metrics(),
@@ -1023,3 +1034,210 @@ def test_run_refuses_a_malformed_local_room_id(
     assert main(["run", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "SUPPORTBOT_LOCAL_ROOM_ID" in err and "!name:server" in err
+
+
+# --- limits: post rate, byte budget, retention, where it may be served --------------------------
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@sqlite_only
+def test_posts_are_limited_per_name_with_429_and_retry_after(
+    db: Database, room: LocalRoom, tmp_path: Path
+) -> None:
+    app = make_app(
+        db,
+        room,
+        tmp_path,
+        local_room_posts_per_minute_per_name=2,
+        local_room_posts_per_minute_per_address=100,
+    )
+    clock = FakeClock()
+    app[POST_LIMITER_KEY].clock = clock
+
+    async def scenario(client: TestClient[web.Request, web.Application]) -> None:
+        token = await csrf_token(client)
+
+        async def post(name: str, body: str, **headers: str) -> Any:
+            form = {"csrf": token, "name": name, "body": body}
+            return await client.post(
+                "/room/messages", data=form, headers=headers, allow_redirects=False
+            )
+
+        assert (await post("alice", "one")).status == 303
+        clock.now += 10
+        assert (await post("Alice", "two")).status == 303
+        refused = await post("alice", "three")
+        assert refused.status == 429
+        assert refused.headers["Retry-After"] == "50"  # the first post leaves the window then
+        assert await refused.text() == (
+            "Not sent: too many messages under this name; try again in 50 s."
+        )
+        as_json = await post("alice", "three", Accept="application/json")
+        assert as_json.status == 429 and "under this name" in (await as_json.json())["error"]
+        assert (await post("bob", "bob is fine")).status == 303
+        clock.now += 50
+        assert (await post("alice", "three")).status == 303
+
+    with_client(app, scenario)
+    bodies = [raw["content"]["body"] for _, raw in room.events_after(0)]
+    assert bodies == ["one", "two", "bob is fine", "three"]
+
+
+@sqlite_only
+def test_posts_are_limited_per_address_whatever_the_name(
+    db: Database, room: LocalRoom, tmp_path: Path
+) -> None:
+    app = make_app(
+        db,
+        room,
+        tmp_path,
+        local_room_posts_per_minute_per_name=100,
+        local_room_posts_per_minute_per_address=3,
+    )
+    clock = FakeClock()
+    app[POST_LIMITER_KEY].clock = clock
+
+    async def scenario(client: TestClient[web.Request, web.Application]) -> None:
+        token = await csrf_token(client)
+        statuses = []
+        for name in ("a1", "a2", "", "a4", "a5"):  # a refused (nameless) post counts too
+            form = {"csrf": token, "name": name, "body": "flood"}
+            posted = await client.post("/room/messages", data=form, allow_redirects=False)
+            statuses.append(posted.status)
+        assert statuses == [303, 303, 400, 429, 429]
+        clock.now += 61
+        form = {"csrf": token, "name": "a6", "body": "later"}
+        assert (await client.post("/room/messages", data=form, allow_redirects=False)).status == 303
+
+    with_client(app, scenario)
+    assert count_rows(db) == 3
+
+
+@sqlite_only
+def test_the_page_and_the_poll_stay_within_the_byte_budget(
+    db: Database, room: LocalRoom, tmp_path: Path
+) -> None:
+    big = "x" * 50_000
+    ids = [room.post(ALICE, f"{i} {big}") for i in range(30)]
+    budget = 200_000
+    app = make_app(db, room, tmp_path, local_room_page_bytes=budget)
+
+    async def scenario(client: TestClient[web.Request, web.Application]) -> None:
+        page = await client.get("/room")
+        html = await page.text()
+        shown = [i for i in ids if i in messages_in(html)]
+        assert shown == ids[-3:]  # the newest messages that fit 200 KB, in order
+        assert len(html.encode()) < 2 * budget
+
+        seen: list[str] = []
+        since = 0
+        for _ in range(30):
+            batch = await (await client.get(f"/room/events?since={since}")).json()
+            if not batch:
+                break
+            assert 1 <= len(batch) <= 3
+            seen += [e["event_id"] for e in batch]
+            since = batch[-1]["seq"]
+        assert seen == ids  # the poll continues where a full batch stopped: nothing is lost
+
+    with_client(app, scenario)
+
+
+def test_reads_within_a_budget_return_at_least_one_event(room: LocalRoom) -> None:
+    first = room.post(ALICE, "y" * 50_000)
+    second = room.post(ALICE, "short")
+    assert [raw["event_id"] for _, raw in room.recent(10, max_bytes=10)] == [second]
+    assert [raw["event_id"] for _, raw in room.events_after(0, 10, max_bytes=10)] == [first]
+    both = event_size(room.event(first) or {}) + event_size(room.event(second) or {})
+    assert len(room.recent(10, max_bytes=both)) == 2
+    assert len(room.recent(1, max_bytes=both)) == 1
+
+
+def test_retention_keeps_the_newest_and_what_is_pending(db: Database) -> None:
+    room = LocalRoom(db, ROOM, BOT, retention=Retention(keep_events=3, keep_days=0))
+    ids = [room.post(ALICE, f"message {i}") for i in range(12)]
+    store = RoomStore(db)
+    events = [e for _, raw in room.events_after(0, 100) if (e := parse_event(ROOM, raw))]
+    store.persist_batch(events, None)
+    for e in events:
+        if e.event_id != ids[1]:  # ids[1]: read, still being handled
+            store.mark_handled(e.event_id, "done")
+    store.claim_reply(  # ids[2]: its reply is on its way
+        question_event_id=ids[2],
+        room_id=ROOM,
+        txn_id="t2",
+        body="b",
+        formatted_body="<p>b</p>",
+        thread_root=ids[2],
+    )
+    # The bot has read up to ids[10]; ids[11] is not read yet.
+    seqs = {raw["event_id"]: seq for seq, raw in room.events_after(0, 100)}
+    store.set_state(SYNC_TOKEN_KEY, str(seqs[ids[10]]))
+
+    assert room.prune() == 7
+    left = [raw["event_id"] for _, raw in room.events_after(0, 100)]
+    assert left == [ids[1], ids[2], ids[9], ids[10], ids[11]]
+
+    # By age: 31 days on, everything read and done goes; the unread and pending stay.
+    aged = LocalRoom(db, ROOM, BOT, retention=Retention(keep_events=0, keep_days=30))
+    assert aged.prune(now_ms=int(time.time() * 1000) + 31 * 86_400_000) == 2
+    assert [raw["event_id"] for _, raw in room.events_after(0, 100)] == [ids[1], ids[2], ids[11]]
+    assert LocalRoom(db, ROOM, BOT).prune() == 0  # no retention: nothing pruned
+
+
+def test_posting_prunes_when_due(db: Database) -> None:
+    RoomStore(db).set_state(SYNC_TOKEN_KEY, "1000000")  # the bot has read everything
+    room = LocalRoom(db, ROOM, BOT, retention=Retention(keep_events=2, every_seconds=0))
+    ids = [room.post(ALICE, f"message {i}") for i in range(5)]
+    assert [raw["event_id"] for _, raw in room.events_after(0, 100)] == ids[-2:]
+    # Never before the bot has read an event: a fresh room (no sync token) keeps everything.
+    fresh = LocalRoom(db, "!other:test.localhost", BOT, retention=Retention(1, every_seconds=0))
+    RoomStore(db).set_state(SYNC_TOKEN_KEY, "0")
+    kept = [fresh.post(ALICE, f"m{i}") for i in range(3)]
+    assert [raw["event_id"] for _, raw in fresh.events_after(0, 100)] == kept
+
+
+@pytest.mark.parametrize(
+    ("env", "refused"),
+    [
+        ({"SUPPORTBOT_WEB_HOST": "0.0.0.0"}, True),
+        ({"SUPPORTBOT_WEB_HOST": "192.168.1.5"}, True),
+        ({"SUPPORTBOT_WEB_HOST": "0.0.0.0", "SUPPORTBOT_ROOM_TRANSPORT": "local"}, False),
+        ({"SUPPORTBOT_WEB_HOST": "127.0.0.2"}, False),
+        ({"SUPPORTBOT_WEB_HOST": "::1"}, False),
+        ({"SUPPORTBOT_WEB_HOST": "localhost"}, False),
+    ],
+)
+def test_the_local_room_is_served_beyond_loopback_only_when_asked(
+    env: dict[str, str], refused: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from bot.errors import ConfigError
+    from bot.settings import check_local_room_bind
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings(data_dir=tmp_path)
+    if refused:
+        with pytest.raises(ConfigError, match="SUPPORTBOT_ROOM_TRANSPORT=local"):
+            check_local_room_bind(settings)
+    else:
+        check_local_room_bind(settings)
+
+
+def test_run_on_a_wildcard_bind_refuses_the_implicit_local_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SUPPORTBOT_WEB_HOST", "0.0.0.0")
+    assert main(["run", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "SUPPORTBOT_ROOM_TRANSPORT=local to serve the local room there on purpose" in err
+    assert "Traceback" not in err

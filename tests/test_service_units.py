@@ -527,7 +527,8 @@ def test_a_mention_flood_is_told_once_why_not(
     assert notice.txn_id == notice_txn_id_for("$a3") != txn_id_for("$a3")
     assert store.reply("$a3") is None  # a notice is not the question's reply
     question = store.question("$a3")
-    assert question is not None and question.status == "suggested"  # for the maintainers
+    # Queued for the maintainers, without a suggestion: a mention held back runs no model.
+    assert question is not None and question.status == "new" and question.suggestion is None
     # Another asker is not affected by Alice's flood.
     assert handle(service, event("$b1", sender=BOB)) == ["replied"]
 
@@ -573,6 +574,33 @@ def test_a_waiting_mention_answered_by_a_person_meanwhile_gets_no_reply(
     assert run(make_service(user_cooldown_seconds=0.0)._handle(event("$a2", ts=2))) == (
         "answered-meanwhile"
     )
+
+
+def test_the_limits_are_checked_before_inference(
+    make_service: ServiceFactory, store: RoomStore
+) -> None:
+    """A mention the limits hold back without deferring it (told why, or told already) costs
+    no model time, so a flood of mentions queues no CPU work; each still reaches the
+    dashboard's queue. A deferred one gets its suggestion while it waits."""
+    answer = FakeAnswer()
+    service = make_service(answer=answer, user_cooldown_seconds=30.0, deferred_mentions_per_user=1)
+    mentions = [event(f"$a{n}", body=f"keras-bot: question {n}?", ts=n) for n in range(1, 6)]
+    outcomes = handle(service, *mentions)
+    assert outcomes == [
+        "replied",
+        "deferred:user-cooldown:1",
+        "notice:too-many-waiting",
+        "suppressed:user-cooldown:told-already",
+        "suppressed:user-cooldown:told-already",
+    ]
+    assert answer.questions == ["question 1?", "question 2?"]
+    deferred = store.question("$a2")
+    assert deferred is not None and deferred.status == "suggested"
+    for n in range(3, 6):
+        question = store.question(f"$a{n}")
+        assert question is not None and question.status == "new"
+        assert (question.suggestion, question.confidence) == (None, None)
+        assert store.reply(f"$a{n}") is None
 
 
 # --- not replying --------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from index_builder.sources.keras_io import (
     docs_version,
     iter_keras_io_documents,
     iter_site_map_symbol_documents,
+    links_outside,
     page_path_for,
 )
 from index_builder.sources.site_map import SiteMap
@@ -525,3 +526,24 @@ def test_real_corpus() -> None:
     bodies = [c.text.split("\n\n", 1)[1] for c in chunks]
     assert max(len(b.split()) for b in bodies) <= 160
     assert 40 <= statistics.median(len(c.text.split()) for c in chunks) <= 160
+
+
+def test_symlinks_out_of_the_docs_folder_are_not_indexed(docs_dir: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("# Secret\n\nDATABASE_PASSWORD=hunter2-outside\n", encoding="utf-8")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside/stolen.md").write_text("# Stolen\n\nhunter2-dir\n", encoding="utf-8")
+    version = docs_version(docs_dir)
+    (docs_dir / "guides/md/secret.md").symlink_to(secret)
+    (docs_dir / "examples/vision/md/linked").symlink_to(tmp_path / "outside")
+    (docs_dir / "guides/md/alias.md").symlink_to(docs_dir / "guides/md/working_with_rnns.md")
+
+    docs = _docs(docs_dir, None)
+    assert "guides/secret" not in docs
+    assert not any("hunter2" in d.text for d in docs.values())
+    assert "guides/alias" in docs  # a link that stays inside the docs folder is fine
+    assert links_outside(docs_dir) == ["guides/md/secret.md"]
+    # The outside file is not read for the version hash either: changing it changes nothing.
+    with_links = docs_version(docs_dir)
+    secret.write_text("changed\n", encoding="utf-8")
+    assert docs_version(docs_dir) == with_links != version

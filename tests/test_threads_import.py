@@ -461,3 +461,30 @@ def test_cli_threads_import_failures(tmp_path: Path) -> None:
 
     usage = run_cli("threads", "import", str(lonely), "--format", "xml", data_dir=data)
     assert usage.returncode == 2 and "invalid choice" in usage.stderr
+
+
+def test_a_deeply_nested_line_is_skipped_like_any_malformed_line(tmp_path: Path) -> None:
+    """json.loads raises RecursionError, not JSONDecodeError, on deep nesting: that line is
+    reported and skipped, the rest is imported, and the command prints no traceback."""
+    deep = '{"url": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    path = write_jsonl(tmp_path / "deep.jsonl", [record(1), deep, record(2)])
+    report = ImportReport(str(path))
+    assert [pa.url for pa in read_past_answers(path, report)] == [
+        record(1)["url"],
+        record(2)["url"],
+    ]
+    assert [str(p) for p in report.problems] == ["line 2: not valid JSON: nested too deeply"]
+
+    proc = run_cli("threads", "import", str(path), data_dir=tmp_path / "data")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"{path}: line 2: not valid JSON: nested too deeply" in proc.stderr
+    assert "2 new, 0 updated, 0 unchanged, 1 errors" in proc.stdout
+
+    array = tmp_path / "deep.json"
+    array.write_text("[" * 100_000 + "]" * 100_000)
+    proc = run_cli("threads", "import", str(array), data_dir=tmp_path / "data")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"supportbot: error: {array}: not a valid JSON array: nested too deeply"
+    )

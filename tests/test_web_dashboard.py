@@ -1049,3 +1049,74 @@ def test_thread_of_a_lone_question(tmp_path: Path) -> None:
         assert store.thread("$missing") == []
     finally:
         ctx.db.close()
+
+
+EXTREME_TS = 2**53 - 1
+
+
+def test_an_extreme_origin_ts_is_replaced_by_the_receive_time_when_parsed(tmp_path: Path) -> None:
+    """A federated server's ts of 2^53-1 goes through parse -> store -> the queue and the
+    question page, and can be dismissed."""
+    from bot.chat import parse_event
+
+    ctx = make_context(tmp_path)
+    add_user(ctx)
+    raw = {
+        "type": "m.room.message",
+        "event_id": "$far",
+        "sender": ALICE,
+        "origin_server_ts": EXTREME_TS,
+        "content": {"msgtype": "m.text", "body": "from the far future?"},
+    }
+    before = int(datetime.now(UTC).timestamp() * 1000)
+    event = parse_event(ROOM, raw)
+    after = int(datetime.now(UTC).timestamp() * 1000)
+    assert event is not None and before <= event.origin_ts <= after
+    ctx.store.persist_batch([event], None)
+    ctx.store.save_question(
+        event,
+        event.body,
+        mentioned=True,
+        confidence=0.2,
+        suggestion=None,
+        sources=[],
+        index_version="v-test",
+        status="new",
+    )
+
+    async def scenario(client: Client) -> None:
+        csrf = await signed_in(client)
+        assert row_ids(await (await client.get("/queue")).text()) == ["$far"]
+        assert (await client.get("/questions/%24far")).status == 200
+        gone = await client.post(
+            "/questions/%24far/dismiss", data={"csrf_token": csrf}, allow_redirects=False
+        )
+        assert gone.status == 303
+
+    serve(ctx, scenario)
+    assert question_row(ctx, "$far").status == "dismissed"
+
+
+@pytest.mark.parametrize("ts", [EXTREME_TS, 2**63 - 1, -(2**53), -1])
+def test_stored_extreme_timestamps_do_not_break_any_page(tmp_path: Path, ts: int) -> None:
+    """Rows stored before parsing checked timestamps (or by another tool) still render: every
+    ms -> datetime conversion is total."""
+    ctx = make_context(tmp_path)
+    add_user(ctx)
+    add_question(ctx.store, "$x", "when was this?", ts=ts)
+    reply = room_event("$r", "like this", sender=BOB, ts=ts, rel_type="m.thread", relates_to="$x")
+    ctx.store.persist_batch([reply], None)
+
+    async def scenario(client: Client) -> None:
+        csrf = await signed_in(client)
+        assert (await client.get("/queue")).status == 200
+        assert (await client.get("/queue?status=all")).status == 200
+        assert (await client.get("/questions/%24x")).status == 200
+        assert (await client.get("/insights")).status == 200
+        gone = await client.post(
+            "/questions/%24x/dismiss", data={"csrf_token": csrf}, allow_redirects=False
+        )
+        assert gone.status == 303
+
+    serve(ctx, scenario)
+    assert question_row(ctx, "$x").status == "dismissed"

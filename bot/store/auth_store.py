@@ -19,8 +19,17 @@ from bot.store.models import LoginThrottleRow, UserRow, UTCDateTime, WebSessionR
 
 
 def as_utc(moment: datetime) -> datetime:
-    """Aware UTC; a naive value is taken to be UTC already (as ``models.UTCDateTime`` does)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    """Aware UTC; a naive value is taken to be UTC already (as ``models.UTCDateTime`` does).
+
+    Total: an aware value whose UTC time falls outside ``datetime``'s range (year 1 or 9999
+    with an offset) keeps its wall time instead of raising ``OverflowError``.
+    """
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

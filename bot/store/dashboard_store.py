@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 
+from bot.chat import utc_from_ms
 from bot.store.auth_store import as_utc
 from bot.store.database import Database
 from bot.store.models import (
@@ -126,7 +127,7 @@ class DashboardPost:
 
 
 def _ts(origin_ts: int | None) -> datetime | None:
-    return datetime.fromtimestamp(origin_ts / 1000, UTC) if origin_ts else None
+    return utc_from_ms(origin_ts) if origin_ts else None
 
 
 def _item(q: QuestionRow, origin_ts: int | None) -> QueueItem:

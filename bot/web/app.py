@@ -15,6 +15,7 @@ from bot.web.auth import AUTH_STORE_KEY, add_auth_routes, auth_middleware
 from bot.web.context import CTX_KEY, WebContext
 from bot.web.dashboard import add_dashboard_routes
 from bot.web.health import add_health_routes
+from bot.web.origin import HostRules, make_host_origin_middleware
 from bot.web.request_helpers import DASHBOARD_STORE_KEY
 from bot.web.templating import environment
 
@@ -41,7 +42,9 @@ async def _insights(request: web.Request) -> web.StreamResponse:
 
 def build_app(ctx: WebContext) -> web.Application:
     formatting.register(environment())
-    app = web.Application(middlewares=[auth_middleware], client_max_size=1024**2)
+    # Host/Origin first: a rebinding page gets nothing, not even the login form.
+    host_check = make_host_origin_middleware(HostRules.from_settings(ctx.settings))
+    app = web.Application(middlewares=[host_check, auth_middleware], client_max_size=1024**2)
     app[CTX_KEY] = ctx
     app[AUTH_STORE_KEY] = AuthStore(ctx.db)
     app[DASHBOARD_STORE_KEY] = DashboardStore(ctx.db)

@@ -59,6 +59,7 @@ from aiohttp import web
 from markupsafe import Markup
 from sqlalchemy import ColumnElement, and_, or_, select
 
+from bot.chat import utc_from_ms
 from bot.store.database import Database
 from bot.store.models import (
     DashboardPostRow,
@@ -162,7 +163,7 @@ class EventRecord:
 
     @property
     def at(self) -> datetime:
-        return datetime.fromtimestamp(self.origin_ts / 1000, UTC)
+        return utc_from_ms(self.origin_ts)
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -245,7 +246,10 @@ def to_utc(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes (stored as UTC); everything else is converted."""
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 with an offset: keep the wall time
+        return moment.replace(tzinfo=UTC)
 
 
 def window(now: datetime, days: int) -> tuple[datetime, datetime]:
@@ -616,7 +620,7 @@ def load_rows(db: Database, since: datetime) -> LoadedRows:
                 asker=q.asker,
                 text=q.text,
                 status=q.status,
-                asked_at=datetime.fromtimestamp(ts / 1000, UTC),
+                asked_at=utc_from_ms(ts),
                 confidence=q.confidence,
                 suggestion=q.suggestion,
                 has_sources=bool(q.sources),

@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import math
 import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -25,7 +29,9 @@ from aiohttp import web
 from markupsafe import Markup
 
 from bot.answering.render import markdown_to_html
+from bot.chat import utc_from_ms
 from bot.local_room import LocalRoom, LocalRoomInputError, localpart, relation, thread_root_of
+from bot.web.auth import client_address
 from bot.web.context import CTX_KEY
 from bot.web.templating import render
 
@@ -53,6 +59,50 @@ CSRF_REFUSED = (
 )
 
 Raw = dict[str, Any]
+POST_WINDOW_SECONDS = 60.0
+
+
+class PostLimiter:
+    """Posts per key (a client address, a name) in a sliding minute, in this process.
+
+    Each worker process counts its own posts; the local room normally runs in one.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._times: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, key: str, limit: int) -> float:
+        """Seconds until ``key`` may post again; 0 when it may post now."""
+        with self._lock:
+            times = self._window(key, self.clock())
+            if times is None or len(times) < limit:
+                return 0.0
+            return times[0] + POST_WINDOW_SECONDS - self.clock()
+
+    def record(self, key: str) -> None:
+        with self._lock:
+            now = self.clock()
+            self._window(key, now)
+            self._times.setdefault(key, deque()).append(now)
+            if len(self._times) > 10_000:  # many names or addresses: forget the idle ones
+                for idle in [k for k in self._times if self._window(k, now) is None]:
+                    self._times.pop(idle, None)
+
+    def _window(self, key: str, now: float) -> deque[float] | None:
+        times = self._times.get(key)
+        if times is None:
+            return None
+        while times and times[0] <= now - POST_WINDOW_SECONDS:
+            times.popleft()
+        if not times:
+            del self._times[key]
+            return None
+        return times
+
+
+POST_LIMITER_KEY: web.AppKey[PostLimiter] = web.AppKey("room_post_limiter", PostLimiter)
 
 
 @dataclass
@@ -75,6 +125,7 @@ def add_room_routes(app: web.Application) -> None:
     app.router.add_get("/room", room_page, name="local-room")
     app.router.add_post("/room/messages", post_message, name="local-room-messages")
     app.router.add_get("/room/events", room_events, name="local-room-events")
+    app[POST_LIMITER_KEY] = PostLimiter()
     add_static(app)
 
 
@@ -97,7 +148,7 @@ def _room(request: web.Request) -> LocalRoom:
 
 # --- views of events --------------------------------------------------------------------------
 def _when(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return utc_from_ms(ms).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def message_view(seq: int, raw: Raw, bot_user: str) -> MessageView | None:
@@ -194,7 +245,8 @@ async def _page(
     form: dict[str, str] | None = None,
 ) -> web.Response:
     room = _room(request)
-    rows = await asyncio.to_thread(room.recent, PAGE_EVENTS)
+    budget = request.config_dict[CTX_KEY].settings.local_room_page_bytes
+    rows = await asyncio.to_thread(room.recent, PAGE_EVENTS, budget)
     timeline = build_timeline(rows, room.bot_user)
     form = form or {}
     cookie = request.cookies.get(CSRF_COOKIE, "")
@@ -245,8 +297,20 @@ async def post_message(request: web.Request) -> web.StreamResponse:
         raise web.HTTPForbidden(text=CSRF_REFUSED)
     mention = bool(fields.get("mention_bot"))
     thread_root = fields.get("thread_root", "").strip() or None
+    settings = request.config_dict[CTX_KEY].settings
+    limiter = request.config_dict[POST_LIMITER_KEY]
+    address = "address:" + client_address(request)
+    wait = limiter.retry_after(address, settings.local_room_posts_per_minute_per_address)
+    if wait > 0:
+        return _too_many(request, wait, "from this address")
+    limiter.record(address)  # every attempt counts: a refused one costs a page render too
     try:
         user = room.user_id_for(fields.get("name", ""))
+        name_key = "name:" + user
+        wait = limiter.retry_after(name_key, settings.local_room_posts_per_minute_per_name)
+        if wait > 0:
+            return _too_many(request, wait, "under this name")
+        limiter.record(name_key)
         event_id = await asyncio.to_thread(
             room.post,
             user,
@@ -273,10 +337,23 @@ async def post_message(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def _too_many(request: web.Request, wait: float, per: str) -> web.Response:
+    """429 with ``Retry-After``: a short answer, not the page, so a flood costs no renders
+    (the browser's Back keeps what was typed)."""
+    seconds = max(1, math.ceil(wait))
+    message = f"Not sent: too many messages {per}; try again in {seconds} s."
+    headers = {"Retry-After": str(seconds)}
+    if _wants_json(request):
+        return web.json_response({"error": message}, status=429, headers=headers)
+    return web.Response(status=429, text=message, headers=headers)
+
+
 async def room_events(request: web.Request) -> web.Response:
     room = _room(request)
     raw_since = request.query.get("since", "0")
     if not raw_since.isdigit() or len(raw_since) > 18:
         return web.json_response({"error": "since must be a non-negative integer"}, status=400)
-    rows = await asyncio.to_thread(room.events_after, int(raw_since), EVENTS_PER_POLL)
+    budget = request.config_dict[CTX_KEY].settings.local_room_page_bytes
+    # Within the byte budget: the script asks again from the last seq it got for the rest.
+    rows = await asyncio.to_thread(room.events_after, int(raw_since), EVENTS_PER_POLL, budget)
     return web.json_response([event_json(seq, raw, room.bot_user) for seq, raw in rows])

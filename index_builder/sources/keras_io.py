@@ -90,10 +90,11 @@ def docs_version(docs_dir: Path) -> str:
         ):
             return lines[1]
     h = hashlib.sha256()
+    root = docs_dir.resolve()
     files = sorted(
         p
         for p in docs_dir.rglob("*")
-        if p.is_file() and ".git" not in p.relative_to(docs_dir).parts
+        if p.is_file() and ".git" not in p.relative_to(docs_dir).parts and _inside(p, root)
     )
     for p in files:
         h.update(p.relative_to(docs_dir).as_posix().encode("utf-8"))
@@ -332,23 +333,53 @@ def _humanise(path: str) -> str:
     return words[:1].upper() + words[1:] if words else path
 
 
+def _inside(file: Path, root: Path) -> bool:
+    """Whether ``file``, all links followed, is within ``root`` (an already resolved path)."""
+    try:
+        return file.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a broken or looping link
+        return False
+
+
+def _candidate_files(docs_dir: Path) -> Iterator[tuple[Path, bool]]:
+    """(file, resolves inside the docs folder) for each ``.md`` file under the page folders."""
+    root = docs_dir.resolve()
+    for top in ("guides", "examples", "templates"):
+        folder = docs_dir / top
+        if not folder.is_dir():
+            continue
+        for file in folder.rglob("*.md"):
+            if file.is_file():
+                yield file, _inside(file, root)
+
+
+def links_outside(docs_dir: Path) -> list[str]:
+    """Page files (relative paths) that are links resolving outside ``docs_dir``: never read.
+
+    A checkout is not trusted to stay in its folder: a ``.md`` link to ``~/.ssh/...`` or a
+    ``.env`` would otherwise be indexed and quoted in replies.
+    """
+    docs_dir = Path(docs_dir)
+    return sorted(
+        file.relative_to(docs_dir).as_posix()
+        for file, inside in _candidate_files(docs_dir)
+        if not inside
+    )
+
+
 def _page_files(docs_dir: Path) -> list[tuple[str, PurePosixPath, Path]]:
     """(page path, relative path, file) for each page, one file per page, sorted by page."""
     chosen: dict[str, tuple[int, PurePosixPath, Path]] = {}
-    for top in ("guides", "examples", "templates"):
-        root = docs_dir / top
-        if not root.is_dir():
+    for file, inside in _candidate_files(docs_dir):
+        if not inside:
+            continue  # reported by ``links_outside`` (the build summary lists them)
+        rel = PurePosixPath(file.relative_to(docs_dir).as_posix())
+        page = page_path_for(rel)
+        if page is None:
             continue
-        for file in root.rglob("*.md"):
-            if not file.is_file():
-                continue
-            rel = PurePosixPath(file.relative_to(docs_dir).as_posix())
-            page = page_path_for(rel)
-            if page is None:
-                continue
-            candidate = (_priority(rel), rel, file)
-            if page not in chosen or candidate[:2] < chosen[page][:2]:
-                chosen[page] = candidate
+        candidate = (_priority(rel), rel, file)
+        if page not in chosen or candidate[:2] < chosen[page][:2]:
+            chosen[page] = candidate
     return [(page, rel, file) for page, (_, rel, file) in sorted(chosen.items())]
 
 
