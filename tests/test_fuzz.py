@@ -275,26 +275,6 @@ def test_parse_event_is_total(raw: dict[str, Any]) -> None:
     assert event.event_type == raw["type"]
 
 
-def _timestamps_are_validated() -> bool:
-    """Whether parse_event already maps impossible timestamps to the receive time (issue 12,
-    item 2, fixed on another branch); until then the timestamp property is an expected
-    failure and the handler fuzz keeps to what SQLite's 64-bit integers can hold."""
-    event = parse_event(
-        ROOM,
-        {"type": "m.room.message", "event_id": "$x", "sender": ALICE, "origin_server_ts": 2**64},
-    )
-    return event is not None and event.origin_ts != 2**64
-
-
-TIMESTAMPS_VALIDATED = _timestamps_are_validated()
-
-
-@pytest.mark.xfail(
-    not TIMESTAMPS_VALIDATED,
-    reason="issue 12 item 2: origin_server_ts outside 0..now+1 day is not yet mapped to the "
-    "receive time",
-    strict=True,
-)
 @example(ts=2**53 - 1)  # the issue's case
 @given(ts=numbers)
 def test_impossible_timestamps_become_the_receive_time(ts: Any) -> None:
@@ -451,16 +431,6 @@ def _as_stored(event: RoomEvent) -> RoomEvent:
 _CLIPPED = ("event_type", "msgtype", "rel_type", "relates_to", "in_reply_to")
 
 
-def _storable(raw: dict[str, Any]) -> dict[str, Any]:
-    """Until impossible timestamps are validated (issue 12 item 2, another branch), keep them
-    plausible: a far-past or far-future one still crashes the handler (``datetime`` out of
-    range) or SQLite (over 64 bits). The two ``xfail`` properties cover those until then."""
-    ts = raw.get("origin_server_ts")
-    if not TIMESTAMPS_VALIDATED and isinstance(ts, int) and not 0 <= ts <= NOW_MS:
-        return {**raw, "origin_server_ts": NOW_MS}
-    return raw
-
-
 @pytest.fixture
 def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     monkeypatch.chdir(tmp_path)  # no stray .env or supportbot.toml
@@ -469,7 +439,7 @@ def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness
     h.close()
 
 
-batches = st.lists(raw_events.map(_storable), min_size=1, max_size=12)
+batches = st.lists(raw_events, min_size=1, max_size=12)
 
 
 def test_generated_events_survive_parse_and_handler(
@@ -512,12 +482,6 @@ def _feed_generated(harness: Harness) -> None:
     assert outcomes["replied"] and outcomes["ignored"] and outcomes["not-a-question"], outcomes
 
 
-@pytest.mark.xfail(
-    not TIMESTAMPS_VALIDATED,
-    reason="issue 12 item 2: an impossible origin_server_ts crashes the handler "
-    "(datetime out of range) or the store (over 64 bits)",
-    strict=True,
-)
 def test_handler_takes_impossible_timestamps(harness: Harness) -> None:
     @example(ts=2**53 - 1, threaded=True)  # the issue's case
     @example(ts=2**64, threaded=False)
@@ -543,7 +507,7 @@ def test_ten_thousand_generated_events(harness: Harness) -> None:
     started = time.monotonic()
 
     @settings(max_examples=BIG_RUN_EVENTS // BIG_RUN_BATCH)
-    @given(batch=st.lists(raw_events.map(_storable), min_size=BIG_RUN_BATCH, max_size=8))
+    @given(batch=st.lists(raw_events, min_size=BIG_RUN_BATCH, max_size=8))
     def feed(batch: list[dict[str, Any]]) -> None:
         harness.feed(batch)
 
