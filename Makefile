@@ -1,6 +1,6 @@
 # Quick start:  make run   (set up, index the keras API + guides, serve the local room)
 #               make ask   (answer a sample question on the command line)
-#               make test  (the whole test suite; what CI runs)
+#               make test  (the whole test suite; CI runs it, then make test-quality)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -18,7 +18,7 @@ DOCS_ARGS = $(if $(DOCS_GIT),--docs-git $(DOCS_GIT),$(if $(wildcard $(DOCS_DIR))
 SYNAPSE_VENV ?= .venv-synapse
 SYNAPSE_SPEC ?= matrix-synapse
 
-.PHONY: venv lock synapse run index ask test test-all lint eval bench clean
+.PHONY: venv lock synapse run index ask test test-quality test-all lint eval bench clean
 
 venv: $(VENV)/.installed
 
@@ -57,6 +57,10 @@ index: venv
 
 test: venv synapse
 	$(BIN)/python -m pytest
+
+# The full-corpus quality bars (slow; CI runs them after `make test`): see README, Development.
+test-quality: venv
+	$(BIN)/python -m pytest -m slow tests/test_eval_full.py
 
 test-all: venv synapse
 	$(BIN)/python -m pytest -m ''

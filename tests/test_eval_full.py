@@ -2,7 +2,9 @@
 
 Run with ``pytest -m slow tests/test_eval_full.py``. The index is built once into
 ``$SUPPORTBOT_TEST_EVAL_DATA_DIR`` (default ``.cache/eval-data``) and reused while the corpus is
-unchanged, so repeated runs take seconds.
+unchanged, so repeated runs take seconds. ``.ci/run`` runs it after the fast suite (``make
+test-quality``) with ``SUPPORTBOT_TEST_REQUIRE_EVAL_DATA=1``: there, missing data is a failure,
+not a skip.
 """
 
 from __future__ import annotations
@@ -18,10 +20,21 @@ pytestmark = pytest.mark.slow
 
 DOCS = SHARED / "keras-io-docs"
 QUESTIONS = SHARED / "eval" / "questions-dev.jsonl"
+REQUIRE_DATA_ENV = "SUPPORTBOT_TEST_REQUIRE_EVAL_DATA"
 
 
-@pytest.mark.skipif(not DOCS.is_dir() or not QUESTIONS.is_file(), reason="needs ../shared data")
+def _require_data() -> None:
+    missing = [str(p) for p in (DOCS, QUESTIONS) if not p.exists()]
+    if not missing:
+        return
+    message = f"needs ../shared data: {', '.join(missing)} missing"
+    if os.environ.get(REQUIRE_DATA_ENV) == "1":
+        pytest.fail(f"{message} ({REQUIRE_DATA_ENV}=1)")
+    pytest.skip(message)
+
+
 def test_dev_questions_meet_the_bars(encoder: object) -> None:
+    _require_data()
     from bot.evaluation import evaluate, load_questions
     from bot.retrieval.index import load_index
     from bot.retrieval.search import Retriever

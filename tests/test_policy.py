@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -340,27 +339,29 @@ def test_non_latin_question_marks(text: str) -> None:
     assert looks_like_question(text)
 
 
-def test_100kb_text_is_fast() -> None:
+@pytest.mark.timeout(60)  # a hang guard for catastrophic backtracking, not a speed bar
+def test_100kb_text() -> None:
     words = ("lorem ipsum dolor sit amet consectetur " * 3000)[:100_000]
     one_word = "a" * 100_000
     no_spaces = "x." * 50_000
-    start = time.perf_counter()
     assert not looks_like_question(words)
     assert not looks_like_question(one_word)
     assert not looks_like_question(no_spaces)
     assert looks_like_question(words + "?")
     assert looks_like_question(one_word + "Error")
-    assert time.perf_counter() - start < 0.5
+    assert looks_like_question(no_spaces + " ValueError: bad shape")
+    assert looks_like_question("How " + words)
 
 
+@pytest.mark.timeout(60)  # a hang guard, not a speed bar
 def test_binary_looking_text() -> None:
     rng = random.Random(1234)
     # Bytes that never decode to '?' or to ASCII letters: mostly U+FFFD and control characters.
     alphabet = [b for b in range(256) if b >= 0x80 or b < 0x20]
     blob = bytes(rng.choice(alphabet) for _ in range(50_000)).decode("utf-8", errors="replace")
-    start = time.perf_counter()
     assert looks_like_question(blob) is False
-    assert time.perf_counter() - start < 0.5
+    # Judged as noise from its start: what follows never makes it a question.
+    assert looks_like_question(blob + " How do I fit? ValueError") is False
     # Arbitrary bytes: never raises, always a bool.
     for _ in range(20):
         raw = bytes(rng.randrange(256) for _ in range(2_000)).decode("utf-8", errors="replace")
