@@ -1,5 +1,5 @@
 """The Insights page: hand-computed numbers for the pure functions, doc-gap grouping against a
-brute-force oracle, the SVG chart, and the handler on a real SQLite database."""
+brute-force oracle, the SVG chart, and the handler on a real database (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -601,8 +601,8 @@ def _by_id(page: str, element_id: str) -> str:
     return match.group(1)
 
 
-def test_insights_page_without_an_encoder(tmp_path: Path) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'bot.db'}")
+def test_insights_page_without_an_encoder(tmp_path: Path, database_url: str) -> None:
+    db = Database(database_url)
     db.create_schema()
     _fill(db, datetime.now(UTC))
 
@@ -644,8 +644,10 @@ def test_insights_page_without_an_encoder(tmp_path: Path) -> None:
     db.close()
 
 
-def test_insights_page_groups_doc_gaps_with_the_encoder(tmp_path: Path, encoder: Any) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'bot.db'}")
+def test_insights_page_groups_doc_gaps_with_the_encoder(
+    tmp_path: Path, encoder: Any, database_url: str
+) -> None:
+    db = Database(database_url)
     db.create_schema()
     _fill(db, datetime.now(UTC))
     calls: list[int] = []
@@ -687,9 +689,9 @@ def test_insights_page_groups_doc_gaps_with_the_encoder(tmp_path: Path, encoder:
 
 
 def test_insights_page_falls_back_to_text_when_embedding_fails(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, database_url: str
 ) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'bot.db'}")
+    db = Database(database_url)
     db.create_schema()
     _fill(db, datetime.now(UTC))
 
@@ -710,13 +712,13 @@ def test_insights_page_falls_back_to_text_when_embedding_fails(
 
 
 def test_doc_gap_embedding_runs_in_small_jobs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
 ) -> None:
     """The CPU worker also answers the room: embed in batches so a question can slip in."""
     from bot.web import insights
     from bot.web.context import CTX_KEY
 
-    db = Database(f"sqlite:///{tmp_path / 'bot.db'}")
+    db = Database(database_url)
     db.create_schema()
     sizes: list[int] = []
     rng = np.random.default_rng(0)

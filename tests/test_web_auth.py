@@ -79,8 +79,8 @@ def test_next_is_only_ever_a_local_path(value: str | None, expected: str) -> Non
 
 
 # --- signing in and out --------------------------------------------------------------------------
-def test_login_sets_a_hashed_session_and_a_strict_cookie(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_login_sets_a_hashed_session_and_a_strict_cookie(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url)
     add_user(ctx)
 
     async def scenario(client: Client) -> None:
@@ -112,8 +112,10 @@ def test_login_sets_a_hashed_session_and_a_strict_cookie(tmp_path: Path) -> None
     serve(ctx, scenario)
 
 
-def test_secure_cookies_when_configured(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path, settings={"web_secure_cookies": True, "web_session_hours": 2})
+def test_secure_cookies_when_configured(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(
+        tmp_path, database_url, settings={"web_secure_cookies": True, "web_session_hours": 2}
+    )
     add_user(ctx)
 
     async def scenario(client: Client) -> None:
@@ -136,8 +138,8 @@ def test_secure_cookies_when_configured(tmp_path: Path) -> None:
     serve(ctx, scenario)
 
 
-def test_wrong_password_or_unknown_user_is_refused_alike(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path, settings={"login_max_failures": 10})
+def test_wrong_password_or_unknown_user_is_refused_alike(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url, settings={"login_max_failures": 10})
     add_user(ctx)
 
     async def scenario(client: Client) -> None:
@@ -151,8 +153,8 @@ def test_wrong_password_or_unknown_user_is_refused_alike(tmp_path: Path) -> None
     serve(ctx, scenario)
 
 
-def test_login_form_needs_its_own_token(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_login_form_needs_its_own_token(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url)
     add_user(ctx)
 
     async def scenario(client: Client) -> None:
@@ -169,8 +171,10 @@ def test_login_form_needs_its_own_token(tmp_path: Path) -> None:
     serve(ctx, scenario)
 
 
-def test_lockout_after_repeated_failures(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path, settings={"login_max_failures": 3, "login_lockout_seconds": 600})
+def test_lockout_after_repeated_failures(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(
+        tmp_path, database_url, settings={"login_max_failures": 3, "login_lockout_seconds": 600}
+    )
     add_user(ctx)
 
     async def scenario(client: Client) -> None:
@@ -196,8 +200,8 @@ def test_lockout_after_repeated_failures(tmp_path: Path) -> None:
     serve(ctx, scenario)
 
 
-def test_lockout_per_client_address_across_names(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path, settings={"login_max_failures": 3})
+def test_lockout_per_client_address_across_names(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url, settings={"login_max_failures": 3})
     add_user(ctx)
 
     async def scenario(client: Client) -> None:
@@ -212,8 +216,8 @@ def test_lockout_per_client_address_across_names(tmp_path: Path) -> None:
     serve(ctx, scenario)
 
 
-def test_expired_session_signs_out(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_expired_session_signs_out(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url)
     add_user(ctx)
 
     async def scenario(client: Client) -> None:
@@ -231,8 +235,8 @@ def test_expired_session_signs_out(tmp_path: Path) -> None:
     serve(ctx, scenario)
 
 
-def test_logout_deletes_the_session(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_logout_deletes_the_session(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url)
     add_user(ctx)
 
     async def scenario(client: Client) -> None:
@@ -254,8 +258,10 @@ def test_logout_deletes_the_session(tmp_path: Path) -> None:
     serve(ctx, scenario)
 
 
-def test_signed_out_get_redirects_with_next_and_comes_back(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_signed_out_get_redirects_with_next_and_comes_back(
+    tmp_path: Path, database_url: str
+) -> None:
+    ctx = make_context(tmp_path, database_url)
     add_user(ctx)
 
     async def scenario(client: Client) -> None:
@@ -272,8 +278,8 @@ def test_signed_out_get_redirects_with_next_and_comes_back(tmp_path: Path) -> No
     serve(ctx, scenario)
 
 
-def test_crafted_next_stays_on_site(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_crafted_next_stays_on_site(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url)
     add_user(ctx)
 
     async def scenario(client: Client) -> None:
@@ -295,8 +301,8 @@ def test_crafted_next_stays_on_site(tmp_path: Path) -> None:
         "/index/rebuild",
     ],
 )
-def test_signed_out_posts_are_forbidden(tmp_path: Path, path: str) -> None:
-    ctx = make_context(tmp_path)
+def test_signed_out_posts_are_forbidden(tmp_path: Path, path: str, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url)
 
     async def scenario(client: Client) -> None:
         response = await client.post(path, data={"csrf_token": "x"}, allow_redirects=False)
@@ -305,8 +311,8 @@ def test_signed_out_posts_are_forbidden(tmp_path: Path, path: str) -> None:
     serve(ctx, scenario)
 
 
-def test_posts_need_the_sessions_csrf_token(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_posts_need_the_sessions_csrf_token(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url)
     add_user(ctx)
     add_user(ctx, "otto")
 
@@ -335,8 +341,8 @@ def test_posts_need_the_sessions_csrf_token(tmp_path: Path) -> None:
     serve(ctx, scenario)
 
 
-def test_public_paths_need_no_session(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_public_paths_need_no_session(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url)
 
     async def scenario(client: Client) -> None:
         for path in ("/healthz", "/readyz", "/metrics", "/static/app.css", "/static/queue.js"):
@@ -349,8 +355,8 @@ def test_public_paths_need_no_session(tmp_path: Path) -> None:
     serve(ctx, scenario)
 
 
-def test_new_password_signs_out_old_sessions(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_new_password_signs_out_old_sessions(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url)
     add_user(ctx)
     store = AuthStore(ctx.db)
 
@@ -494,8 +500,8 @@ def test_parallel_wrong_passwords_are_counted_before_checking(
     serve(ctx, scenario)
 
 
-def test_a_success_clears_the_names_count(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path, settings={"login_max_failures": 3})
+def test_a_success_clears_the_names_count(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url, settings={"login_max_failures": 3})
     add_user(ctx)
 
     async def scenario(client: Client) -> None:
@@ -513,10 +519,11 @@ def test_a_success_clears_the_names_count(tmp_path: Path) -> None:
 
 
 def test_a_full_hashing_pool_answers_503_and_leaves_the_database_free(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
 ) -> None:
     ctx = make_context(
         tmp_path,
+        database_url,
         settings={"login_max_failures": 10, "login_hash_workers": 1, "login_hash_queue": 0},
     )
     add_user(ctx)
@@ -567,8 +574,8 @@ def test_default_cost_is_owasps_minimum(monkeypatch: pytest.MonkeyPatch) -> None
     assert needs_rehash(hash_password(PASSWORD, n=2**14))
 
 
-def test_an_old_hash_is_replaced_at_the_next_sign_in(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_an_old_hash_is_replaced_at_the_next_sign_in(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url)
     store = AuthStore(ctx.db)
     assert store.add_user("maria", hash_password(PASSWORD, n=2**10, r=4)) == "created"
 

@@ -82,8 +82,10 @@ class RecordingPoster:
 
 
 # --- the queue -----------------------------------------------------------------------------------
-def test_queue_lists_open_questions_newest_first_with_their_facts(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_queue_lists_open_questions_newest_first_with_their_facts(
+    tmp_path: Path, database_url: str
+) -> None:
+    ctx = make_context(tmp_path, database_url)
     add_user(ctx)
     add_question(ctx.store, "$old", "how do I save a model?", confidence=0.42, status="new")
     add_question(ctx.store, "$new", "how do I freeze layers?", sender=BOB, confidence=0.91)
@@ -110,8 +112,8 @@ def test_queue_lists_open_questions_newest_first_with_their_facts(tmp_path: Path
     serve(ctx, scenario)
 
 
-def test_queue_filters_by_room_and_confidence(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_queue_filters_by_room_and_confidence(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url)
     add_user(ctx)
     add_question(ctx.store, "$low", "low?", confidence=0.2)
     add_question(ctx.store, "$mid", "mid?", confidence=0.55, room=OTHER_ROOM)
@@ -140,8 +142,8 @@ def test_queue_filters_by_room_and_confidence(tmp_path: Path) -> None:
     serve(ctx, scenario)
 
 
-def test_queue_pages_of_25(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_queue_pages_of_25(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url)
     add_user(ctx)
     for n in range(30):
         add_question(ctx.store, f"$q{n:02d}", f"question number {n}?", ts=1_700_000_000_000 + n)
@@ -163,8 +165,8 @@ def test_queue_pages_of_25(tmp_path: Path) -> None:
     serve(ctx, scenario)
 
 
-def test_updates_endpoint_returns_rows_queued_since(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_updates_endpoint_returns_rows_queued_since(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url)
     add_user(ctx)
     add_question(ctx.store, "$first", "the first question?")
 
@@ -206,8 +208,8 @@ def test_updates_endpoint_returns_rows_queued_since(tmp_path: Path) -> None:
     serve(ctx, scenario)
 
 
-def test_user_text_is_escaped_everywhere(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_user_text_is_escaped_everywhere(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url)
     add_user(ctx)
     add_question(
         ctx.store,
@@ -232,8 +234,10 @@ def test_user_text_is_escaped_everywhere(tmp_path: Path) -> None:
 
 
 # --- one question --------------------------------------------------------------------------------
-def test_question_page_shows_the_thread_suggestion_and_sources(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path, post_reply=RecordingPoster())
+def test_question_page_shows_the_thread_suggestion_and_sources(
+    tmp_path: Path, database_url: str
+) -> None:
+    ctx = make_context(tmp_path, database_url, post_reply=RecordingPoster())
     add_user(ctx)
     base = 1_700_000_000_000
     add_question(ctx.store, "$q", "how do I stop training early?", ts=base)
@@ -316,9 +320,9 @@ BOT_REPLY = (
 
 @pytest.mark.parametrize("echoed", [False, True])
 def test_the_bots_reply_in_the_thread_is_rendered_and_peoples_text_is_not(
-    tmp_path: Path, echoed: bool
+    tmp_path: Path, echoed: bool, database_url: str
 ) -> None:
-    ctx = make_context(tmp_path)
+    ctx = make_context(tmp_path, database_url)
     add_user(ctx)
     base = 1_700_000_000_000
     add_question(ctx.store, "$q", "how do I **stop** early? <b>now</b>", ts=base)
@@ -379,9 +383,9 @@ def test_the_bots_reply_in_the_thread_is_rendered_and_peoples_text_is_not(
     serve(ctx, scenario)
 
 
-def test_post_to_thread_records_who_and_marks_answered(tmp_path: Path) -> None:
+def test_post_to_thread_records_who_and_marks_answered(tmp_path: Path, database_url: str) -> None:
     poster = RecordingPoster()
-    ctx = make_context(tmp_path, post_reply=poster)
+    ctx = make_context(tmp_path, database_url, post_reply=poster)
     add_user(ctx)
     add_question(ctx.store, "$a/b+c:x", "how do I save?")  # an old-style id with / and +
 
@@ -404,9 +408,9 @@ def test_post_to_thread_records_who_and_marks_answered(tmp_path: Path) -> None:
     assert question_row(ctx, "$a/b+c:x").status == "suggested"
 
 
-def test_failed_post_keeps_the_text_and_says_why(tmp_path: Path) -> None:
+def test_failed_post_keeps_the_text_and_says_why(tmp_path: Path, database_url: str) -> None:
     poster = RecordingPoster(TransientError("the homeserver answered 502"))
-    ctx = make_context(tmp_path, post_reply=poster)
+    ctx = make_context(tmp_path, database_url, post_reply=poster)
     add_user(ctx)
     add_question(ctx.store, "$q", "how do I save?")
 
@@ -427,8 +431,8 @@ def test_failed_post_keeps_the_text_and_says_why(tmp_path: Path) -> None:
     assert question_row(ctx, "$q").status == "suggested"  # nothing changed
 
 
-def test_posting_is_explained_when_not_connected(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)  # no post_reply: e.g. the web app alone
+def test_posting_is_explained_when_not_connected(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url)  # no post_reply: e.g. the web app alone
     add_user(ctx)
     add_question(ctx.store, "$q", "how do I save?")
 
@@ -442,8 +446,10 @@ def test_posting_is_explained_when_not_connected(tmp_path: Path) -> None:
     serve(ctx, scenario)
 
 
-def test_mark_answered_dismiss_and_reopen_record_the_maintainer(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_mark_answered_dismiss_and_reopen_record_the_maintainer(
+    tmp_path: Path, database_url: str
+) -> None:
+    ctx = make_context(tmp_path, database_url)
     add_user(ctx)
     add_question(ctx.store, "$a", "first?")
     add_question(ctx.store, "$d", "second?")
@@ -478,9 +484,11 @@ def test_mark_answered_dismiss_and_reopen_record_the_maintainer(tmp_path: Path) 
 
 
 @pytest.mark.parametrize("action", ["post", "answered", "dismiss", "reopen", "vote"])
-def test_question_actions_refuse_a_missing_or_wrong_csrf_token(tmp_path: Path, action: str) -> None:
+def test_question_actions_refuse_a_missing_or_wrong_csrf_token(
+    tmp_path: Path, action: str, database_url: str
+) -> None:
     poster = RecordingPoster()
-    ctx = make_context(tmp_path, post_reply=poster)
+    ctx = make_context(tmp_path, database_url, post_reply=poster)
     add_user(ctx)
     add_question(ctx.store, "$q", "how?")
 
@@ -498,8 +506,8 @@ def test_question_actions_refuse_a_missing_or_wrong_csrf_token(tmp_path: Path, a
         assert s.scalars(select(SuggestionVoteRow)).all() == []
 
 
-def test_votes_one_per_user_and_changeable(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_votes_one_per_user_and_changeable(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url)
     add_user(ctx)
     add_user(ctx, "otto")
     add_question(ctx.store, "$q", "how?")
@@ -571,7 +579,7 @@ def cpu() -> Iterator[ThreadPoolExecutor]:
 
 
 def test_try_it_shows_ranked_sources_and_the_reply(
-    tmp_path: Path, answerer: LiveAnswerer, cpu: ThreadPoolExecutor
+    tmp_path: Path, answerer: LiveAnswerer, cpu: ThreadPoolExecutor, database_url: str
 ) -> None:
     threads: list[str] = []
 
@@ -584,7 +592,7 @@ def test_try_it_shows_ranked_sources_and_the_reply(
 
         return await asyncio.get_running_loop().run_in_executor(cpu, tracked)
 
-    ctx = make_context(tmp_path, answer=answerer, run_cpu=run_cpu)
+    ctx = make_context(tmp_path, database_url, answer=answerer, run_cpu=run_cpu)
     add_user(ctx)
     expected = answerer(QUESTION)
 
@@ -612,8 +620,8 @@ def test_try_it_shows_ranked_sources_and_the_reply(
     assert threads == ["cpu-test_0", "cpu-test_0"]  # the service's CPU worker, not the loop
 
 
-def test_try_it_without_an_index(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_try_it_without_an_index(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url)
     add_user(ctx)
 
     async def scenario(client: Client) -> None:
@@ -626,14 +634,16 @@ def test_try_it_without_an_index(tmp_path: Path) -> None:
 
 
 # --- the index page ------------------------------------------------------------------------------
-def test_index_page_and_rebuild(tmp_path: Path, answerer: LiveAnswerer) -> None:
+def test_index_page_and_rebuild(tmp_path: Path, answerer: LiveAnswerer, database_url: str) -> None:
     rebuilds: list[str] = []
 
     async def rebuild() -> None:
         rebuilds.append("started")
 
     manifest = answerer.retriever.index.manifest
-    ctx = make_context(tmp_path, rebuild=rebuild, index_manifest=lambda: dict(manifest))
+    ctx = make_context(
+        tmp_path, database_url, rebuild=rebuild, index_manifest=lambda: dict(manifest)
+    )
     add_user(ctx)
     at = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
     ctx.store.set_state(
@@ -676,8 +686,8 @@ def test_index_page_and_rebuild(tmp_path: Path, answerer: LiveAnswerer) -> None:
     serve(ctx, scenario)
 
 
-def test_index_page_without_an_index_or_a_rebuild_job(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_index_page_without_an_index_or_a_rebuild_job(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url)
     add_user(ctx)
 
     async def scenario(client: Client) -> None:
@@ -691,8 +701,8 @@ def test_index_page_without_an_index_or_a_rebuild_job(tmp_path: Path) -> None:
     serve(ctx, scenario)
 
 
-def test_signed_in_pages_render(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_signed_in_pages_render(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url)
     add_user(ctx)
     add_question(ctx.store, "$q", "how?")
     add_question(ctx.store, "$a/b", "a slashed id?")
@@ -1040,8 +1050,8 @@ def test_web_context_from_the_service(tmp_path: Path, answerer: LiveAnswerer) ->
         db.close()
 
 
-def test_thread_of_a_lone_question(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_thread_of_a_lone_question(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url)
     store = DashboardStore(ctx.db)
     add_question(ctx.store, "$q", "how?")
     try:

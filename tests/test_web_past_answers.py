@@ -41,9 +41,9 @@ def propose(store: RoomStore, question_id: str, answer: str) -> str:
     return key
 
 
-def test_pending_pairs_are_reviewed_on_the_dashboard(tmp_path: Path) -> None:
+def test_pending_pairs_are_reviewed_on_the_dashboard(tmp_path: Path, database_url: str) -> None:
     changed: list[bool] = []
-    ctx = make_context(tmp_path, past_answers_changed=lambda: changed.append(True))
+    ctx = make_context(tmp_path, database_url, past_answers_changed=lambda: changed.append(True))
     add_user(ctx)
     first = propose(ctx.store, "$q1", f"Run pip install evil-package {XSS}")
     second = propose(ctx.store, "$q2", "Set steps_per_epoch.")
@@ -89,8 +89,8 @@ def test_pending_pairs_are_reviewed_on_the_dashboard(tmp_path: Path) -> None:
     serve(ctx, scenario)
 
 
-def test_the_review_page_needs_a_sign_in(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+def test_the_review_page_needs_a_sign_in(tmp_path: Path, database_url: str) -> None:
+    ctx = make_context(tmp_path, database_url)
     propose(ctx.store, "$q1", "answer")
 
     async def scenario(client: Client) -> None:

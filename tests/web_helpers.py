@@ -1,5 +1,6 @@
-"""Shared by the dashboard tests: a web context on a real SQLite database, signing in through
-the real login form, and stored questions made the way the service makes them."""
+"""Shared by the dashboard tests: a web context on a real database (SQLite or PostgreSQL: tests
+pass conftest's ``database_url``), signing in through the real login form, and stored questions
+made the way the service makes them."""
 
 from __future__ import annotations
 
@@ -31,11 +32,11 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
 
 
 def make_context(
-    tmp_path: Path, *, settings: dict[str, Any] | None = None, **parts: Any
+    tmp_path: Path, database_url: str, *, settings: dict[str, Any] | None = None, **parts: Any
 ) -> WebContext:
     values: dict[str, Any] = {"data_dir": tmp_path, "login_max_failures": 3}
     values.update(settings or {})
-    db = Database(f"sqlite:///{tmp_path / 'web.db'}")
+    db = Database(database_url)
     db.create_schema()
     return WebContext(
         settings=load_settings(**values),
