@@ -6,6 +6,7 @@ codes are the real thing; the homeserver is a real Synapse from `.venv-synapse`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -22,7 +23,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.conftest import MINI_DOCS
-from tests.synapse_server import MatrixUser, SynapseServer
+from tests.synapse_server import MatrixUser, SynapseServer, synapse_skip_reason
 
 QUESTIONS = [
     "how do I stop training early when the validation loss stops improving?",
@@ -91,12 +92,30 @@ class Bot:
 
 
 @pytest.fixture
+def own_synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]:
+    """A homeserver for one test alone: for tests that kill it or change its settings, so that
+    no other test depends on what they did to it."""
+    reason = synapse_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with SynapseServer(tmp_path_factory.mktemp("synapse-own")) as server:
+        yield server
+
+
+@pytest.fixture
 def make_bot(
     tmp_path: Path, synapse: SynapseServer, index_dir: Path
 ) -> Iterator[Callable[..., tuple[Bot, MatrixUser]]]:
+    """Bots on the module's homeserver, or on the one given as ``homeserver=``."""
     bots: list[Bot] = []
 
-    def factory(room_id: str, bot_user: MatrixUser, **extra: str) -> tuple[Bot, MatrixUser]:
+    def factory(
+        room_id: str,
+        bot_user: MatrixUser,
+        *,
+        homeserver: SynapseServer | None = None,
+        **extra: str,
+    ) -> tuple[Bot, MatrixUser]:
         data = tmp_path / f"bot{len(bots)}"
         shutil.copytree(index_dir, data / "indexes")
         env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPORTBOT_")}
@@ -105,7 +124,7 @@ def make_bot(
                 "SUPPORTBOT_DATA_DIR": str(data),
                 "SUPPORTBOT_DEVICE": "cpu",
                 "SUPPORTBOT_WEB_PORT": "0",
-                "SUPPORTBOT_MATRIX_HOMESERVER": synapse.base_url,
+                "SUPPORTBOT_MATRIX_HOMESERVER": (homeserver or synapse).base_url,
                 "SUPPORTBOT_MATRIX_USER_ID": bot_user.user_id,
                 "SUPPORTBOT_MATRIX_ACCESS_TOKEN": bot_user.access_token,
                 "SUPPORTBOT_MATRIX_ROOMS": room_id,
@@ -178,6 +197,50 @@ def replied_to(reply: dict[str, Any]) -> str:
     return str(reply["content"]["m.relates_to"]["m.in_reply_to"]["event_id"])
 
 
+def wait_settled(
+    messages: Callable[[], list[dict[str, Any]]],
+    handled: Callable[[], tuple[set[str], int]],
+    timeout: float = 120,
+) -> list[dict[str, Any]]:
+    """Wait until the bot has nothing left to do in the room; return the room's messages.
+
+    ``messages()`` reads the room's m.room.message events from the homeserver; ``handled()``
+    reads the bot's database: the ids of the handled events and how many stored events are not
+    handled yet. Settled means every message in the room (the bot's own replies too, which come
+    back through /sync) is stored and handled, and nothing stored waits. A reply is sent before
+    its question is marked handled, so from then on no reply can come unless someone writes:
+    the positive signal instead of "wait a while for anything extra".
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = messages()
+        done, waiting = handled()  # read after the room: a reply sent since is handled too
+        unhandled = [e["event_id"] for e in seen if e["event_id"] not in done]
+        if not unhandled and waiting == 0:
+            return seen
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not settled: {unhandled} unhandled, {waiting} waiting")
+        time.sleep(0.3)
+
+
+def room_messages(
+    synapse: SynapseServer, reader: MatrixUser, room_id: str
+) -> Callable[[], list[dict[str, Any]]]:
+    """``wait_settled``'s view of a (small) room."""
+    return lambda: synapse.messages(reader, room_id, limit=1000, event_type="m.room.message")
+
+
+def handled_in(bot: Bot) -> Callable[[], tuple[set[str], int]]:
+    """``wait_settled``'s view of one bot's SQLite database."""
+
+    def read() -> tuple[set[str], int]:
+        with contextlib.closing(bot.db()) as db:
+            rows = db.execute("SELECT event_id, handled_at IS NOT NULL FROM room_events").fetchall()
+        return {e for e, done in rows if done}, sum(1 for _, done in rows if not done)
+
+    return read
+
+
 def test_mention_gets_a_threaded_reply_others_are_only_triaged(
     synapse: SynapseServer, make_bot: Callable[..., tuple[Bot, MatrixUser]]
 ) -> None:
@@ -205,8 +268,8 @@ def test_mention_gets_a_threaded_reply_others_are_only_triaged(
     html_example = example.replace('"', "&quot;")
     assert f'<pre><code class="language-python">{html_example}' in content["formatted_body"]
 
-    bot.wait_for_log(reply["event_id"])  # its own reply came back through /sync ...
-    time.sleep(1)
+    # Its own reply came back through /sync and everything in the room has been handled ...
+    wait_settled(room_messages(synapse, alice, room_id), handled_in(bot))
     assert bot.stop() == 0
     with bot.db() as db:
         outcomes = dict(db.execute("SELECT event_id, outcome FROM room_events"))
@@ -234,27 +297,29 @@ def test_sigkill_mid_run_loses_nothing_and_never_replies_twice(
     for q in QUESTIONS:
         asked.append(ask(synapse, bob, room_id, bot_user, q))  # sent while it is dead
     bot.start()
-    replies = wait_replies(synapse, alice, room_id, bot_user, len(asked))
-    time.sleep(4)  # anything extra would show up now
-    replies = bot_replies(synapse, alice, room_id, bot_user)
+    wait_replies(synapse, alice, room_id, bot_user, len(asked))
+    # Settled: every event handled, the replies that came back too; no reply can come now.
+    messages = wait_settled(room_messages(synapse, alice, room_id), handled_in(bot))
+    replies = [e for e in messages if e.get("sender") == bot_user.user_id]
     targets = [replied_to(r) for r in replies]
     assert sorted(targets) == sorted(asked)  # every question once, none twice
     assert bot.stop() == 0
 
 
 def test_homeserver_killed_and_restarted(
-    synapse: SynapseServer, make_bot: Callable[..., tuple[Bot, MatrixUser]]
+    own_synapse: SynapseServer, make_bot: Callable[..., tuple[Bot, MatrixUser]]
 ) -> None:
-    room_id, bot_user, alice, _bob = new_room(synapse)
-    bot, _ = make_bot(room_id, bot_user)
+    server = own_synapse  # killed below: the module's server stays up for the other tests
+    room_id, bot_user, alice, _bob = new_room(server)
+    bot, _ = make_bot(room_id, bot_user, homeserver=server)
     bot.start()
-    first = ask(synapse, alice, room_id, bot_user, QUESTIONS[0])
-    wait_replies(synapse, alice, room_id, bot_user, 1)
-    synapse.kill()
-    time.sleep(3)  # the bot's sync fails and backs off meanwhile
-    synapse.start()
-    after = [ask(synapse, alice, room_id, bot_user, q) for q in QUESTIONS[1:3]]
-    replies = wait_replies(synapse, alice, room_id, bot_user, 3)
+    first = ask(server, alice, room_id, bot_user, QUESTIONS[0])
+    wait_replies(server, alice, room_id, bot_user, 1)
+    server.kill()
+    bot.wait_for_log("sync failed")  # it noticed, and backs off while the server is down
+    server.start()
+    after = [ask(server, alice, room_id, bot_user, q) for q in QUESTIONS[1:3]]
+    replies = wait_replies(server, alice, room_id, bot_user, 3)
     assert sorted(replied_to(r) for r in replies) == sorted([first, *after])
     assert "sync failed" in bot.log()
     assert bot.proc is not None and bot.proc.poll() is None  # it never gave up
@@ -312,9 +377,7 @@ def test_rate_limited_replies_wait_and_still_arrive(
     limits = {"rc_message": {"per_second": 0.5, "burst_count": 2}}
     with SynapseServer(tmp_path_factory.mktemp("synapse-429"), rate_limits=limits) as slow:
         room_id, bot_user, alice, _bob = new_room(slow)
-        # make_bot is bound to the module's server; point this bot at the slow one instead.
-        bot, _ = make_bot(room_id, bot_user)
-        bot.env["SUPPORTBOT_MATRIX_HOMESERVER"] = slow.base_url
+        bot, _ = make_bot(room_id, bot_user, homeserver=slow)
         bot.start()
         asked = [ask(slow, alice, room_id, bot_user, q) for q in QUESTIONS[:4]]
         replies = wait_replies(slow, alice, room_id, bot_user, len(asked), timeout=180)

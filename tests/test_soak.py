@@ -43,7 +43,7 @@ from tests.synapse_server import (
     SynapseError,
     SynapseServer,
 )
-from tests.test_room_service import QUESTIONS, Bot
+from tests.test_room_service import QUESTIONS, Bot, handled_in, wait_settled
 
 pytestmark = pytest.mark.slow
 
@@ -273,12 +273,14 @@ def test_soak_restarts_lose_and_duplicate_nothing(
                     break
                 next_scan = time.monotonic() + 15
             time.sleep(1.0)
-        time.sleep(5)  # a duplicate would show up now
+        # Settled: every message handled, so a duplicate would have been sent already.
+        events = wait_settled(
+            lambda: _all_messages(synapse, observer_user, room_id), handled_in(bot), timeout=300
+        )
         observer.stop.set()
         observer.join(timeout=60)
         wall = time.monotonic() - wall0
 
-        events = _all_messages(synapse, observer_user, room_id)
         user_ids = {u.user_id for u in users}
         questions = [e for e in events if e.get("sender") in user_ids]
         replies = [e for e in events if e.get("sender") == bot_user.user_id]

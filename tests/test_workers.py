@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import Engine, create_engine, select, text
 
 from bot.answering.reply import SuggestedReply
 from bot.chat import OutgoingReply, SyncBatch
@@ -35,7 +35,7 @@ from bot.store.models import RoomEventRow
 from bot.store.room_store import RoomStore
 from tests.postgres_server import PostgresServer
 from tests.synapse_server import MatrixUser, SynapseServer
-from tests.test_room_service import QUESTIONS, Bot
+from tests.test_room_service import QUESTIONS, Bot, wait_settled
 from tests.test_service_units import ALICE, BOB, FakeAnswer, FakeTransport, event
 from tests.test_soak import _all_messages, _reply_target
 
@@ -263,6 +263,19 @@ USERS = 4
 LEASE_S = 5
 
 
+def handled_on(engine: Engine) -> Callable[[], tuple[set[str], int]]:
+    """``wait_settled``'s view of the workers' shared database."""
+
+    def read() -> tuple[set[str], int]:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT event_id, handled_at IS NOT NULL FROM room_events")
+            ).all()
+        return {e for e, done in rows if done}, sum(1 for _, done in rows if not done)
+
+    return read
+
+
 def _worker_env(
     synapse: SynapseServer, data: Path, bot_user: MatrixUser, room_id: str, db_url: str, name: str
 ) -> dict[str, str]:
@@ -381,9 +394,11 @@ def test_two_workers_one_killed_every_question_answered_once(
             time.sleep(2)
             answered = {_reply_target(e) for e in _all_messages(synapse, users[0], room_id)}
         all_answered_s = time.monotonic() - started
-        time.sleep(LEASE_S + 2)  # a second reply to anything would show up now
-
-        events = _all_messages(synapse, users[0], room_id)
+        # Settled: every message handled (the dead worker's claims taken over once their lease
+        # ran out, the replies that came back ignored), so no second reply can come now.
+        events = wait_settled(
+            lambda: _all_messages(synapse, users[0], room_id), handled_on(engine), timeout=300
+        )
         replies = [e for e in events if e.get("sender") == bot_user.user_id]
         per_question = Counter(_reply_target(r) for r in replies)
         assert set(per_question) == set(asked)  # replies to the questions, nothing else
