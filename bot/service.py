@@ -271,7 +271,7 @@ class RoomService:
         since = self.metrics.seconds_since_sync()
         if since is None:
             return False, "no successful /sync yet"
-        window = self.settings.sync_timeout_ms / 1000 + 30.0
+        window = self._sync_silence_limit()
         if since > window:
             return False, f"last successful /sync {since:.0f} s ago"
         return True, "syncing"
@@ -352,11 +352,14 @@ class RoomService:
         await self.queue.put(event)
 
     # --- reader --------------------------------------------------------------------------------
+    def _sync_silence_limit(self) -> float:
+        """Watchdog: a long-poll that outlives its timeout by this much is a dead connection."""
+        return self.settings.sync_timeout_ms / 1000 + self.settings.sync_watchdog_seconds
+
     async def _read_loop(self) -> None:
         token = await self._db(self.store.sync_token)
         backoff = self._backoff()
-        # Watchdog: a long-poll that outlives its timeout by this much is a dead connection.
-        silent_after = self.settings.sync_timeout_ms / 1000 + 30.0
+        silent_after = self._sync_silence_limit()
         while not self._stopping.is_set():
             try:
                 batch = await asyncio.wait_for(self.transport.sync(token), timeout=silent_after)

@@ -232,6 +232,12 @@ class Settings(BaseSettings):
     room_replies_per_minute: int = Field(6, ge=1)
     history_depth: int = Field(20, ge=0, le=1000, description="Messages read on first join.")
     sync_timeout_ms: int = Field(30_000, ge=0, le=300_000)
+    sync_watchdog_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A /sync silent this long past its long-poll is dropped and sent again; "
+        "/readyz answers 503 once the last successful /sync is older than both.",
+    )
     sync_timeline_limit: int = Field(50, ge=1, le=1000)
     backoff_initial_seconds: float = Field(1.0, gt=0)
     backoff_max_seconds: float = Field(60.0, gt=0)

@@ -318,6 +318,7 @@ class SynapseServer:
             return
         if self._process.poll() is None:
             self._signal(signal.SIGTERM)
+            self._signal(signal.SIGCONT)  # a paused server must wake to see its SIGTERM
             try:
                 self._process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -333,6 +334,17 @@ class SynapseServer:
             self._signal(signal.SIGKILL)
             self._process.wait(10)
         self._reap()
+
+    def pause(self) -> None:
+        """SIGSTOP the process group: connections are accepted (by the kernel) and never
+        answered, as with a hung server or a dead network path."""
+        assert self._process is not None and self._process.poll() is None
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`: the server answers what waited meanwhile."""
+        assert self._process is not None
+        self._signal(signal.SIGCONT)
 
     def restart(self, timeout: float = 60) -> None:
         self.stop()

@@ -663,6 +663,68 @@ def test_metrics_and_readiness_move_when_questions_arrive(
     assert bot.stop() == 0
 
 
+def http_get(base: str, path: str) -> tuple[int, str]:
+    """GET on the bot's web port: (status, body), error statuses included."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(base + path, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read().decode()
+
+
+def test_hung_homeserver_trips_the_watchdog_and_readiness(
+    own_synapse: SynapseServer, make_bot: Callable[..., tuple[Bot, MatrixUser]]
+) -> None:
+    """A homeserver that accepts connections and never answers (SIGSTOPped): the watchdog
+    drops the silent /sync, /readyz turns 503 with the reason while /healthz stays 200, and
+    once the server wakes the bot syncs, is ready and answers again."""
+    import json
+    import re
+
+    server = own_synapse  # paused below: the module's server stays up for the other tests
+    room_id, bot_user, alice, _bob = new_room(server)
+    bot, _ = make_bot(
+        room_id,
+        bot_user,
+        homeserver=server,
+        SUPPORTBOT_SYNC_TIMEOUT_MS="1000",
+        SUPPORTBOT_SYNC_WATCHDOG_SECONDS="2",
+    )
+    bot.start()
+    port = re.search(r"/metrics on 127\.0\.0\.1:(\d+)", bot.log())
+    assert port, bot.log()[-2000:]
+    base = f"http://127.0.0.1:{port.group(1)}"
+
+    def ready() -> tuple[int, dict[str, Any]]:
+        status, body = http_get(base, "/readyz")
+        return status, json.loads(body)
+
+    wait_until(lambda: ready()[0] == 200, "/readyz to be 200")
+    assert ready() == (200, {"status": "ready", "detail": "syncing"})
+    trips = bot.log().count("(watchdog)")  # a loaded machine may have tripped it already
+    server.pause()
+    try:
+        bot.wait_for_log("(watchdog)", trips + 1)  # the silent long-poll was dropped
+        wait_until(lambda: ready()[0] == 503, "/readyz to turn 503")
+        status, body = ready()
+        assert status == 503 and body["status"] == "not ready"
+        assert body["detail"].startswith("last successful /sync")
+        assert http_get(base, "/healthz")[0] == 200  # the process itself is fine
+        assert bot.proc is not None and bot.proc.poll() is None
+    finally:
+        server.resume()
+    wait_until(lambda: ready()[0] == 200, "/readyz to be 200 again")
+    question = ask(server, alice, room_id, bot_user, QUESTIONS[0])
+    [reply] = wait_replies(server, alice, room_id, bot_user, 1)
+    assert replied_to(reply) == question
+    assert "sync-watchdog" in http_get(base, "/metrics")[1]
+    assert bot.stop() == 0
+
+
 def test_dashboard_post_reaches_the_matrix_thread_as_the_bot(
     synapse: SynapseServer, make_bot: Callable[..., tuple[Bot, MatrixUser]]
 ) -> None:
