@@ -1064,12 +1064,14 @@ def test_thread_of_a_lone_question(tmp_path: Path, database_url: str) -> None:
 EXTREME_TS = 2**53 - 1
 
 
-def test_an_extreme_origin_ts_is_replaced_by_the_receive_time_when_parsed(tmp_path: Path) -> None:
+def test_an_extreme_origin_ts_is_replaced_by_the_receive_time_when_parsed(
+    tmp_path: Path, database_url: str
+) -> None:
     """A federated server's ts of 2^53-1 goes through parse -> store -> the queue and the
     question page, and can be dismissed."""
     from bot.chat import parse_event
 
-    ctx = make_context(tmp_path)
+    ctx = make_context(tmp_path, database_url)
     add_user(ctx)
     raw = {
         "type": "m.room.message",
@@ -1108,10 +1110,12 @@ def test_an_extreme_origin_ts_is_replaced_by_the_receive_time_when_parsed(tmp_pa
 
 
 @pytest.mark.parametrize("ts", [EXTREME_TS, 2**63 - 1, -(2**53), -1])
-def test_stored_extreme_timestamps_do_not_break_any_page(tmp_path: Path, ts: int) -> None:
+def test_stored_extreme_timestamps_do_not_break_any_page(
+    tmp_path: Path, ts: int, database_url: str
+) -> None:
     """Rows stored before parsing checked timestamps (or by another tool) still render: every
     ms -> datetime conversion is total."""
-    ctx = make_context(tmp_path)
+    ctx = make_context(tmp_path, database_url)
     add_user(ctx)
     add_question(ctx.store, "$x", "when was this?", ts=ts)
     reply = room_event("$r", "like this", sender=BOB, ts=ts, rel_type="m.thread", relates_to="$x")

@@ -20,7 +20,8 @@ REBOUND = "attacker.example:8080"  # the attacker's name, resolved to 127.0.0.1 
 
 
 def _ctx(tmp_path: Path, **settings: Any) -> Any:
-    ctx = make_context(tmp_path, settings=settings)
+    # Host and Origin are checked before any handler reads the database: SQLite is enough.
+    ctx = make_context(tmp_path, f"sqlite:///{tmp_path / 'web.db'}", settings=settings)
     ctx.local_room = LocalRoom(ctx.db, ctx.settings.local_room_id, ctx.settings.local_bot_user)
     add_user(ctx)
     return ctx
