@@ -20,6 +20,7 @@ from index_builder.chunking import chunk_documents
 from index_builder.documents import Chunk, Document, content_hash
 from index_builder.embedding import embed_chunks
 from index_builder.publish import prune_versions, set_current, write_version
+from index_builder.reranker_training import TRAINING_VERSION
 from index_builder.sources.docs_git import redact_url, sync_docs_checkout
 from index_builder.sources.keras_io import (
     docs_version,
@@ -322,6 +323,9 @@ def build_index(
             chunk_progress(1)
         fingerprint = content_hash(
             str(FORMAT_VERSION),
+            # An index from before the reranker (or an older training) is built again, so an
+            # upgrade gets the second stage although the corpus did not change.
+            f"reranker-{TRAINING_VERSION}",
             settings.embedding_model,
             *(d.content_hash for d in documents),
             *(c.hash for c in chunks),

@@ -284,3 +284,21 @@ def test_reranker_scores_standardised_features() -> None:
     x = np.zeros((2, len(FEATURES)))
     x[:, 0] = [3.0, 5.0]
     assert model.score(x).tolist() == [1.0, 2.0]
+
+
+def test_an_index_from_an_older_training_is_built_again(
+    tmp_path: Path, encoder: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Upgrading the bot gives an unchanged corpus the current reranker, not the old index."""
+    from bot.settings import load_settings
+    from index_builder import build
+    from tests.conftest import MINI_DOCS
+
+    settings = load_settings(data_dir=tmp_path, docs_dir=MINI_DOCS, include_keras_api=False)
+    monkeypatch.setattr(build, "TRAINING_VERSION", "before-the-reranker")
+    old = build.build_index(settings, encoder=encoder)  # type: ignore[arg-type]
+    monkeypatch.undo()
+    again = build.build_index(settings, encoder=encoder)  # type: ignore[arg-type]
+    assert old.published and again.published and again.version != old.version
+    assert again.embedded == 0  # the vectors come from the cache: only the training reruns
+    assert not build.build_index(settings, encoder=encoder).published  # type: ignore[arg-type]
