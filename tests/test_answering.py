@@ -509,3 +509,13 @@ def test_hostile_code_in_a_page_stays_inside_its_block() -> None:
     assert html.count("<pre>") == 1 and re.findall(r'href="([^"]*)"', html) == [
         "https://keras.io/page/"
     ]
+
+
+def test_a_page_title_keeps_its_code_span_and_a_thread_title_is_escaped() -> None:
+    hits = [hit("guides/custom", 0.9, title="Customizing what happens in `fit()`")]
+    html = markdown_to_html(compose_reply(result(hits, 0.9), threshold=0.5).markdown)
+    assert "<strong>Customizing what happens in <code>fit()</code></strong>" in html
+    assert '">Customizing what happens in <code>fit()</code></a>' in html
+    thread = hit("thread/1", 0.9, title="why does `fit()` hang?", kind="thread")
+    md = compose_reply(result([thread], 0.9), threshold=0.5).markdown
+    assert "why does \\`fit()\\` hang?" in md  # a person's words: shown exactly, not as code

@@ -92,6 +92,12 @@ def inline_markdown(text: str) -> str:
     return "".join(out)
 
 
+def _title(s: Source) -> str:
+    """A page's title as Markdown: the docs' code spans stay code ("Customizing what happens
+    in `fit()`"); a past thread's title is a person's words, so it is escaped whole."""
+    return escape_markdown(s.title) if s.kind == "thread" else inline_markdown(s.title)
+
+
 def best_excerpt(chunk_text: str, question: str, *, limit: int = _EXCERPT_CHARS) -> str:
     """The sentence of a chunk that shares the most terms with the question, one line."""
     body = chunk_text.split("\n", 1)[1] if "\n" in chunk_text else chunk_text
@@ -189,12 +195,12 @@ def compose_reply(
     elif confident and sources[0].kind == "thread":
         lead = "This was answered here before:"
     elif confident:
-        lead = f"This looks covered by **{escape_markdown(sources[0].title)}**:"
+        lead = f"This looks covered by **{_title(sources[0])}**:"
     else:
         lead = "I'm not sure the docs answer this; these are the closest pages I found:"
     lines = [lead, ""]
     for n, s in enumerate(sources, start=1):
-        line = f"{n}. [{escape_markdown(s.title)}]({link_target(s.url)})"
+        line = f"{n}. [{_title(s)}]({link_target(s.url)})"
         if s.kind == "thread" and s.answered_by:
             line += f" — answered by {escape_markdown(s.answered_by)}"
             line += f": {inline_markdown(s.excerpt)}" if s.excerpt else ""
