@@ -369,18 +369,7 @@ class RoomStore:
     def hold_outcome(self, event_id: str, worker: str, outcome: str) -> bool:
         """Record a decision (``notice:<reason>``) on an unhandled event before acting on it, so
         a restart repeats that decision instead of taking another; False if another holds it."""
-        now = utcnow()
-        with self.db.session() as s:
-            result = s.execute(
-                update(RoomEventRow)
-                .where(
-                    RoomEventRow.event_id == event_id,
-                    RoomEventRow.handled_at.is_(None),
-                    _claimable(worker, now),
-                )
-                .values(outcome=outcome[:64])
-            )
-            return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
+        return self._update_if_claimable(event_id, worker, utcnow(), {"outcome": outcome[:64]})
 
     def held_outcome(self, event_id: str) -> str | None:
         """The decision stored on a not yet handled event (``deferred:...``, ``notice:...``)."""
