@@ -125,20 +125,23 @@ def _question_headings(d: Document, by_path: dict[str, list[Document]]) -> list[
         level = len(m.group(1))
         end = re.compile(rf"^#{{1,{level}}}\s", re.M).search(text, m.end())
         body = text[m.end() : end.start() if end else len(text)]
-        targets: list[str] = []
-        for _anchor, url in _LINK.findall(body):
-            path, fragment = _path_of(url)
-            docs = [x for x in by_path.get(path, []) if x.doc_id != d.doc_id]
-            if fragment:
-                docs = [x for x in docs if urlsplit(x.url).fragment == fragment] or docs
-            targets.extend(x.doc_id for x in docs[:8])
+        targets = _link_targets(body, by_path, d.doc_id)
         if targets:
-            out.append(
-                TrainingQuery(
-                    _plain(m.group(2)), tuple(dict.fromkeys(targets)), d.doc_id, "heading"
-                )
-            )
+            out.append(TrainingQuery(_plain(m.group(2)), targets, d.doc_id, "heading"))
     return out
+
+
+def _link_targets(text: str, by_path: dict[str, list[Document]], source: str) -> tuple[str, ...]:
+    """The documents the keras.io links in ``text`` point at (not ``source`` itself); a link
+    with a fragment picks the documents of that anchor when the page has several."""
+    targets: list[str] = []
+    for _anchor, url in _LINK.findall(text):
+        path, fragment = _path_of(url)
+        docs = [d for d in by_path.get(path, []) if d.doc_id != source]
+        if fragment:
+            docs = [d for d in docs if urlsplit(d.url).fragment == fragment] or docs
+        targets.extend(d.doc_id for d in docs[:8])
+    return tuple(dict.fromkeys(targets))
 
 
 def _plain(sentence: str) -> str:
@@ -149,20 +152,13 @@ def _plain(sentence: str) -> str:
 def _link_query(
     sentence: str, by_path: dict[str, list[Document]], source: str
 ) -> tuple[str, tuple[str, ...]]:
-    targets: list[str] = []
-    for _anchor, url in _LINK.findall(sentence):
-        path, fragment = _path_of(url)
-        docs = [d for d in by_path.get(path, []) if d.doc_id != source]
-        if fragment:
-            exact = [d for d in docs if urlsplit(d.url).fragment == fragment]
-            docs = exact or docs
-        targets.extend(d.doc_id for d in docs[:8])
+    targets = _link_targets(sentence, by_path, source)
     text = _plain(sentence)
     anchors = " ".join(a for a, _ in _LINK.findall(sentence))
     # A bare list of links ("- [Guide title](/guides/x)") only repeats the target's title.
     if len(text.split()) - len(anchors.split()) < 6 or len(text.split()) > 60:
         return "", ()
-    return text, tuple(dict.fromkeys(targets))
+    return text, targets
 
 
 def _held_out(source: str) -> bool:
