@@ -60,7 +60,7 @@ test: venv synapse
 
 # The full-corpus quality bars (slow; CI runs them after `make test`): see README, Development.
 test-quality: venv
-	$(BIN)/python -m pytest -m slow tests/test_eval_full.py
+	$(BIN)/python -m pytest -m slow tests/evaluation/test_eval_full.py
 
 test-all: venv synapse
 	$(BIN)/python -m pytest -m ''

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.web import auth, passwords  # noqa: E402
-from tests.web_helpers import add_user, csrf_in, make_context, signed_in  # noqa: E402
+from tests.web.web_helpers import add_user, csrf_in, make_context, signed_in  # noqa: E402
 
 
 def hash_seconds(log2n: int, repeats: int) -> float:

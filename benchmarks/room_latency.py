@@ -473,7 +473,7 @@ def bare_pass(
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from bot.answering.policy import BotIdentity
-    from bot.evaluation import load_questions
+    from bot.evaluation.questions import load_questions
     from bot.settings import load_settings
     from tests.synapse_server import synapse_python
 

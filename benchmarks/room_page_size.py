@@ -35,10 +35,10 @@ async def measure(app: object) -> None:
 
 
 def main() -> None:
-    from bot.local_room import LocalRoom
     from bot.metrics import Metrics
     from bot.settings import load_settings
     from bot.store.database import Database
+    from bot.store.local_room import LocalRoom
     from bot.store.room_store import RoomStore
     from bot.web.app import build_app
     from bot.web.context import WebContext

@@ -1,7 +1,7 @@
 """Matrix client-server transport with Gitter defaults (Gitter is a Matrix homeserver).
 
 Built on matrix-nio's ``AsyncClient`` (aiohttp underneath). This module is the only place that
-talks to the homeserver; it turns nio's responses into the neutral types of ``bot.chat`` and
+talks to the homeserver; it turns nio's responses into the neutral types of ``bot.chat.events`` and
 its failures into the project's error tree:
 
 * ``M_UNKNOWN_TOKEN`` / ``M_MISSING_TOKEN``  → :class:`MatrixAuthError` (fatal: stop)
@@ -38,14 +38,8 @@ from nio import (
     WhoamiResponse,
 )
 
-from bot.chat import (
-    OutgoingReply,
-    PowerLevels,
-    RoomEvent,
-    SyncBatch,
-    creators_of,
-    parse_event,
-)
+from bot.chat.events import PowerLevels, RoomEvent, creators_of, parse_event
+from bot.chat.transport import OutgoingReply, SyncBatch
 from bot.errors import FatalError, MessageRejectedError, TransientError
 
 log = logging.getLogger(__name__)

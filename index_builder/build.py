@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bot.corpus.documents import Chunk, Document, content_hash
+from bot.corpus.past_answers import iter_past_answer_documents
 from bot.errors import BuildError, ConfigError, SupportBotError
 from bot.retrieval.encoder import Encoder
 from bot.retrieval.index import FORMAT_VERSION, current_version, read_manifest
@@ -17,7 +19,6 @@ from bot.retrieval.rerank import Reranker
 from bot.settings import Settings
 from bot.store import Database
 from index_builder.chunking import chunk_documents
-from index_builder.documents import Chunk, Document, content_hash
 from index_builder.embedding import embed_chunks
 from index_builder.publish import prune_versions, set_current, write_version
 from index_builder.reranker_training import TRAINING_VERSION
@@ -28,7 +29,6 @@ from index_builder.sources.keras_io import (
     iter_site_map_symbol_documents,
     links_outside,
 )
-from index_builder.sources.past_answers import iter_past_answer_documents
 from index_builder.sources.python_api import (
     find_package_dir,
     iter_api_documents,

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from index_builder.documents import Chunk, Document
+from bot.corpus.documents import Chunk, Document
 
 #: Headings deeper than this stay in the body: splitting on them makes tiny chunks.
 MAX_SPLIT_LEVEL = 4

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bot.corpus.documents import Chunk
 from bot.retrieval.encoder import Encoder
 from bot.store import Database
-from index_builder.documents import Chunk
 
 # Texts handed to the model per call: big enough that its length-sorting keeps padding low,
 # small enough for a progress bar that moves.

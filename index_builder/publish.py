@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from bot.corpus.documents import Chunk, Document
 from bot.retrieval.index import (
     CHUNKS,
     CURRENT_POINTER,
@@ -28,7 +29,6 @@ from bot.retrieval.index import (
     current_version,
 )
 from bot.retrieval.text import lexical_tokens
-from index_builder.documents import Chunk, Document
 
 STAGING_PREFIX = ".staging-"
 

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from bot.corpus.documents import Document, content_hash
 from bot.retrieval.encoder import Encoder
 from bot.retrieval.index import LoadedIndex
 from bot.retrieval.rerank import Reranker, fit_pairwise
@@ -34,7 +35,6 @@ from bot.retrieval.search import (
     rerank_features,
 )
 from bot.retrieval.text import clean_query
-from index_builder.documents import Document, content_hash
 
 #: Bump when the query mining or the features change, so a cached reranker is not reused.
 TRAINING_VERSION = "1"

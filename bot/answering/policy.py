@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from bot.chat import RoomEvent
+from bot.chat.events import RoomEvent
 
 _QUESTION_START = re.compile(
     r"^\s*(how|why|what|when|where|which|who|is|are|can|could|does|do|did|should|would|will|"

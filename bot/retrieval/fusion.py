@@ -1,7 +1,7 @@
 """Pure ranking primitives: top-k selection, chunk→document aggregation, rank fusion.
 
 All functions are deterministic (ties broken by row number) and tested against brute-force
-oracles in ``tests/test_retrieval_fusion.py``.
+oracles in ``tests/retrieval/test_retrieval_fusion.py``.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ class SearchParams:
     conf_agreement: float = 0.95
     conf_symbol: float = 0.5
     conf_margin: float = 6.5
-    # Past-answer threads (kind "thread", laid out by index_builder.sources.past_answers as
+    # Past-answer threads (kind "thread", laid out by bot.corpus.past_answers as
     # "# title / the question / ## Answer / the answer"). A thread is the right result when
     # its *question* is the new question. In each list a thread stands among doc pages by its
     # best question chunk + ``second_chunk_weight`` × its best answer chunk (a page's rule,

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 
-from bot.chat import utc_from_ms
+from bot.chat.events import utc_from_ms
 from bot.store.auth_store import as_utc
 from bot.store.database import Database
 from bot.store.models import (

@@ -27,9 +27,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.corpus.documents import Chunk, Document
 from bot.errors import ConfigError, SchemaOutdatedError, TransientError
 from bot.store.models import ChunkRow, DocumentRow, EmbeddingCacheRow
-from index_builder.documents import Chunk, Document
 
 # SQLite caps bound parameters per statement; keep IN (...) lists well below it.
 _IN_BATCH = 500

@@ -1,6 +1,6 @@
 """The few queries for the ``past_answers`` table: upsert and delete by key, list, count.
 
-Rows go in and come out as :class:`index_builder.sources.past_answers.PastAnswer`. Times are
+Rows go in and come out as :class:`bot.corpus.past_answers.PastAnswer`. Times are
 kept in UTC: a naive ``created_at`` is taken as UTC, and what comes back is always
 timezone-aware (``UTCDateTime`` columns do that on SQLite and PostgreSQL alike).
 """
@@ -15,9 +15,9 @@ from typing import Literal
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from bot.corpus.past_answers import PastAnswer
 from bot.store.database import Database
 from bot.store.models import PastAnswerRow, utcnow
-from index_builder.sources.past_answers import PastAnswer
 
 UpsertOutcome = Literal["new", "updated", "unchanged"]
 

@@ -12,8 +12,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.chat import RoomEvent
-from bot.mining import Change, Remove, StoredPair, UpdateText, Upsert
+from bot.chat.events import RoomEvent
+from bot.corpus.pair_changes import Change, Remove, StoredPair, UpdateText, Upsert
 from bot.store.database import Database
 from bot.store.models import (
     PastAnswerRow,
@@ -642,7 +642,7 @@ class RoomStore:
         return reply is not None and reply.state == "sent"
 
     def apply_changes(self, changes: Sequence[Change]) -> int:
-        """Write what ``bot.mining.learn`` decided; returns how many pairs changed."""
+        """Write what ``bot.room.learning.learn`` decided; returns how many pairs changed."""
         changed = 0
         with self.db.session() as s:
             for change in changes:

@@ -21,7 +21,7 @@ from bot.store.database import Database
 from bot.store.room_store import RoomStore
 
 if TYPE_CHECKING:
-    from bot.local_room import LocalRoom
+    from bot.store.local_room import LocalRoom
 
 
 ReadyCheck = Callable[[], tuple[bool, str]]

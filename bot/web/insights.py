@@ -59,7 +59,8 @@ from aiohttp import web
 from markupsafe import Markup
 from sqlalchemy import ColumnElement, and_, or_, select
 
-from bot.chat import utc_from_ms
+from bot.chat.events import utc_from_ms
+from bot.corpus.documents import content_hash
 from bot.store.database import Database
 from bot.store.models import (
     DashboardPostRow,
@@ -71,7 +72,6 @@ from bot.store.models import (
 from bot.web.charts import BarPoint, bar_chart_svg
 from bot.web.context import CTX_KEY, WebContext
 from bot.web.templating import render
-from index_builder.documents import content_hash
 
 log = logging.getLogger(__name__)
 

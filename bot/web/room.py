@@ -29,8 +29,9 @@ from aiohttp import web
 from markupsafe import Markup
 
 from bot.answering.render import markdown_to_html
-from bot.chat import utc_from_ms
-from bot.local_room import LocalRoom, LocalRoomInputError, localpart, relation, thread_root_of
+from bot.chat.events import utc_from_ms
+from bot.chat.local_input import LocalRoomInputError, localpart, relation, thread_root_of
+from bot.store.local_room import LocalRoom
 from bot.web.auth import client_address
 from bot.web.context import CTX_KEY
 from bot.web.templating import render

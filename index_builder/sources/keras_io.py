@@ -19,7 +19,7 @@ import subprocess
 from collections.abc import Collection, Iterator
 from pathlib import Path, PurePosixPath
 
-from index_builder.documents import Document
+from bot.corpus.documents import Document
 from index_builder.sources.site_map import SiteMap
 
 SOURCE = "keras-io"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
 
-from index_builder.documents import Document
+from bot.corpus.documents import Document
 
 log = logging.getLogger(__name__)
 

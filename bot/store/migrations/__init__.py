@@ -7,6 +7,6 @@ to ``env.py`` through ``config.attributes["connection"]``.
 Adding a revision: change ``bot/store/models.py``, then write ``versions/NNNN_what.py`` by
 hand (``revision = "NNNN"``, ``down_revision`` the previous one) with explicit ``op`` calls;
 use ``op.batch_alter_table`` for changes to existing tables so they also work on SQLite.
-``tests/test_migrations.py`` fails while the migrated schema and the models disagree, and shows
-the differences.
+``tests/store/test_migrations.py`` fails while the migrated schema and the models disagree,
+and shows the differences.
 """

@@ -18,7 +18,7 @@ if not isinstance(connection, Connection):
 
 context.configure(
     connection=connection,
-    # Only for comparing the models with a migrated database (tests/test_migrations.py).
+    # Only for comparing the models with a migrated database (tests/store/test_migrations.py).
     target_metadata=Base.metadata,
     # SQLite cannot ALTER most things in place; batch mode copies the table where needed.
     render_as_batch=True,
