@@ -8,7 +8,8 @@ needs nothing back). ``split`` is ``dev`` (the rules were written against it) or
 questions of a split; "quiet" counts the questions labelled complete that got no ask.
 
 Also, unlabelled: how many of the real questions in ``../shared/eval`` the detector asks
-something of, and what (``--list-eval`` prints them for review by hand).
+something of, and what (``--list-eval`` prints them for review by hand); and the time
+one ``detect_missing`` call takes.
 
     .venv/bin/python benchmarks/missing_info.py [--errors SPLIT] [--list-eval] [--json FILE]
 """
@@ -18,9 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -126,6 +130,20 @@ def eval_questions(paths: list[Path]) -> list[dict[str, Any]]:
     return out
 
 
+def timings(texts: list[str]) -> list[float]:
+    """Milliseconds per ``detect_missing`` call, after one warm-up pass (regex compilation)."""
+    from bot.answering.missing_info import detect_missing
+
+    for text in texts:
+        detect_missing(text)
+    out = []
+    for text in texts:
+        start = time.perf_counter()
+        detect_missing(text)
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
@@ -159,6 +177,13 @@ def main() -> None:
         if args.list_eval:
             for q in asked:
                 print(f"- {q['id']} {q['kinds']}: {q['text'][:160]!r}")
+    texts = [r["text"] for r in records] + [q["text"] for q in real]
+    ms = timings(texts)
+    print()
+    print(
+        f"detect_missing per question: p50 {np.percentile(ms, 50):.2f} ms, "
+        f"p99 {np.percentile(ms, 99):.2f} ms, max {max(ms):.2f} ms ({len(ms)} questions)"
+    )
     if args.errors:
         print()
         for e in results[args.errors]["errors"]:

@@ -9,6 +9,7 @@ import pytest
 
 from bot.answering.missing_info import (
     KINDS,
+    MAX_CHARS,
     VERSION_COMMAND,
     MissingInfo,
     detect_missing,
@@ -405,3 +406,16 @@ def test_the_labelled_set_is_well_formed_and_split_in_two_halves() -> None:
     dev = sum(r["split"] == "dev" for r in records)
     assert abs(dev - (len(records) - dev)) <= 10
     assert sum(not r["missing"] for r in records) >= 30  # questions that should not trigger
+
+
+def test_a_long_message_is_read_at_its_start_and_its_end() -> None:
+    # A flood is cut to MAX_CHARS: the version said first and the traceback's end still count.
+    padding = "x = 1\n" * (MAX_CHARS // 4)
+    assert kinds(f"keras 3.4: I get an error in fit\n{padding}{TRACEBACK}") == ()
+    assert kinds(f"I get an error in fit\n{padding}") == ("version", "traceback")
+
+
+def test_an_edit_in_two_places_counts_what_both_added() -> None:
+    question = "keras 3.4: my model doesn't learn\nany idea?"
+    edited = f"keras 3.4: my model doesn't learn\n{MODEL_CODE}\nany idea?\nthanks"
+    assert supplies_missing(("code",), question, edited, edit=True)

@@ -27,7 +27,6 @@ of a version counts as one. Everything here is pure: text in, typed result out.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -44,6 +43,8 @@ _SUBSTANTIVE: frozenset[MissingKind] = frozenset({"traceback", "code", "shapes"}
 
 VERSION_COMMAND = 'python -c "import keras; print(keras.__version__, keras.backend.backend())"'
 SHAPES_COMMAND = "print(x.shape, y.shape)"
+#: Longer texts are read as their first and last parts (see ``_bounded``).
+MAX_CHARS = 20_000
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,9 @@ _VERSION = (
 
 # Keras' own metrics and losses end in "Error"; they are names, not exceptions.
 _NOT_EXCEPTIONS = re.compile(r"(?:Squared|Absolute|Percentage|Logarithmic|LogCosh)\w*Error$")
-_EXCEPTION = re.compile(r"\b((?:[a-z_]\w*\.)*[A-Z]\w*(?:Error|Exception))\b")
-_EXCEPTION_LINE = re.compile(r"\b(?:[a-z_]\w*\.)*[A-Z]\w*(?:Error|Exception)\b\s*:")
+# Bounded repeats: a flood of dotted names must not make the search quadratic.
+_EXCEPTION = re.compile(r"\b((?:[a-z_]\w{0,40}\.){0,4}[A-Z]\w{0,60}?(?:Error|Exception))\b")
+_EXCEPTION_LINE = re.compile(r"\b(?:[a-z_]\w{0,40}\.){0,4}[A-Z]\w{0,60}?(?:Error|Exception)\b\s*:")
 _REPORT = re.compile(
     r"""\b(?:get|gets|got|getting|gives?|gave|giving|throws?|threw|throwing|raises?|raised|raising
         |shows?|showing|see|seeing|hit|hitting|receiv(?:e|es|ed|ing)|encounter(?:s|ed|ing)?
@@ -273,7 +275,17 @@ def _without_error_messages(text: str) -> str:
     return _FROM_EXCEPTION.sub("", text)
 
 
+def _bounded(text: str) -> str:
+    """At most :data:`MAX_CHARS` of ``text``: its start (where people name versions and say
+    what they did) and its end (where a traceback's exception is), so a flood costs little."""
+    if len(text) <= MAX_CHARS:
+        return text
+    head = MAX_CHARS * 3 // 5
+    return f"{text[:head]}\n{text[-(MAX_CHARS - head) :]}"
+
+
 def _facts(text: str, *, has_code: bool = False) -> _Facts:
+    text = _bounded(text)
     exception = _exception(text)
     shape_error = bool(_SHAPE_ERROR.search(text))
     error = _reports_error(text) or shape_error
@@ -381,13 +393,18 @@ def render_ask(info: MissingInfo, *, again: bool = True) -> str:
 
 
 def _added_text(before: str, after: str) -> str:
-    """The lines of ``after`` (an edited message) that ``before`` did not have, in order."""
+    """What an edit added: ``after`` less the lines it shares with ``before`` at the start
+    and at the end. Linear (an edit mostly appends or inserts in one place); with edits in
+    several places the unchanged lines between them stay in, which is harmless: they held
+    none of what was asked for, or it would not have been asked."""
     old, new = before.splitlines(), after.splitlines()
-    added: list[str] = []
-    for tag, _, _, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
-        if tag in ("insert", "replace"):
-            added.extend(new[j1:j2])
-    return "\n".join(added)
+    start = 0
+    while start < min(len(old), len(new)) and old[start] == new[start]:
+        start += 1
+    end = 0
+    while end < min(len(old), len(new)) - start and old[-1 - end] == new[-1 - end]:
+        end += 1
+    return "\n".join(new[start : len(new) - end])
 
 
 def fuller_text(question: str, follow_up: str, *, edit: bool = False) -> str:
