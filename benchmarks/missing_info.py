@@ -5,7 +5,8 @@ of the Keras room, forum and Stack Overflow, each labelled with what a maintaine
 for (``missing``: version, traceback, code, shapes; empty when the question is complete or
 needs nothing back). ``split`` is ``dev`` (the rules were written against it) or
 ``held-out`` (scored once the rules were done). Precision and recall are per item, over the
-questions of a split; "quiet" counts the questions labelled complete that got no ask.
+questions of a split; "quiet" counts the questions labelled complete that got no ask. A
+keyword baseline (``naive_predict``) is scored in the same run.
 
 Also, unlabelled: how many of the real questions in ``../shared/eval`` the detector asks
 something of, and what (``--list-eval`` prints them for review by hand); and the time
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections import Counter
@@ -47,11 +49,30 @@ def predict(record: dict[str, Any]) -> set[str]:
     return set(info.kinds)
 
 
-def score(records: list[dict[str, Any]]) -> dict[str, Any]:
+_NAIVE_VERSION = re.compile(r"\b(?:keras|tf|tensorflow)\s*\d|tf\.keras|keras_core", re.I)
+_NAIVE_PROBLEM = re.compile(r"error|exception|n't work|not work|wrong|crash|nan\b|stuck", re.I)
+
+
+def naive_predict(record: dict[str, Any]) -> set[str]:
+    """The baseline: keywords, as a simple bot would ask (no report check, no exceptions)."""
+    text = record["text"]
+    out = set()
+    if _NAIVE_PROBLEM.search(text) and not _NAIVE_VERSION.search(text):
+        out.add("version")
+    if re.search(r"error|exception", text, re.I) and "Traceback" not in text:
+        out.add("traceback")
+    if re.search(r"n't work|not work|wrong", text, re.I) and "```" not in text:
+        out.add("code")
+    if re.search(r"shape|dtype|ndim", text, re.I) and "```" not in text:
+        out.add("shapes")
+    return out
+
+
+def score(records: list[dict[str, Any]], predictor: Any = predict) -> dict[str, Any]:
     from bot.answering.missing_info import KINDS
 
     rows: dict[str, dict[str, Any]] = {}
-    got = [predict(r) for r in records]
+    got = [predictor(r) for r in records]
     for kind in (*KINDS, "any item"):
         tp = fp = fn = 0
         for r, g in zip(records, got, strict=True):
@@ -126,7 +147,8 @@ def eval_questions(paths: list[Path]) -> list[dict[str, Any]]:
         for r in load(path):
             text = r.get("question") or r.get("query") or ""
             info = detect_missing(text)
-            out.append({"id": r["id"], "kinds": list(info.kinds), "text": text})
+            naive = sorted(naive_predict({"text": text}))
+            out.append({"id": r["id"], "kinds": list(info.kinds), "naive": naive, "text": text})
     return out
 
 
@@ -159,10 +181,17 @@ def main() -> None:
 
     records = load(args.data)
     results = {split: score([r for r in records if r["split"] == split]) for split in SPLITS}
+    baseline = {
+        split: score([r for r in records if r["split"] == split], naive_predict) for split in SPLITS
+    }
     shown = args.data.relative_to(REPO) if args.data.is_relative_to(REPO) else args.data
     print(f"Labelled set: {shown}")
     print()
     print(table(results))
+    print()
+    print("Baseline (keywords: error / doesn't work / shape without a version, Traceback or ```):")
+    print()
+    print(table(baseline))
     real = eval_questions(
         [args.eval_dir / "questions-dev.jsonl", args.eval_dir / "duplicates-dev.jsonl"]
     )
@@ -173,6 +202,12 @@ def main() -> None:
         print(
             f"Real questions ({args.eval_dir}): {len(asked)}/{len(real)} get an ask; "
             + ", ".join(f"{k} {n}" for k, n in sorted(per_kind.items()))
+        )
+        naive = [q for q in real if q["naive"]]
+        per_naive = Counter(k for q in naive for k in q["naive"])
+        print(
+            f"Baseline on the same: {len(naive)}/{len(real)} get an ask; "
+            + ", ".join(f"{k} {n}" for k, n in sorted(per_naive.items()))
         )
         if args.list_eval:
             for q in asked:
@@ -190,7 +225,8 @@ def main() -> None:
             print(f"- {e['id']} want {e['want']} got {e['got']}: {e['text'][:200]!r}")
     if args.json:
         args.json.write_text(
-            json.dumps({"results": results, "real": real}, indent=1), encoding="utf-8"
+            json.dumps({"results": results, "baseline": baseline, "real": real}, indent=1),
+            encoding="utf-8",
         )
 
 
