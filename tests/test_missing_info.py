@@ -276,6 +276,19 @@ def test_questions_that_report_no_problem_get_no_ask(text: str) -> None:
     assert not detect_missing(text)
 
 
+def test_a_wish_is_not_a_report() -> None:
+    assert kinds("How do I make the BatchNormalization layers not update their statistics?") == ()
+    assert kinds("I want the embedding to not learn, is trainable=False enough?") == ()
+    assert kinds("Keras 3: my BatchNormalization layers do not update") == ("code",)
+
+
+def test_a_link_to_code_counts_like_an_attachment() -> None:
+    text = "tf.keras: I get an error in fit, notebook: https://colab.research.google.com/drive/1abc"
+    assert kinds(text) == ()
+    text = "my model doesn't learn: https://gist.github.com/someone/0123abcd"
+    assert kinds(text) == ("version",)
+
+
 # -- the rendered ask ------------------------------------------------------------------------
 
 

@@ -21,8 +21,9 @@ question back for one of them:
 Precision over recall: a support bot that nags is worse than one that says nothing. So a
 problem has to be *reported* (a report verb next to "error", an exception line, a negated
 "work"), words like "mean squared error" or "error rate" never count, an attachment (most
-often a screenshot of the error) silences the traceback, code and shapes asks, and any hint
-of a version counts as one. Everything here is pure: text in, typed result out.
+often a screenshot of the error) or a link to a gist, paste or notebook silences the
+traceback, code and shapes asks, a wish ("how do I make it not learn") is not a report, and
+any hint of a version counts as one. Everything here is pure: text in, typed result out.
 """
 
 from __future__ import annotations
@@ -130,8 +131,10 @@ _REPORT = re.compile(
 )
 _ERROR_PHRASES = re.compile(
     r"\berror\s*(?:says|saying|message|about|when|while|on)\b"
-    r"|\berror\s+(?:keeps|kept|shows|showed|pops|popped|appears|appeared|occurs|occurred|happens)\b|\b(?:an?|this|the|some|weird)\s+"
-    r"error\b\s*(?::|when|while|in|at|about|saying)|\bcrash(?:es|ed|ing)?\b|\bsegfault\b",
+    r"|\berror\s+(?:keeps|kept|shows|showed|pops|popped|appears|appeared|occurs|occurred"
+    r"|happens)\b"
+    r"|\b(?:an?|this|the|some|weird)\s+error\b\s*(?::|when|while|in|at|about|saying)"
+    r"|\bcrash(?:es|ed|ing)?\b|\bsegfault\b",
     re.I,
 )
 # "error" that is a quantity, not a failure.
@@ -165,12 +168,21 @@ _BEHAVIOUR = re.compile(
         (?:work|works|working|learn|learning|converge|converging|improve|improving|change
         |changing|update|updating|get\s+called|called|decrease|decreasing)\b
       |\bwrong\s+(?:results?|predictions?|outputs?|values?|answers?)\b
-      |\b(?:results?|predictions?|outputs?|reconstructions?)\s+(?:is|are)\s+(?:all\s+)?(?:wrong|garbage|black|zeros?)\b
+      |\b(?:results?|predictions?|outputs?|reconstructions?)\s+(?:is|are)\s+(?:all\s+)?
+        (?:wrong|garbage|black|zeros?)\b
       |\bstuck\s+at\b|\bstays?\s+(?:the\s+same|flat|at)\b|\b(?:becomes?|goes|turns?|is)\s+nan\b
       |\bnan\s+loss\b|\bsame\s+(?:class|value|output|prediction)s?\s+for\s+(?:every|all|each)\b
       |\bdifferent\s+results?\b|\bnot\s+reproducible\b|\bmode\s+collapse\b
       |\b(?:generator|model|training)\s+collapses\b|\boutputs?\s+(?:just\s+|only\s+)?noise\b""",
     re.X | re.I,
+)
+# A wish, not a report: "how do I make the layer not learn", "it should not update".
+_WISH = re.compile(r"\b(?:to|should|must|shall|make(?:\s+\w+){1,3}|so\s+that\s+\w+)\s*$", re.I)
+# Code or a notebook behind a link: a maintainer can read it (the bot cannot).
+_LINKED_CODE = re.compile(
+    r"https?://(?:gist\.github\.com|pastebin\.com|colab\.research\.google\.com"
+    r"|(?:www\.)?kaggle\.com/code|github\.com/\S+/blob/|dpaste\.\w+|paste\.\w+)",
+    re.I,
 )
 _SETUP = re.compile(
     r"\bpip\s+install\b|\binstall(?:ing|ed|ation)?\b|\bconda\b|\bupgrad(?:e|ed|ing)\b"
@@ -223,6 +235,7 @@ class _Facts:
     behaviour: bool
     setup: bool
     install: bool
+    linked_code: bool
 
 
 def _has_code(text: str) -> bool:
@@ -255,6 +268,13 @@ def _reports_error(text: str) -> bool:
     return any(
         not _QUANTITY.search(text[m.start() - 20 : m.end() + 20])
         for m in _ERROR_PHRASES.finditer(text)
+    )
+
+
+def _reports_behaviour(text: str) -> bool:
+    return any(
+        not _WISH.search(text[max(0, m.start() - 60) : m.start()])
+        for m in _BEHAVIOUR.finditer(text)
     )
 
 
@@ -300,9 +320,10 @@ def _facts(text: str, *, has_code: bool = False) -> _Facts:
         error=error,
         shape_error=shape_error,
         self_contained=bool(_SELF_CONTAINED.search(text)),
-        behaviour=bool(_BEHAVIOUR.search(text)),
+        behaviour=_reports_behaviour(text),
         setup=bool(_SETUP.search(text)),
         install=bool(_INSTALL.search(text)),
+        linked_code=bool(_LINKED_CODE.search(text)),
     )
 
 
@@ -334,7 +355,7 @@ def detect_missing(
     ``has_code``: the message came with a code block (e.g. ``<pre>`` in its formatted body);
     code is also recognised in the text itself. ``has_attachment``: it came with a file or
     image, which a maintainer can read (most often a screenshot of the error), so only the
-    version can still be asked for.
+    version can still be asked for; a link to a gist, a paste or a notebook counts the same.
     """
     f = _facts(text, has_code=has_code)
     items: list[MissingItem] = []
@@ -350,7 +371,7 @@ def detect_missing(
         items.append(
             MissingItem("version", _version_ask(), f"{why} with no Keras version or backend named")
         )
-    if has_attachment:
+    if has_attachment or f.linked_code:
         return MissingInfo(tuple(items))
     if f.error and not f.shape_error and not f.self_contained and not f.frames:
         items.append(
