@@ -14,6 +14,7 @@ from bot.answering.missing_info import (
     MissingInfo,
     detect_missing,
     fuller_text,
+    has_code_block,
     render_ask,
     supplies_missing,
 )
@@ -186,6 +187,12 @@ def test_the_code_flag_from_the_formatted_body_counts() -> None:
     text = "keras 3.6, torch backend: the loss becomes nan after 3 epochs"
     assert kinds(text) == ("code",)
     assert kinds(text, has_code=True) == ()
+
+
+def test_a_pre_block_in_the_html_body_is_a_code_block() -> None:
+    assert has_code_block("<p>see</p><pre><code class='language-python'>x = 1</code></pre>")
+    assert not has_code_block("<p>inline <code>model.fit()</code> only</p>")
+    assert not has_code_block(None)
 
 
 def test_prose_that_mentions_a_call_is_not_code() -> None:

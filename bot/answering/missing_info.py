@@ -327,6 +327,12 @@ def _facts(text: str, *, has_code: bool = False) -> _Facts:
     )
 
 
+def has_code_block(formatted_body: str | None) -> bool:
+    """Whether a Matrix message's HTML body holds a code block (for ``has_code``): clients
+    render a fenced block as ``<pre>``, while the plain body may have lost its fences."""
+    return formatted_body is not None and re.search(r"<pre\b", formatted_body, re.I) is not None
+
+
 # -- the detector --------------------------------------------------------------------------------
 
 
