@@ -67,7 +67,7 @@ def _reason(outcome: str | None) -> tuple[str, str] | None:
 
 
 def is_unsure_text(suggestion: str | None) -> bool:
-    return bool(suggestion) and suggestion.lstrip().startswith(UNSURE_LEADS)  # type: ignore[union-attr]
+    return suggestion is not None and suggestion.lstrip().startswith(UNSURE_LEADS)
 
 
 def is_confident(
