@@ -7,6 +7,7 @@ chunker gives each its own chunk and the question chunk is what a paraphrase mat
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,9 @@ from bot.corpus.documents import Document
 SOURCE = "past-answers"
 KIND = "thread"
 _TITLE_CHARS = 120
+# Matrix mentions a question starts with: "@bot", "@bot:server", "@bot:server:8448", each with
+# an optional ":" or "," after it (clients write "name: question").
+_LEADING_MENTIONS = re.compile(r"^(?:@[\w.=/+-]+(?::[\w.-]+(?::\d+)?)?[:,]?\s+)+")
 
 
 @dataclass(frozen=True)
@@ -36,11 +40,19 @@ def matrix_permalink(room_id: str, event_id: str) -> str:
     return f"https://matrix.to/#/{room_id}/{event_id}"
 
 
+def strip_leading_mentions(text: str) -> str:
+    """``text`` without the mentions it starts with ("@bot how do I…" -> "how do I…"); all
+    mentions and nothing else stays as it is."""
+    stripped = _LEADING_MENTIONS.sub("", text.strip() + " ").strip()
+    return stripped or text.strip()
+
+
 def title_of(pa: PastAnswer) -> str:
     if pa.title and pa.title.strip():
         return " ".join(pa.title.split())[:_TITLE_CHARS]
     first = next((line.strip() for line in pa.question.splitlines() if line.strip()), "")
-    return (first or "Past question")[:_TITLE_CHARS]
+    # "@bot how do I…": the mention is how it was asked, not what it is about.
+    return (strip_leading_mentions(first) or "Past question")[:_TITLE_CHARS]
 
 
 def to_document(pa: PastAnswer, *, version: str = "live") -> Document:

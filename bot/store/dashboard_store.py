@@ -58,6 +58,15 @@ class QueueItem:
     mentioned: bool
     created_at: datetime  # when the bot queued it: the order of the queue and of updates
     asked_at: datetime | None  # the message's own timestamp
+    # What the dashboard needs to say what happened (bot/web/queue_view.py): the bot's
+    # decision on the event, its own reply's state, the suggestion and the page it rests on.
+    outcome: str | None = None
+    reply_state: str | None = None
+    suggestion: str | None = None
+    top_title: str | None = None
+    top_kind: str | None = None
+    answered_by: str | None = None
+    handled_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,7 +139,14 @@ def _ts(origin_ts: int | None) -> datetime | None:
     return utc_from_ms(origin_ts) if origin_ts else None
 
 
-def _item(q: QuestionRow, origin_ts: int | None) -> QueueItem:
+def _item(
+    q: QuestionRow,
+    origin_ts: int | None,
+    outcome: str | None = None,
+    reply_state: str | None = None,
+) -> QueueItem:
+    top = q.sources[0] if q.sources and isinstance(q.sources[0], dict) else None
+    top_title = str(top.get("title") or top.get("url") or "source") if top else None
     return QueueItem(
         event_id=q.event_id,
         room_id=q.room_id,
@@ -141,6 +157,13 @@ def _item(q: QuestionRow, origin_ts: int | None) -> QueueItem:
         mentioned=bool(q.mentioned),
         created_at=as_utc(q.created_at),
         asked_at=_ts(origin_ts),
+        outcome=outcome,
+        reply_state=reply_state,
+        suggestion=q.suggestion,
+        top_title=top_title,
+        top_kind=str(top.get("kind") or "page") if top else None,
+        answered_by=q.answered_by,
+        handled_by=q.handled_by,
     )
 
 
@@ -182,10 +205,11 @@ class DashboardStore:
         return found
 
     @staticmethod
-    def _items_query(filters: QueueFilters) -> Select[QuestionRow, int]:
+    def _items_query(filters: QueueFilters) -> Select[QuestionRow, int, str | None, str | None]:
         return (
-            select(QuestionRow, RoomEventRow.origin_ts)
+            select(QuestionRow, RoomEventRow.origin_ts, RoomEventRow.outcome, ReplyRow.state)
             .join(RoomEventRow, RoomEventRow.event_id == QuestionRow.event_id)
+            .outerjoin(ReplyRow, ReplyRow.question_event_id == QuestionRow.event_id)
             .where(*DashboardStore._conditions(filters))
             .order_by(QuestionRow.created_at.desc(), RoomEventRow.origin_ts.desc())
         )
@@ -200,7 +224,7 @@ class DashboardStore:
             rows = s.execute(
                 self._items_query(filters).offset((page - 1) * page_size).limit(page_size)
             ).all()
-            items = [_item(q, ts) for q, ts in rows]
+            items = [_item(*row) for row in rows]
         return QueuePage(items, int(total or 0), page, page_size)
 
     def queued_after(
@@ -213,7 +237,7 @@ class DashboardStore:
                 .where(QuestionRow.created_at > as_utc(after))
                 .limit(limit)
             ).all()
-            return [_item(q, ts) for q, ts in rows]
+            return [_item(*row) for row in rows]
 
     def rooms(self) -> list[str]:
         with self.db.session() as s:
@@ -225,15 +249,16 @@ class DashboardStore:
     def question(self, event_id: str) -> QuestionDetail | None:
         with self.db.session() as s:
             found = s.execute(
-                select(QuestionRow, RoomEventRow.origin_ts)
+                select(QuestionRow, RoomEventRow.origin_ts, RoomEventRow.outcome, ReplyRow.state)
                 .join(RoomEventRow, RoomEventRow.event_id == QuestionRow.event_id)
+                .outerjoin(ReplyRow, ReplyRow.question_event_id == QuestionRow.event_id)
                 .where(QuestionRow.event_id == event_id)
             ).first()
             if found is None:
                 return None
-            q, ts = found
+            q, ts, outcome, reply_state = found
             return QuestionDetail(
-                item=_item(q, ts),
+                item=_item(q, ts, outcome, reply_state),
                 suggestion=q.suggestion,
                 sources=list(q.sources or []),
                 index_version=q.index_version,

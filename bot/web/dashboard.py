@@ -15,18 +15,30 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from bot.store.dashboard_store import OPEN_STATUSES, STATUSES, QueueFilters, QueueItem
+from bot.store.dashboard_store import (
+    ANSWERED_STATUSES,
+    OPEN_STATUSES,
+    STATUSES,
+    QueueFilters,
+    QueueItem,
+)
 from bot.web import index_page, past_answers_page, questions, try_it
-from bot.web.formatting import status_label
-from bot.web.request_helpers import dashboard_store, flash, in_thread
+from bot.web.queue_view import queue_row
+from bot.web.request_helpers import context, dashboard_store, flash, in_thread
 from bot.web.templating import environment, render
 
 PAGE_SIZE = 25
+# What the filter offers: where a question stands for the maintainers. What happened to each
+# (replied unsure, skipped and why, ...) is its row's status, from bot/web/queue_view.py.
 STATUS_CHOICES = (
-    ("open", "Open (new or with a suggestion)"),
+    ("open", "Open (waiting for a maintainer)"),
+    ("answered", "Answered"),
+    ("answered_bot", "Replied by the bot"),
+    ("answered_person", "Answered by a person"),
+    ("dismissed", "Dismissed"),
     ("all", "All"),
-    *((s, status_label(s)) for s in STATUSES),
 )
+STATUS_GROUPS = {"open": OPEN_STATUSES, "answered": ANSWERED_STATUSES, "all": ()}
 
 
 class BadQuery(ValueError):
@@ -77,14 +89,12 @@ def _percent(query: Mapping[str, str], name: str) -> tuple[str, float | None]:
 
 def parse_queue_query(query: Mapping[str, str]) -> QueueQuery:
     status = query.get("status", "open").strip() or "open"
-    if status == "open":
-        statuses: tuple[str, ...] = OPEN_STATUSES
-    elif status == "all":
-        statuses = ()
-    elif status in STATUSES:
+    if status in STATUS_GROUPS:
+        statuses: tuple[str, ...] = STATUS_GROUPS[status]
+    elif status in STATUSES:  # "new" and "suggested" too, for links made before
         statuses = (status,)
     else:
-        raise BadQuery(f"status must be one of open, all, {', '.join(STATUSES)}")
+        raise BadQuery(f"status must be one of {', '.join(STATUS_GROUPS)}, {', '.join(STATUSES)}")
     room = query.get("room", "").strip()
     min_raw, min_value = _percent(query, "min_confidence")
     max_raw, max_value = _percent(query, "max_confidence")
@@ -107,8 +117,8 @@ def parse_queue_query(query: Mapping[str, str]) -> QueueQuery:
     )
 
 
-def _row_html(item: QueueItem) -> str:
-    return environment().get_template("_queue_row.html").render(item=item)
+def _row_html(item: QueueItem, threshold: float) -> str:
+    return environment().get_template("_queue_row.html").render(row=queue_row(item, threshold))
 
 
 async def queue_page(request: web.Request) -> web.StreamResponse:
@@ -119,6 +129,7 @@ async def queue_page(request: web.Request) -> web.StreamResponse:
     store = dashboard_store(request)
     page = await in_thread(store.queue, query.filters, page=query.page, page_size=PAGE_SIZE)
     rooms = await in_thread(store.rooms)
+    threshold = context(request).settings.reply_threshold
     # The newest row shown is where live updates start; an empty queue starts from now.
     latest = page.items[0].created_at if page.items else datetime.now(UTC)
     return render(
@@ -126,6 +137,7 @@ async def queue_page(request: web.Request) -> web.StreamResponse:
         "queue.html",
         {
             "page": page,
+            "rows": [queue_row(item, threshold) for item in page.items],
             "query": query,
             "rooms": rooms,
             "status_choices": STATUS_CHOICES,
@@ -152,9 +164,10 @@ async def queue_updates(request: web.Request) -> web.StreamResponse:
     if after.tzinfo is None:
         after = after.replace(tzinfo=UTC)
     items = await in_thread(dashboard_store(request).queued_after, query.filters, after)
+    threshold = context(request).settings.reply_threshold
     return web.json_response(
         {
-            "items": [{"event_id": i.event_id, "html": _row_html(i)} for i in items],
+            "items": [{"event_id": i.event_id, "html": _row_html(i, threshold)} for i in items],
             "latest": (items[0].created_at if items else after).isoformat(),
         },
         headers={"Cache-Control": "no-store"},

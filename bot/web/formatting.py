@@ -7,6 +7,9 @@ from urllib.parse import quote
 
 import jinja2
 
+from bot.web.queue_view import clean_title, short_id
+from bot.web.text_html import linkify
+
 STATUS_LABELS = {
     "new": "New",
     "suggested": "Suggestion ready",
@@ -70,4 +73,7 @@ def register(env: jinja2.Environment) -> None:
         iso=iso,
         ago=ago,
         percent=percent,
+        short_id=short_id,
+        clean_title=clean_title,
+        linkify=linkify,
     )

@@ -14,10 +14,13 @@ from aiohttp import web
 
 from bot.answering.render import markdown_to_html
 from bot.errors import SupportBotError
-from bot.store.dashboard_store import OPEN_STATUSES
+from bot.store.dashboard_store import OPEN_STATUSES, QuestionDetail
+from bot.store.past_answers import PastAnswerStore
 from bot.web.formatting import question_url
+from bot.web.queue_view import is_confident, queue_row
 from bot.web.request_helpers import context, dashboard_store, flash, in_thread, signed_in_user
 from bot.web.templating import render
+from bot.web.text_html import excerpt_html
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,17 @@ VOTES = {"up": 1, "down": -1, "none": 0}
 
 def _event_id(request: web.Request) -> str:
     return request.match_info["event_id"]
+
+
+def _past_answer_excerpts(request: web.Request, detail: QuestionDetail) -> list[str]:
+    """For each source that is a past answer from the room, the start of that answer with its
+    code blocks (the stored source keeps one line of prose only); "" for the others."""
+    store = PastAnswerStore(context(request).db)
+    found: list[str] = []
+    for source in detail.sources:
+        past = store.get(str(source.get("doc_id"))) if source.get("kind") == "thread" else None
+        found.append(excerpt_html(past.answer) if past is not None else "")
+    return found
 
 
 async def _page(
@@ -45,7 +59,19 @@ async def _page(
     thread = await in_thread(store.thread, event_id)
     tally = await in_thread(store.votes, event_id, user)
     posts = await in_thread(store.posts, event_id)
+    excerpts = await in_thread(_past_answer_excerpts, request, detail)
     ctx = context(request)
+    threshold = ctx.settings.reply_threshold
+    row = queue_row(detail.item, threshold)
+    # Only a suggestion the bot stands behind is a draft; an unsure one ("I'm not sure…")
+    # would have to be deleted first, so it is shown beside the empty editor instead.
+    confident = is_confident(
+        confidence=detail.item.confidence,
+        threshold=threshold,
+        suggestion=detail.suggestion,
+        status=detail.item.status,
+        outcome=detail.item.outcome,
+    )
     return render(
         request,
         "question.html",
@@ -61,14 +87,29 @@ async def _page(
             "posts": posts,
             "flash": flash(request),
             "error": error,
-            "draft": (detail.suggestion or "") if draft is None else draft,
+            "draft": _draft(detail.suggestion if confident else None, draft),
+            "reference": None if confident else detail.suggestion,
+            "row": row,
+            "excerpts": excerpts,
+            "bot_names": _bot_names(ctx.settings.matrix_user_id, ctx.settings.local_bot_user),
             "suggestion_html": markdown_to_html(detail.suggestion) if detail.suggestion else "",
             "can_post": ctx.post_reply is not None,
             "is_open": detail.item.status in OPEN_STATUSES,
-            "threshold": ctx.settings.reply_threshold,
+            "threshold": threshold,
         },
         status=status,
     )
+
+
+def _draft(suggestion: str | None, typed: str | None) -> str:
+    """What the editor holds: what was typed (a failed post keeps it), else the suggestion."""
+    return typed if typed is not None else suggestion or ""
+
+
+def _bot_names(*user_ids: str | None) -> tuple[str, ...]:
+    """The bot's localparts: past questions' titles start with "supportbot: " in clients
+    that write a mention as the name."""
+    return tuple(u[1:].split(":", 1)[0] for u in user_ids if u and u.startswith("@"))
 
 
 async def question_page(request: web.Request) -> web.StreamResponse:

@@ -1,13 +1,14 @@
 """A real browser (Debian's Chromium, driven by Playwright) against a real `supportbot run`.
 
 The bot runs as a subprocess in local-room mode (no homeserver) on a small real index; a user
-asks in the room page, a maintainer signs in, edits the suggestion and posts it, and the
-edited answer shows up in the room's thread. Also: hostile question text renders as text, a
+asks in the room page, a maintainer signs in, sees what the bot did ("Replied unsure"), writes
+an answer (the unsure suggestion is not prefilled) and posts it, and the answer shows up in
+the room's thread. Also: hostile question text renders as text, a
 POST without the CSRF token is refused, a signed-out visit goes to the login page.
 
-Screenshots of the queue and the question page go to SUPPORTBOT_TEST_SCREENSHOT_DIR (the
-README's come from
-``SUPPORTBOT_TEST_SCREENSHOT_DIR=docs pytest tests/integration/test_browser.py``).
+A screenshot of the question page goes to SUPPORTBOT_TEST_SCREENSHOT_DIR (the README's comes
+from ``SUPPORTBOT_TEST_SCREENSHOT_DIR=docs pytest tests/integration/test_browser.py``; the
+queue's from tests/integration/test_browser_queue_ux.py).
 """
 
 from __future__ import annotations
@@ -209,17 +210,29 @@ def test_question_from_the_room_is_edited_and_posted_by_a_maintainer(
     hostile_row.wait_for(timeout=30_000)
     assert HOSTILE in hostile_row.locator("td.text").inner_text()
     assert hostile_row.locator("img").count() == 0
-    _screenshot(dash, "queue.png")
+    # What happened, in words: the bot replied, unsure; the asker by name, the id on hover.
+    # (The bot records its decision just after the note reaches the room: reload until then.)
+    deadline = time.monotonic() + 30
+    while "Replied unsure" not in row.locator(".status").inner_text():
+        assert time.monotonic() < deadline, row.inner_html()
+        dash.reload()
+        row.wait_for(timeout=30_000)
+    assert "unsure: below 99%" in row.locator("td.confidence").inner_text()
+    asker = row.locator("td.asker .id")
+    assert asker.inner_text() == "carol"
+    assert asker.get_attribute("title") == "@carol:supportbot.localhost"
 
     # A question asked while the queue is open appears in it without a reload.
     late_id = _ask_in_room(room, "dave", "Which optimizer should I use for fine-tuning BERT?")
     dash.locator(f'tr[data-event-id="{late_id}"]').wait_for(timeout=30_000)
 
-    # The question page: the suggestion prefilled in the editor; edit it and post it.
+    # The question page: the bot was unsure, so the editor starts empty and its suggestion
+    # is beside it to copy from; write the answer and post it.
     row.locator("td.text a").click()
     dash.wait_for_url(re.compile(r".*/questions/.*"))
     editor = dash.locator("#reply-body")
-    assert editor.input_value().strip(), "the editor is prefilled with the suggestion"
+    assert editor.input_value() == "", "an unsure suggestion is not prefilled"
+    assert dash.locator("#reference").input_value().startswith("I'm not sure")
     _screenshot(dash, "question.png")
     editor.fill(EDITED)
     dash.click("button:has-text('Post to thread')")

@@ -107,7 +107,7 @@ def test_queue_lists_open_questions_newest_first_with_their_facts(
         assert '<script src="/static/queue.js" defer>' in html
         everything = await (await client.get("/queue?status=all")).text()
         assert row_ids(everything) == ["$gone", "$done", "$new", "$old"]
-        assert "Answered by the bot" in everything and "Dismissed" in everything
+        assert ">Replied<" in everything and "Dismissed" in everything  # answered_bot: replied
         only = await (await client.get("/queue?status=dismissed")).text()
         assert row_ids(only) == ["$gone"]
 
@@ -239,7 +239,10 @@ def test_user_text_is_escaped_everywhere(tmp_path: Path, database_url: str) -> N
 def test_question_page_shows_the_thread_suggestion_and_sources(
     tmp_path: Path, database_url: str
 ) -> None:
-    ctx = make_context(tmp_path, database_url, post_reply=RecordingPoster())
+    # Confident at 70 %: the editor is prefilled (tests/test_web_queue_ux.py: an unsure one).
+    ctx = make_context(
+        tmp_path, database_url, settings={"reply_threshold": 0.6}, post_reply=RecordingPoster()
+    )
     add_user(ctx)
     base = 1_700_000_000_000
     add_question(ctx.store, "$q", "how do I stop training early?", ts=base)
@@ -295,7 +298,8 @@ def test_question_page_shows_the_thread_suggestion_and_sources(
         assert "try a callback<" not in html  # the edit's text replaces it
         assert "edited" in html
         assert "EarlyStopping" in html and "https://keras.io/api/callbacks/early_stopping/" in html
-        assert "0.812" in html and ">api<" in html and "70%" in html  # score, kind, confidence
+        assert ">api<" in html and "70%" in html and "best match" in html  # kind, confidence
+        assert "retrieval score 0.812" in html  # the raw score only as a tooltip
         assert '<a href="https://keras.io/api/callbacks/early_stopping/">EarlyStopping</a>' in html
         editor = re.search(r'<textarea id="reply-body" name="body"[^>]*>([^<]*)</textarea>', html)
         assert editor and "See [EarlyStopping](" in editor.group(1)
