@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from bot.answering.answerer import LiveAnswerer
 from bot.answering.render import markdown_to_html, markdown_to_text
 from bot.answering.snippets import MAX_LINES
 from bot.retrieval.index import current_version, load_index
 from bot.retrieval.search import Retriever
+from bot.room.answerer import LiveAnswerer
 from bot.settings import load_settings
 from tests.conftest import REPO
 

@@ -738,9 +738,9 @@ def test_static_route_is_registered_once(db: Database, room: LocalRoom, tmp_path
 def test_a_question_posted_in_the_local_room_gets_a_threaded_answer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, index_dir: Path, encoder: Any
 ) -> None:
-    from bot.answering.answerer import LiveAnswerer
     from bot.retrieval.index import load_index
     from bot.retrieval.search import Retriever
+    from bot.room.answerer import LiveAnswerer
     from bot.room.service import RoomService
 
     monkeypatch.chdir(tmp_path)
@@ -835,9 +835,9 @@ def test_a_second_mention_inside_the_cooldown_is_answered_when_it_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, index_dir: Path, encoder: Any
 ) -> None:
     """Tried as a new user: two questions to the bot a few seconds apart both get answers."""
-    from bot.answering.answerer import LiveAnswerer
     from bot.retrieval.index import load_index
     from bot.retrieval.search import Retriever
+    from bot.room.answerer import LiveAnswerer
     from bot.room.service import RoomService
 
     cooldown = 3.0

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from bot.answering.answerer import LiveAnswerer
 from bot.errors import BuildError, ConfigError
 from bot.retrieval.index import current_version, load_index, read_manifest
 from bot.retrieval.search import Retriever
+from bot.room.answerer import LiveAnswerer
 from bot.settings import Settings, load_settings
 from index_builder.build import build_index, rebuild_current
 from index_builder.sources.docs_git import checkout_dir, redact_url, sync_docs_checkout

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from bot.answering.answerer import LiveAnswerer
 from bot.errors import BuildError, ConfigError
 from bot.retrieval.index import current_version, load_index
 from bot.retrieval.search import Retriever
+from bot.room.answerer import LiveAnswerer
 from bot.room.service import LAST_BUILD_KEY, RoomService
 from bot.settings import Settings, load_settings
 from bot.store import Database

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from bot.answering.answerer import LiveAnswerer
 from bot.retrieval.index import current_version, load_index
 from bot.retrieval.search import Retriever
+from bot.room.answerer import LiveAnswerer
 from bot.room.service import RoomService
 from bot.settings import Settings, load_settings
 from bot.store.dashboard_store import LAST_BUILD_KEY

@@ -23,13 +23,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from bot.answering.answerer import LiveAnswerer
 from bot.chat.events import PowerLevels, RoomEvent
 from bot.chat.local_transport import LocalTransport
 from bot.chat.transport import OutgoingReply
 from bot.errors import TransientError
 from bot.retrieval.index import load_index
 from bot.retrieval.search import Retriever
+from bot.room.answerer import LiveAnswerer
 from bot.room.service import LAST_BUILD_KEY, RoomService
 from bot.settings import load_settings
 from bot.store.dashboard_store import DashboardStore
