@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from bot.answering.keras_versions import VersionNote, detect_legacy_apis, notes_markdown
-from bot.answering.render import link_target
+from bot.answering.missing_info import MissingInfo, detect_missing, render_ask
+from bot.answering.render import escape_markdown, inline_markdown, link_target
 from bot.answering.snippets import best_snippet, fenced
 from bot.retrieval.backends import detect_backend
 from bot.retrieval.search import Hit, SearchResult
@@ -48,6 +49,9 @@ class SuggestedReply:
     # Keras 2 / tf.keras-era APIs the question uses, with their Keras 3 replacements.
     notes: list[VersionNote] = field(default_factory=list)
     backend: str | None = None  # the Keras backend the question names, if any
+    # What a maintainer would ask for first (version, traceback, code, shapes): asked for in
+    # the reply only when it is unsure, since a confident answer needs none of it.
+    missing: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -55,41 +59,6 @@ class SuggestedReply:
         for s in data["sources"]:
             s["score"] = round(s["score"], 6)
         return data
-
-
-# What can start markup mid-line: backslash escapes, code spans, emphasis, links/images,
-# autolinks/HTML, entity references. ``_`` between two letters or digits never emphasises
-# (CommonMark), so ``val_loss`` stays as it is; ``#``, ``>``, ``|`` only matter at the start
-# of a line (or in tables, which the renderer does not enable) and our text never starts one.
-_MARKUP = re.compile(r"[\\`*\[\]<]|&(?=#?\w+;)|(?<![^\W_])_|_(?![^\W_])")
-_CODE_SPAN = re.compile(r"`([^`\n]*[^`\s][^`\n]*)`")
-
-
-def _escape(text: str) -> str:
-    return _MARKUP.sub(lambda m: "\\" + m.group(0), text)
-
-
-def escape_markdown(text: str) -> str:
-    """Text we did not write as Markdown that renders as exactly that text (one line)."""
-    return _escape(" ".join(text.split()))
-
-
-def inline_markdown(text: str) -> str:
-    """Like :func:`escape_markdown`, but the docs' own ``code spans`` stay code spans.
-
-    A span is re-emitted only when it is a single-backtick span with no backtick inside, so
-    its content can never close it early; everything outside the spans is escaped, and code
-    span content is never parsed as Markdown (links, HTML) by any renderer.
-    """
-    text = " ".join(text.split())
-    out: list[str] = []
-    pos = 0
-    for m in _CODE_SPAN.finditer(text):
-        out.append(_escape(text[pos : m.start()]))
-        out.append(f"`{m.group(1)}`")
-        pos = m.end()
-    out.append(_escape(text[pos:]))
-    return "".join(out)
 
 
 def _title(s: Source) -> str:
@@ -173,11 +142,13 @@ def compose_reply(
     notes: Sequence[VersionNote] | None = None,
     chunks: Callable[[str], Sequence[str]] | None = None,
     snippet: bool = True,
+    has_code: bool = False,
 ) -> SuggestedReply:
     """The reply to ``result``. ``notes`` default to the Keras 3 notes for ``result.query``.
     ``chunks`` (doc id -> that document's chunk texts, e.g. ``LoadedIndex.chunk_texts``) lets
     the code example come from anywhere on the top page, not only from the chunk that
-    matched; ``snippet=False`` leaves the example out."""
+    matched; ``snippet=False`` leaves the example out. ``has_code``: the message came with a
+    code block the text does not show (Matrix HTML ``<pre>``), so code is not asked for."""
     notes = detect_legacy_apis(result.query) if notes is None else list(notes)
     chosen = choose_sources(result.hits, max_sources)
     # An earlier answer from the room leads: it speaks to this exact problem; docs follow.
@@ -209,6 +180,14 @@ def compose_reply(
         lines.append(line)
         if s.snippet:  # fenced inside the list item, under the link it comes from
             lines.append(fenced(s.snippet, indent=" " * len(f"{n}. ")))
+    # An unsure answer says what would decide it; the detector stays quiet when unsure itself.
+    missing = (
+        MissingInfo()
+        if confident or version_answer
+        else detect_missing(result.query, has_code=has_code)
+    )
+    if ask := render_ask(missing, again=False):
+        lines += ["", ask]
     if note_lines := notes_markdown(notes):
         lines += ["", *note_lines]
     if sources:
@@ -223,4 +202,5 @@ def compose_reply(
         index_version=index_version,
         notes=notes,
         backend=detect_backend(result.query),
+        missing=list(missing.kinds),
     )

@@ -10,15 +10,8 @@ from typing import Any
 
 import pytest
 
-from bot.answering.render import markdown_to_html
-from bot.answering.reply import (
-    SuggestedReply,
-    best_excerpt,
-    choose_sources,
-    compose_reply,
-    escape_markdown,
-    inline_markdown,
-)
+from bot.answering.render import escape_markdown, inline_markdown, markdown_to_html
+from bot.answering.reply import SuggestedReply, best_excerpt, choose_sources, compose_reply
 from bot.retrieval.search import Hit, SearchResult
 
 # A Markdown link whose text may contain backslash-escaped characters.
@@ -379,6 +372,7 @@ def test_to_json_keys_and_rounding() -> None:
         "index_version",
         "notes",
         "backend",
+        "missing",
     }
     assert data["notes"] == [] and data["backend"] is None
     assert data["confidence"] == 0.8765
@@ -519,3 +513,47 @@ def test_a_page_title_keeps_its_code_span_and_a_thread_title_is_escaped() -> Non
     thread = hit("thread/1", 0.9, title="why does `fit()` hang?", kind="thread")
     md = compose_reply(result([thread], 0.9), threshold=0.5).markdown
     assert "why does \\`fit()\\` hang?" in md  # a person's words: shown exactly, not as code
+
+
+# -- what an unsure reply asks for (bot.answering.missing_info) ------------------------------------
+
+CRASH = (
+    "My training crashes with TypeError: unsupported operand type(s) for +: 'int' and "
+    "'NoneType' when I call model.fit"
+)
+
+
+def test_an_unsure_reply_asks_for_what_would_decide_it() -> None:
+    reply = compose_reply(result([hit("guides/training", 0.4)], 0.3, CRASH), threshold=0.75)
+    assert not reply.would_reply
+    assert "traceback" in reply.missing and "version" in reply.missing
+    ask = next(line for line in reply.markdown.splitlines() if line.startswith("To help, add:"))
+    assert "the full traceback of the TypeError" in ask
+    # The room does not re-answer follow-ups yet, so the reply must not promise it.
+    assert "look again" not in reply.markdown
+    assert reply.to_json()["missing"] == reply.missing
+
+
+def test_a_confident_reply_asks_for_nothing() -> None:
+    reply = compose_reply(result([hit("guides/training", 0.9)], 0.9, CRASH), threshold=0.75)
+    assert reply.would_reply
+    assert reply.missing == []
+    assert "To help, add:" not in reply.markdown
+
+
+def test_a_complete_question_gets_no_ask_even_when_unsure() -> None:
+    question = "How do I stop training when the validation loss stops improving?"
+    reply = compose_reply(result([hit("guides/training", 0.4)], 0.3, question), threshold=0.75)
+    assert not reply.would_reply
+    assert reply.missing == []
+    assert "To help, add:" not in reply.markdown
+
+
+def test_a_code_block_the_text_does_not_show_silences_the_code_ask() -> None:
+    question = "my model is not working, the accuracy stays at 0.5 whatever I do"
+    bare = compose_reply(result([hit("guides/training", 0.4)], 0.3, question), threshold=0.75)
+    with_code = compose_reply(
+        result([hit("guides/training", 0.4)], 0.3, question), threshold=0.75, has_code=True
+    )
+    assert "code" in bare.missing
+    assert "code" not in with_code.missing

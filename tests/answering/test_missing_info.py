@@ -20,7 +20,7 @@ from bot.answering.missing_info import (
 )
 from bot.answering.render import markdown_to_html, markdown_to_text
 
-DATA = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "missing_info.jsonl"
+DATA = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "missing_info.jsonl"
 
 TRACEBACK = """```
 Traceback (most recent call last):
