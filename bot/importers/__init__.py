@@ -1,0 +1,1 @@
+"""Offline import of past Q&A (archives, exports) into the past-answer store."""
