@@ -19,6 +19,7 @@ from bot.retrieval.rerank import Reranker
 from bot.settings import Settings
 from bot.store import Database
 from index_builder.chunking import chunk_documents
+from index_builder.confidence_training import CONFIDENCE_VERSION, attach_confidence
 from index_builder.embedding import embed_chunks
 from index_builder.publish import prune_versions, set_current, write_version
 from index_builder.reranker_training import TRAINING_VERSION
@@ -59,6 +60,7 @@ class BuildReport:
     path: Path | None = None
     pruned: list[str] = field(default_factory=list)
     reranker: dict[str, Any] | None = None  # how the version's reranker was learnt (its info)
+    confidence: dict[str, Any] | None = None  # how its confidence was learnt (or why not)
 
 
 def collect_documents(settings: Settings) -> tuple[list[Document], dict[str, dict[str, Any]]]:
@@ -305,6 +307,7 @@ def build_index(
     """
     started = time.perf_counter()
     reranker: Reranker | None = None
+    confidence: dict[str, Any] | None = None
     index_root = settings.index_root
     try:
         settings = resolve_docs(settings, refresh=refresh_docs)
@@ -326,6 +329,7 @@ def build_index(
             # An index from before the reranker (or an older training) is built again, so an
             # upgrade gets the second stage although the corpus did not change.
             f"reranker-{TRAINING_VERSION}",
+            f"confidence-{CONFIDENCE_VERSION}",
             settings.embedding_model,
             *(d.content_hash for d in documents),
             *(c.hash for c in chunks),
@@ -409,6 +413,15 @@ def build_index(
         reranker = attach_reranker(
             index_root, version, current, documents, get_encoder, seed=settings.rerank_seed
         )
+        confidence = attach_confidence(
+            index_root,
+            version,
+            current,
+            reranker,
+            documents,
+            get_encoder,
+            seed=settings.rerank_seed,
+        )
         set_current(index_root, version)
         pruned = prune_versions(index_root, settings.keep_index_versions)
     except SupportBotError:
@@ -427,4 +440,5 @@ def build_index(
         path=path,
         pruned=pruned,
         reranker=dict(reranker.info) if reranker else None,
+        confidence=confidence,
     )

@@ -383,6 +383,10 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         )
     elif report.published:
         out.print("  reranker: none (too few links in the docs to learn from): fusion ranking only")
+    if report.confidence:
+        from index_builder.confidence_training import describe
+
+        out.print(f"  {describe(report.confidence)}")
     if report.path:
         out.print(f"  at {report.path}")
     return 0

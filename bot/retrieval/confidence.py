@@ -5,18 +5,27 @@ signals are the top page's reranker score, its lead over the runner-up, its best
 cosine and how explicitly the question named it; without one (an index too small to learn a
 reranker from) the first stage's signals stand in.
 
-The shipped weights come from ``supportbot eval FILE --fit-confidence``, which fits them on a
-labelled question file and reports *cross-validated* numbers only: every question is scored
-by a model fitted on the other folds, never on itself. The weights are data (a small JSON
-file an operator can refit on their own room's triage and point
-``SUPPORTBOT_CONFIDENCE_MODEL`` at).
+Where the model comes from, first match wins:
+
+1. ``SUPPORTBOT_CONFIDENCE_MODEL``: an operator's file (``supportbot eval FILE
+   --fit-confidence --save-confidence``, fitted on their own labelled questions);
+2. the index version's ``confidence.json``, learnt at ``index build`` from questions the
+   corpus itself gives, each scored by a reranker that never saw it
+   (``index_builder.confidence_training``), so it always matches the index's reranker;
+3. the shipped ``confidence_model.json`` (fitted on the dev questions with
+   ``--fit-confidence``), for an index built before (2) existed or too small to learn from.
+
+A model names the signals it was fitted on (any of ``ALL_SIGNALS``), so files with fewer
+signals keep loading.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -27,7 +36,11 @@ import numpy as np
 if TYPE_CHECKING:
     from bot.retrieval.search import Hit
 
-#: Signals, in column order of ``confidence_features``.
+log = logging.getLogger(__name__)
+
+CONFIDENCE_FILE = "confidence.json"
+
+#: The signals of the shipped model, in its column order.
 SIGNALS: tuple[str, ...] = (
     "top_score",  # the reranker's score of the top page (first stage: its fused score × 60)
     "lead",  # top score − runner-up score
@@ -36,29 +49,76 @@ SIGNALS: tuple[str, ...] = (
     "agreement",  # dense and lexical search both put the top page in their top 3
 )
 
+SOFTMAX_DEPTH = 5  # hits the top page's softmax share is taken over
 
-def confidence_features(hits: Sequence[Hit]) -> np.ndarray:
-    """The signals of a ranked hit list (an empty list gives zeros)."""
-    if not hits:
-        return np.zeros(len(SIGNALS))
+
+def _score(h: Hit, reranked: bool) -> float:
+    return h.rerank if (reranked and h.rerank is not None) else h.score * 60.0
+
+
+def _comparable(hits: Sequence[Hit]) -> list[float]:
+    """Scores of the hits ranked like the top one (reranked or not), best first."""
+    reranked = hits[0].rerank is not None
+    return [_score(h, reranked) for h in hits if (h.rerank is not None) == reranked]
+
+
+def _lead(hits: Sequence[Hit], depth: int) -> float:
+    scores = _comparable(hits)
+    return scores[0] - scores[depth] if len(scores) > depth else 1.0
+
+
+def _softmax_top(hits: Sequence[Hit], _terms: frozenset[str]) -> float:
+    """The top page's share of the softmax over the first SOFTMAX_DEPTH scores: the lead in
+    probability space, which also counts how many pages crowd just behind the top one."""
+    scores = np.asarray(_comparable(hits)[:SOFTMAX_DEPTH], dtype=np.float64)
+    e = np.exp(scores - scores.max())
+    return float(e[0] / e.sum())
+
+
+def _title_overlap(hits: Sequence[Hit], terms: frozenset[str]) -> float:
+    from bot.retrieval.text import lexical_tokens
+
+    title = frozenset(lexical_tokens(hits[0].title))
+    return len(title & terms) / len(title) if title else 0.0
+
+
+def _agreement(hits: Sequence[Hit], _terms: frozenset[str]) -> float:
     top = hits[0]
-    reranked = top.rerank is not None
+    return 1.0 if (top.dense_rank or 99) <= 3 and (top.lexical_rank or 99) <= 3 else 0.0
 
-    def score(h: Hit) -> float:
-        return h.rerank if (reranked and h.rerank is not None) else h.score * 60.0
 
-    runner = next((h for h in hits[1:] if (h.rerank is not None) == reranked), None)
-    lead = score(top) - score(runner) if runner is not None else 1.0
-    agree = (top.dense_rank or 99) <= 3 and (top.lexical_rank or 99) <= 3
-    return np.array(
-        [
-            score(top),
-            lead,
-            top.dense if top.dense is not None else 0.0,
-            top.symbol.strength if top.symbol else 0.0,
-            1.0 if agree else 0.0,
-        ]
-    )
+def _reciprocal(rank: int | None) -> float:
+    return 1.0 / rank if rank else 0.0
+
+
+_SignalFn = Callable[[Sequence["Hit"], frozenset[str]], float]
+
+#: Every signal a model may use: name -> f(hits, the query's lexical terms). Hits non-empty.
+SIGNAL_FUNCTIONS: dict[str, _SignalFn] = {
+    "top_score": lambda hits, _t: _comparable(hits)[0],
+    "lead": lambda hits, _t: _lead(hits, 1),
+    "cosine": lambda hits, _t: hits[0].dense if hits[0].dense is not None else 0.0,
+    "symbol": lambda hits, _t: hits[0].symbol.strength if hits[0].symbol else 0.0,
+    "agreement": _agreement,
+    "lead3": lambda hits, _t: _lead(hits, 2),  # top − third: is the top alone in front
+    "softmax_top": _softmax_top,
+    "title_overlap": _title_overlap,  # share of the top page's title terms in the question
+    "dense_rr": lambda hits, _t: _reciprocal(hits[0].dense_rank),
+    "lexical_rr": lambda hits, _t: _reciprocal(hits[0].lexical_rank),
+    "kind_api": lambda hits, _t: 1.0 if hits[0].kind == "api" else 0.0,
+}
+ALL_SIGNALS: tuple[str, ...] = tuple(SIGNAL_FUNCTIONS)
+
+
+def confidence_features(
+    hits: Sequence[Hit],
+    signals: Sequence[str] = SIGNALS,
+    query_terms: frozenset[str] = frozenset(),
+) -> np.ndarray:
+    """The ``signals`` of a ranked hit list, in that order (an empty list gives zeros)."""
+    if not hits:
+        return np.zeros(len(signals))
+    return np.array([SIGNAL_FUNCTIONS[s](hits, query_terms) for s in signals], dtype=np.float64)
 
 
 def _sigmoid(z: float) -> float:
@@ -73,18 +133,19 @@ class ConfidenceModel:
     weights: tuple[float, ...]
     reranked: bool = True  # fitted on reranked hits (else on first-stage ones)
     info: tuple[tuple[str, Any], ...] = ()
+    signals: tuple[str, ...] = SIGNALS
 
-    def __call__(self, hits: Sequence[Hit]) -> float:
+    def __call__(self, hits: Sequence[Hit], query_terms: frozenset[str] = frozenset()) -> float:
         if not hits:
             return 0.0
-        return self.probability(confidence_features(hits))
+        return self.probability(confidence_features(hits, self.signals, query_terms))
 
     def probability(self, x: np.ndarray) -> float:
         return _sigmoid(self.bias + float(np.dot(self.weights, x)))
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "signals": list(SIGNALS),
+            "signals": list(self.signals),
             "bias": round(self.bias, 5),
             "weights": [round(w, 5) for w in self.weights],
             "reranked": self.reranked,
@@ -93,17 +154,30 @@ class ConfidenceModel:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ConfidenceModel:
-        if tuple(data.get("signals", ())) != SIGNALS:
-            raise ValueError(f"signals must be {list(SIGNALS)}")
+        signals = tuple(str(s) for s in data.get("signals", ()))
+        unknown = [s for s in signals if s not in SIGNAL_FUNCTIONS]
+        if not signals or unknown or len(set(signals)) != len(signals):
+            raise ValueError(f"signals must be distinct names from {list(ALL_SIGNALS)}")
         weights = tuple(float(w) for w in data["weights"])
-        if len(weights) != len(SIGNALS):
+        if len(weights) != len(signals):
             raise ValueError("one weight per signal")
         info = tuple(sorted((str(k), v) for k, v in (data.get("info") or {}).items()))
-        return cls(float(data["bias"]), weights, bool(data.get("reranked", True)), info)
+        return cls(float(data["bias"]), weights, bool(data.get("reranked", True)), info, signals)
 
     @classmethod
     def load(cls, path: Path) -> ConfidenceModel:
         return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+    def save(self, folder: Path) -> Path:
+        """Write ``confidence.json`` into ``folder`` durably (temp file, fsync, rename)."""
+        path = folder / CONFIDENCE_FILE
+        tmp = folder / f".{CONFIDENCE_FILE}.tmp"
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(json.dumps(self.to_json(), indent=1) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return path
 
 
 SHIPPED_MODEL = Path(__file__).with_name("confidence_model.json")
@@ -114,18 +188,56 @@ def default_confidence_model() -> ConfidenceModel:
     return ConfidenceModel.load(SHIPPED_MODEL)
 
 
-def fit_confidence(x: np.ndarray, y: np.ndarray, *, l2: float = 1.0) -> ConfidenceModel:
-    """Logistic regression of "the top page is right" on the signals (L2-regularised)."""
+def load_index_confidence(folder: Path) -> ConfidenceModel | None:
+    """The index version's learnt confidence, or None (then the shipped model is used).
+
+    An unreadable or foreign file is a warning, not a refusal to serve: the shipped model
+    still gives a usable confidence.
+    """
+    path = folder / CONFIDENCE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return ConfidenceModel.load(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("not using the confidence in %s (%s): using the shipped one", path, exc)
+        return None
+
+
+def fit_confidence(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    l2: float = 1.0,
+    signals: Sequence[str] = SIGNALS,
+    weight: np.ndarray | None = None,
+    standardise: bool = False,
+) -> ConfidenceModel:
+    """Logistic regression of "the top page is right" on the signals (L2-regularised).
+
+    ``standardise``: fit on standardised columns (so one L2 strength suits signals of any
+    scale) and fold the scaling back into the weights, so the model applies to raw signals
+    (the shipped model was fitted without). Deterministic: lbfgs has no randomness.
+    """
     from sklearn.linear_model import LogisticRegression
 
     if len(set(y.tolist())) < 2:
         raise ValueError("fitting a confidence needs both right and wrong top pages")
+    if x.shape[1] != len(signals):
+        raise ValueError("one column per signal")
+    mean, scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
+    if standardise:
+        mean, scale = x.mean(axis=0), x.std(axis=0)
+        scale[scale < 1e-9] = 1.0
     model = LogisticRegression(C=1.0 / l2, max_iter=5000)
-    model.fit(x, y.astype(int))
+    model.fit((x - mean) / scale, y.astype(int), sample_weight=weight)
+    coef = np.asarray(model.coef_[0], dtype=np.float64) / scale
+    bias = float(model.intercept_[0]) - float(np.dot(coef, mean))
     return ConfidenceModel(
-        bias=float(model.intercept_[0]),
-        weights=tuple(float(w) for w in model.coef_[0]),
-        info=(("n", len(y)), ("positives", int(y.sum())), ("l2", l2)),
+        bias=bias,
+        weights=tuple(float(w) for w in coef),
+        info=(("l2", l2), ("n", len(y)), ("positives", int(y.sum()))),
+        signals=tuple(signals),
     )
 
 
@@ -143,7 +255,14 @@ def fold_assignment(y: np.ndarray, *, folds: int, seed: int) -> np.ndarray:
 
 
 def cross_validated(
-    x: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int = 0, l2: float = 1.0
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    l2: float = 1.0,
+    signals: Sequence[str] = SIGNALS,
+    standardise: bool = False,
 ) -> np.ndarray:
     """Out-of-fold probabilities: each row scored by a model that never saw it.
 
@@ -153,6 +272,6 @@ def cross_validated(
     out = np.zeros(len(y))
     for f in range(int(fold_of.max()) + 1):
         test = fold_of == f
-        model = fit_confidence(x[~test], y[~test], l2=l2)
+        model = fit_confidence(x[~test], y[~test], l2=l2, signals=signals, standardise=standardise)
         out[test] = [model.probability(row) for row in x[test]]
     return out

@@ -9,6 +9,7 @@ Layout of ``<data_dir>/indexes``::
     <version>/dense.faiss       FAISS inner-product index over normalised chunk vectors
     <version>/lexical/          bm25s index over the same chunks, same order
     <version>/reranker.json     the learnt second stage (optional; see bot.retrieval.rerank)
+    <version>/confidence.json   its learnt confidence (optional; see bot.retrieval.confidence)
 
 Readers only ever open a complete folder: writers build elsewhere and rename it into place
 before pointing ``CURRENT`` at it (see ``index_builder.publish``).
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from bot.errors import IndexCorruptError, IndexNotFoundError
+from bot.retrieval.confidence import ConfidenceModel, load_index_confidence
 from bot.retrieval.rerank import Reranker, load_reranker
 from bot.retrieval.symbols import SymbolTable
 
@@ -73,6 +75,7 @@ class LoadedIndex:
     doc_rows: dict[str, int] = field(default_factory=dict)
     first_chunk: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     reranker: Reranker | None = None  # the second stage learnt at build time, if any
+    confidence: ConfidenceModel | None = None  # learnt with that reranker (confidence.py)
     # Derived once, on first use (a benign race: two threads compute the same value).
     _vectors: np.ndarray | None = field(default=None, repr=False, compare=False)
     _doc_chunk_rows: tuple[np.ndarray, np.ndarray] | None = field(
@@ -234,6 +237,7 @@ def load_index(index_root: Path, version: str | None = None) -> LoadedIndex:
         doc_rows={d.doc_id: i for i, d in enumerate(docs)},
         first_chunk=first_chunk,
         reranker=load_reranker(folder),
+        confidence=load_index_confidence(folder),
     )
 
 

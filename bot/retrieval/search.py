@@ -7,7 +7,7 @@ just have text (CLI, eval, and the service's worker thread).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -71,7 +71,8 @@ class SearchParams:
     # Second stage: how many of the fusion's top documents the learnt reranker re-orders
     # (0 turns it off; an index built without one is never reranked).
     rerank_candidates: int = 30
-    # How sure a reranked answer is (None: the shipped model, ``confidence_model.json``).
+    # How sure a reranked answer is (None: the index's learnt one, else the shipped
+    # ``confidence_model.json``; see ``confidence``).
     confidence_model: ConfidenceModel | None = None
 
 
@@ -274,9 +275,14 @@ def search(
     mode: Mode = "hybrid",
     k: int = 10,
     params: SearchParams | None = None,
+    exclude: Collection[int] = (),
 ) -> SearchResult:
+    """``exclude``: document rows left out of the results (confidence training drops the
+    page a question was mined from, and its answers to make an unanswerable one)."""
     p = params or SearchParams()
     stage = first_stage(index, query, query_vector, mode=mode, params=p)
+    for doc in exclude:
+        stage.fused.pop(doc, None)
     if mode == "hybrid" and query_vector is not None:
         order, rerank_scores = rerank(index, stage, query_vector, p)
     else:
@@ -318,7 +324,8 @@ def search(
             )
         )
     if hits and hits[0].rerank is not None:
-        conf = (p.confidence_model or default_confidence_model())(hits)
+        model = p.confidence_model or index.confidence or default_confidence_model()
+        conf = model(hits, stage.query_terms)
     else:
         conf = confidence(hits, p)  # first-stage ranking: an index with no reranker, a thread
     return SearchResult(
