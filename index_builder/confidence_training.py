@@ -37,6 +37,7 @@ from bot.corpus.documents import Document, content_hash
 from bot.retrieval.confidence import (
     SIGNALS,
     ConfidenceModel,
+    auc,
     confidence_features,
     fit_confidence,
     load_index_confidence,
@@ -158,7 +159,9 @@ def confidence_rows(
         and fold_of(q.source, folds) in rerankers
         and any(r in index.doc_rows for r in q.relevant)
     ]
-    vectors = encode([_query_text(q, params) for q in usable]) if usable else []
+    if not usable:
+        return []
+    vectors = encode([_query_text(q, params) for q in usable])
     views = {f: replace(index, reranker=r) for f, r in rerankers.items()}
     rows: list[ConfidenceRow] = []
     for q, qv in zip(usable, vectors, strict=True):
@@ -193,8 +196,10 @@ def _query_terms(text: str) -> frozenset[str]:
     return frozenset(lexical_tokens(f"{prose}\n{code}"))
 
 
-def row_weights(rows: Sequence[ConfidenceRow]) -> np.ndarray:
-    return np.array([REMOVED_WEIGHT if r.removed else 1.0 for r in rows])
+def row_weights(
+    rows: Sequence[ConfidenceRow], removed_weight: float = REMOVED_WEIGHT
+) -> np.ndarray:
+    return np.array([removed_weight if r.removed else 1.0 for r in rows])
 
 
 def held_out_scores(
@@ -202,12 +207,13 @@ def held_out_scores(
     *,
     signals: Sequence[str] = LEARNT_SIGNALS,
     l2: float = L2,
+    removed_weight: float = REMOVED_WEIGHT,
 ) -> np.ndarray:
     """Each row's confidence from a model fitted without its fold (NaN where a fold's
     complement lacks a label)."""
     x = np.asarray([r.features for r in rows])
     y = np.asarray([r.right for r in rows])
-    w = row_weights(rows)
+    w = row_weights(rows, removed_weight)
     fold = np.asarray([r.fold for r in rows])
     out = np.full(len(rows), np.nan)
     for f in sorted(set(fold.tolist())):
@@ -220,17 +226,6 @@ def held_out_scores(
             continue
         out[test] = [model.probability(row) for row in x[test]]
     return out
-
-
-def auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
-    """Probability that a right top page scores above a wrong one (ties count half)."""
-    s = np.asarray(scores, dtype=np.float64)
-    y = np.asarray(labels, dtype=bool)
-    pos, neg = s[y], s[~y]
-    if not len(pos) or not len(neg):
-        return None
-    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(wins / (len(pos) * len(neg)))
 
 
 def corpus_key(reranker: Reranker) -> str:

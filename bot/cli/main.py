@@ -538,6 +538,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for r in reports:
             if r.mode != "hybrid":
                 continue  # the bot answers in hybrid mode: its curve is the one to choose by
+            print(_confidence_line(retriever, r.per_question))
             print(f"\n{r.mode}: what the bot would do at each reply threshold")
             curve = coverage_curve(
                 [(q["confidence"], q["rank"], not q.get("unanswerable")) for q in r.per_question]
@@ -548,6 +549,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             for item in r.per_question:
                 print(json.dumps({"mode": r.mode, **item}), file=sys.stderr)
     return 0
+
+
+def _confidence_line(retriever: Any, rows: Sequence[dict[str, Any]]) -> str:
+    from bot.retrieval.confidence import auc, model_origin
+
+    origin = model_origin(retriever.params.confidence_model, retriever.index.confidence)
+    score = auc([q["confidence"] for q in rows], [q["rank"] == 1 for q in rows])
+    return f"confidence: {origin}; AUC of 'the top page is right' on this file {score or 0:.3f}"
 
 
 def _fit_confidence(args: argparse.Namespace, questions: Sequence[Any], retriever: Any) -> int:

@@ -241,6 +241,27 @@ def fit_confidence(
     )
 
 
+def auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
+    """Probability that a right top page scores above a wrong one (ties count half)."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=bool)
+    pos, neg = s[y], s[~y]
+    if not len(pos) or not len(neg):
+        return None
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(wins / (len(pos) * len(neg)))
+
+
+def model_origin(setting: ConfidenceModel | None, index_model: ConfidenceModel | None) -> str:
+    """Which model scores reranked answers, in words (for ``supportbot eval``)."""
+    if setting is not None:
+        return "SUPPORTBOT_CONFIDENCE_MODEL"
+    if index_model is not None:
+        held = dict(index_model.info).get("held_out_auc")
+        return f"learnt by this index's build (held-out AUC on its mined questions {held})"
+    return "the shipped model (this index has none of its own)"
+
+
 def fold_assignment(y: np.ndarray, *, folds: int, seed: int) -> np.ndarray:
     """Each row's fold: stratified by label, shuffled with ``seed`` (reproducible)."""
     labels = y.astype(bool)

@@ -86,3 +86,7 @@ def test_dev_questions_meet_the_bars(encoder: object) -> None:
     assert hybrid.mrr_at_10 > fused.mrr_at_10
     # The unanswerable questions stay under the default threshold.
     assert (hybrid.unanswerable_below_threshold or 0.0) >= 0.8
+    # The confidence is the one the build learnt from the corpus (never from these questions),
+    # and a confident reply's top page is right at least 90 % of the time (issue 10's bar).
+    assert index.confidence is not None
+    assert hybrid.replied > 0 and (hybrid.reply_precision or 0.0) >= 0.9

@@ -14,6 +14,7 @@ from bot.retrieval.confidence import (
     CONFIDENCE_FILE,
     SIGNALS,
     ConfidenceModel,
+    auc,
     confidence_features,
     default_confidence_model,
     fit_confidence,
@@ -25,7 +26,6 @@ from bot.retrieval.text import lexical_tokens
 from index_builder import confidence_training, reranker_training
 from index_builder.confidence_training import (
     ConfidenceRow,
-    auc,
     describe,
     fold_of,
     held_out_scores,

@@ -1,0 +1,207 @@
+"""Which rows and signals the build-time confidence learns from, measured two ways.
+
+For a built index (its reranker) and the corpus it was built from:
+
+1. mines the corpus' questions and scores each with a reranker learnt from the other folds
+   (``index_builder.confidence_training.confidence_rows``, every signal of
+   ``bot.retrieval.confidence.ALL_SIGNALS``), with and without its answers removed;
+2. for each variant (which mined questions become rows, which signals, how much the
+   "answers removed" rows weigh) reports the **synthetic held-out AUC** (every row scored by
+   a model fitted without its fold) and, for the model fitted on all rows, the **dev AUC**
+   and the dev point the threshold rule picks (most replies with top-1 right >= 0.9 and
+   unanswerable quiet >= 0.8). The dev questions are only scored, never fitted on.
+
+The shipped recipe, cross-validated *on* the dev questions (``supportbot eval
+--fit-confidence``), is the first row for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.common import (  # noqa: E402
+    SHARED,
+    HelpFormatter,
+    add_common_args,
+    machine_info,
+    machine_markdown,
+    markdown_table,
+    progress,
+    run_started,
+    setup,
+    write_json,
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    origins: tuple[str, ...]
+    signals: tuple[str, ...]
+    removed_weight: float  # 0: no "answers removed" rows
+
+
+def variants() -> list[Variant]:
+    from bot.retrieval.confidence import ALL_SIGNALS, SIGNALS
+
+    lh = ("link", "heading")
+    every = ("link", "heading", "symbol")
+    out = [
+        Variant("all mined questions, shipped signals", every, SIGNALS, 0.5),
+        Variant("all mined questions, all signals", every, ALL_SIGNALS, 0.5),
+        Variant("link + heading questions, no 'answers removed' rows", lh, SIGNALS, 0.0),
+        Variant("**link + heading, 'answers removed' at 0.5 (shipped)**", lh, SIGNALS, 0.5),
+        Variant("link + heading, 'answers removed' at 1.0", lh, SIGNALS, 1.0),
+        Variant("link + heading, all signals", lh, ALL_SIGNALS, 0.5),
+    ]
+    for extra in ALL_SIGNALS:
+        if extra not in SIGNALS:
+            out.append(Variant(f"link + heading, + {extra}", lh, (*SIGNALS, extra), 0.5))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--data-dir", type=Path, required=True, help="a built full-corpus index")
+    parser.add_argument("--docs-dir", type=Path, default=SHARED / "keras-io-docs")
+    parser.add_argument("--questions", type=Path, default=SHARED / "eval" / "questions-dev.jsonl")
+    parser.add_argument("--seed", type=int, default=0)
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    setup(args)
+    started = run_started()
+
+    import tempfile
+
+    from bot.evaluation import choose_threshold, coverage_curve, first_hit_rank, load_questions
+    from bot.retrieval import confidence as conf
+    from bot.retrieval.encoder import Encoder
+    from bot.retrieval.index import load_index
+    from bot.retrieval.search import Retriever, SearchParams
+    from bot.settings import load_settings
+    from index_builder import confidence_training as ct
+    from index_builder.build import collect_documents
+    from index_builder.reranker_training import mine_queries
+
+    index = load_index(args.data_dir / "indexes")
+    with tempfile.TemporaryDirectory() as scratch:
+        settings = load_settings(
+            data_dir=Path(scratch), docs_dir=args.docs_dir, include_past_answers=False
+        )
+        documents, _ = collect_documents(settings)
+    documents.sort(key=lambda d: d.doc_id)
+    encoder = Encoder(index.model, device=args.device)
+    params = SearchParams()
+    progress(args, "mining and scoring the corpus' questions")
+    rows = ct.confidence_rows(
+        index,
+        mine_queries(documents),
+        encoder.encode,
+        params,
+        seed=args.seed,
+        signals=conf.ALL_SIGNALS,
+        origins=("link", "heading", "symbol"),
+    )
+    progress(args, "scoring the dev questions")
+    questions = load_questions(args.questions)
+    retriever = Retriever(index, encoder, params)
+    dev_x, dev_rank, dev_answerable = [], [], []
+    for q in questions:
+        result = retriever.search(q.question, k=10)
+        answerable = bool(q.answerable and q.relevant)
+        relevant = tuple(index.canonical_id(r) for r in q.relevant)
+        rank = (
+            first_hit_rank([h.doc_id for h in result.hits][:10], relevant) if answerable else None
+        )
+        terms = ct._query_terms(q.question)
+        dev_x.append(conf.confidence_features(result.hits, conf.ALL_SIGNALS, terms))
+        dev_rank.append(rank)
+        dev_answerable.append(answerable)
+    dx = np.asarray(dev_x)
+    dy = np.asarray([r == 1 for r in dev_rank])
+
+    def dev_point(scores: Sequence[float]) -> tuple[float | None, Any]:
+        curve = coverage_curve(list(zip(scores, dev_rank, dev_answerable, strict=True)))
+        return conf.auc(scores, dy.tolist()), choose_threshold(curve)
+
+    table: list[list[Any]] = []
+    results: list[dict[str, Any]] = []
+    cols5 = [conf.ALL_SIGNALS.index(s) for s in conf.SIGNALS]
+    cv = np.mean(
+        [conf.cross_validated(dx[:, cols5], dy, folds=5, seed=s) for s in range(5)], axis=0
+    )
+    cv_auc, cv_point = dev_point(cv.tolist())
+    table.append(
+        _row("shipped recipe, 5-fold CV on the dev questions (before)", None, cv_auc, cv_point)
+    )
+    results.append({"variant": "dev-cv", "dev_auc": cv_auc})
+    for v in variants():
+        cols = [conf.ALL_SIGNALS.index(s) for s in v.signals]
+        sub = [
+            ct.ConfidenceRow(r.features[cols], r.right, r.rank, r.fold, r.removed, r.origin)
+            for r in rows
+            if r.origin in v.origins and (v.removed_weight > 0 or not r.removed)
+        ]
+        held = ct.held_out_scores(sub, signals=v.signals, removed_weight=v.removed_weight)
+        y = np.asarray([r.right for r in sub])
+        model = conf.fit_confidence(
+            np.asarray([r.features for r in sub]),
+            y,
+            signals=v.signals,
+            weight=ct.row_weights(sub, v.removed_weight),
+            standardise=True,
+        )
+        syn_auc = conf.auc(held.tolist(), y.tolist())
+        scores = [model.probability(x) for x in dx[:, cols]]
+        d_auc, point = dev_point(scores)
+        table.append(_row(v.name, syn_auc, d_auc, point))
+        results.append(
+            {"variant": v.name, "rows": len(sub), "synthetic_auc": syn_auc, "dev_auc": d_auc}
+        )
+    info = machine_info(args.device, started)
+    print(machine_markdown(info))
+    print()
+    headers = [
+        "variant",
+        "synthetic held-out AUC",
+        "dev AUC",
+        "dev threshold (rule)",
+        "replied",
+        "top-1 right",
+        "unans. quiet",
+    ]
+    print(markdown_table(headers, table))
+    write_json(args.json, {"machine": info, "results": results})
+    return 0
+
+
+def _row(name: str, syn: float | None, dev: float | None, point: Any) -> list[Any]:
+    def r(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    if point is None:
+        return [name, r(syn), r(dev), "none", "-", "-", "-"]
+    return [
+        name,
+        r(syn),
+        r(dev),
+        f"{point.threshold:.2f}",
+        f"{point.replied:.2f}",
+        f"{point.top1_precision:.2f}",
+        f"{point.unanswerable_quiet:.2f}",
+    ]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
