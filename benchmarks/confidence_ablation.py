@@ -104,14 +104,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     encoder = Encoder(index.model, device=args.device)
     params = SearchParams()
     progress(args, "mining and scoring the corpus' questions")
+    queries = mine_queries(documents)
     rows = ct.confidence_rows(
         index,
-        mine_queries(documents),
+        queries,
         encoder.encode,
         params,
         seed=args.seed,
         signals=conf.ALL_SIGNALS,
         origins=("link", "heading", "symbol"),
+        copies=ct.verbatim_copies(queries, documents),
     )
     progress(args, "scoring the dev questions")
     questions = load_questions(args.questions)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,14 +45,19 @@ from bot.retrieval.confidence import (
 from bot.retrieval.encoder import Encoder
 from bot.retrieval.index import LoadedIndex
 from bot.retrieval.rerank import Reranker, fit_pairwise
-from bot.retrieval.search import SearchParams, dense_query_text, search
+from bot.retrieval.search import THREAD_KIND, SearchParams, dense_query_text, search
 from bot.retrieval.text import clean_query
-from index_builder.reranker_training import TrainingQuery, mine_queries, training_groups
+from index_builder.reranker_training import (
+    TrainingQuery,
+    _plain,
+    mine_queries,
+    training_groups,
+)
 
 log = logging.getLogger(__name__)
 
 #: Bump when the rows, the signals or the fit change, so a copied confidence is not reused.
-CONFIDENCE_VERSION = "1"
+CONFIDENCE_VERSION = "2"
 #: The signals the learnt model uses: the shipped model's. Each extra signal tried (softmax
 #: share, lead over the third, title overlap, dense / lexical rank, API page) moved the held-out
 #: AUC by less than one question's worth (BENCHMARKS.md), so none was added.
@@ -146,10 +151,14 @@ def confidence_rows(
     signals: Sequence[str] = LEARNT_SIGNALS,
     removed: bool = True,
     origins: Sequence[str] = ROW_ORIGINS,
+    copies: Mapping[str, Collection[str]] | None = None,
 ) -> list[ConfidenceRow]:
-    """One row per mined question of ``origins`` whose answers are in the index (plus, with
-    ``removed``, one per question with its answers taken out), each searched with the
-    reranker of its fold: learnt from every mined question of the other folds."""
+    """One row per distinct mined question of ``origins`` whose answers are in the index
+    (plus, with ``removed``, one per question with its answers taken out), each searched
+    with the reranker of its fold: learnt from every mined question of the other folds.
+
+    Left out of each question's results, as its source page is: the pages in
+    ``copies[question text]`` (see ``verbatim_copies``)."""
     encode = _cached_encoder(encode)
     rerankers = fold_rerankers(index, queries, encode, params, folds=folds, seed=seed)
     usable = [
@@ -159,6 +168,7 @@ def confidence_rows(
         and fold_of(q.source, folds) in rerankers
         and any(r in index.doc_rows for r in q.relevant)
     ]
+    usable = list({q.text: q for q in reversed(usable)}.values())[::-1]  # first of each text
     if not usable:
         return []
     vectors = encode([_query_text(q, params) for q in usable])
@@ -167,7 +177,8 @@ def confidence_rows(
     for q, qv in zip(usable, vectors, strict=True):
         f = fold_of(q.source, folds)
         answers = {index.doc_rows[r] for r in q.relevant if r in index.doc_rows}
-        source = {index.doc_rows[q.source]} if q.source in index.doc_rows else set()
+        also = (copies or {}).get(q.text, ())
+        source = {index.doc_rows[d] for d in (q.source, *also) if d in index.doc_rows}
         cases = [(False, source)] + ([(True, source | answers)] if removed else [])
         for is_removed, exclude in cases:
             result = search(views[f], q.text, qv, k=10, params=params, exclude=exclude)
@@ -187,6 +198,29 @@ def confidence_rows(
                 )
             )
     return rows
+
+
+def verbatim_copies(
+    queries: Sequence[TrainingQuery], documents: Sequence[Document]
+) -> dict[str, tuple[str, ...]]:
+    """Question text -> the other pages that contain it word for word.
+
+    Twin pages repeat sentences (the JAX / TensorFlow / PyTorch versions of a guide, model
+    pages sharing a "see the models page" line): such a twin would match the question
+    verbatim, as its source would, and label a good ranking wrong, so it is left out too.
+    """
+
+    def flat(text: str) -> str:
+        return " ".join(_plain(text).split()).lower()
+
+    texts = [(d.doc_id, flat(d.text)) for d in documents if d.kind != THREAD_KIND]
+    out: dict[str, tuple[str, ...]] = {}
+    for q in queries:
+        needle = " ".join(q.text.split()).lower()
+        twins = tuple(i for i, text in texts if i != q.source and needle in text)
+        if twins:
+            out[q.text] = twins
+    return out
 
 
 def _query_terms(text: str) -> frozenset[str]:
@@ -247,7 +281,14 @@ def train_confidence(
     if index.reranker is None:
         return None, {"skipped": "no reranker"}
     queries = mine_queries(documents)
-    rows = confidence_rows(index, queries, encoder.encode, p, seed=seed)
+    rows = confidence_rows(
+        index,
+        queries,
+        encoder.encode,
+        p,
+        seed=seed,
+        copies=verbatim_copies([q for q in queries if q.origin in ROW_ORIGINS], documents),
+    )
     real = [r for r in rows if not r.removed]
     right = sum(r.right for r in real)
     report: dict[str, Any] = {

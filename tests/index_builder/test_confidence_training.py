@@ -157,6 +157,36 @@ def test_auc_by_hand() -> None:
     assert auc([0.3], [True]) is None
 
 
+def test_pages_that_repeat_a_question_word_for_word_are_its_copies() -> None:
+    from bot.corpus.documents import Document
+    from index_builder.reranker_training import TrainingQuery
+
+    def page(doc_id: str, text: str) -> Document:
+        return Document(
+            doc_id=doc_id,
+            title=doc_id,
+            url="https://keras.io/x",
+            source="keras-io",
+            source_version="1",
+            text=text,
+            kind="page",
+        )
+
+    line = "Their usage is covered in the [training guide](/guides/training/)."
+    docs = [
+        page("guides/loop_jax", f"# JAX\n\n{line}\n"),
+        page("guides/loop_torch", f"# Torch\n\n{line}\n\nMore."),
+        page("guides/training", "# Training\n\nTheir usage is covered below."),
+    ]
+    q = TrainingQuery(
+        "Their usage is covered in the training guide.",
+        ("guides/training",),
+        "guides/loop_jax",
+        "link",
+    )
+    assert confidence_training.verbatim_copies([q], docs) == {q.text: ("guides/loop_torch",)}
+
+
 def test_folds_follow_the_source_page() -> None:
     assert fold_of("guides/a") == fold_of("guides/a")
     assert len({fold_of(f"guides/{i}") for i in range(50)}) == confidence_training.FOLDS
