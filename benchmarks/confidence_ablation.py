@@ -84,7 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import tempfile
 
-    from bot.evaluation import choose_threshold, coverage_curve, first_hit_rank, load_questions
+    from bot.evaluation.questions import (
+        choose_threshold,
+        coverage_curve,
+        first_hit_rank,
+        load_questions,
+    )
     from bot.retrieval import confidence as conf
     from bot.retrieval.encoder import Encoder
     from bot.retrieval.index import load_index

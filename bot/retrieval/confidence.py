@@ -29,12 +29,35 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from bot.retrieval.search import Hit
+    from bot.retrieval.symbols import SymbolMatch
+
+
+class Hit(Protocol):
+    """What the signals read of a ranked hit (``search.Hit``; a protocol, so this module does
+    not import ``search``, which imports it)."""
+
+    @property
+    def title(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def dense(self) -> float | None: ...
+    @property
+    def symbol(self) -> SymbolMatch | None: ...
+    @property
+    def dense_rank(self) -> int | None: ...
+    @property
+    def lexical_rank(self) -> int | None: ...
+    @property
+    def rerank(self) -> float | None: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +114,7 @@ def _reciprocal(rank: int | None) -> float:
     return 1.0 / rank if rank else 0.0
 
 
-_SignalFn = Callable[[Sequence["Hit"], frozenset[str]], float]
+_SignalFn = Callable[[Sequence[Hit], frozenset[str]], float]
 
 #: Every signal a model may use: name -> f(hits, the query's lexical terms). Hits non-empty.
 SIGNAL_FUNCTIONS: dict[str, _SignalFn] = {
