@@ -281,3 +281,12 @@ def test_the_same_build_learns_the_same_confidence(
         assert report.path is not None
         texts.append((report.path / CONFIDENCE_FILE).read_text())
     assert texts[0] == texts[1]
+
+
+def test_eval_names_the_model_that_scored() -> None:
+    from bot.retrieval.confidence import model_origin
+
+    learnt = ConfidenceModel(0.0, (1.0,), signals=("lead",), info=(("held_out_auc", 0.7),))
+    assert model_origin(None, None).startswith("the shipped model")
+    assert model_origin(None, learnt).endswith("mined questions 0.7)")
+    assert model_origin(learnt, learnt) == "SUPPORTBOT_CONFIDENCE_MODEL"
