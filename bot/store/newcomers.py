@@ -9,11 +9,11 @@ someone whose only earlier messages predate that history counts as new. "Earlier
 the message's own timestamp, then by event id, so of two messages sent in the same
 millisecond exactly one is first.
 
-The test is one correlated ``NOT EXISTS`` written in SQL, so a whole page of the queue is
-marked (or filtered) in the query that reads it. Each probe looks up the sender's messages
-through the ``room_events.sender`` index and stops at the first earlier one; for a first-time
-asker that is only the few messages they have. The bot's own users and the maintainers are
-never newcomers: the caller passes them as ``regulars``.
+The test is one correlated subquery written in SQL, so a whole page of the queue is marked
+(or filtered) in the query that reads it. Each probe is one seek on the index
+``ix_room_events_room_sender_ts`` (room, sender, time; migration 0004) that stops at the first
+earlier message. The bot's own users and the maintainers are never newcomers: the caller
+passes them as ``regulars``.
 """
 
 from __future__ import annotations
