@@ -1226,6 +1226,13 @@ def make_pages(args: argparse.Namespace, fill: Fill, now: datetime) -> list[Page
             + (" (past the end: empty)" if len(ids) <= 99 * PAGE_SIZE else ""),
             lambda i: "/queue?status=all&page=100",
         ),
+        # First-time askers (bot/store/newcomers.py): a correlated NOT EXISTS per row read.
+        Page("queue_new", "GET /queue?asker=new (first questions)", lambda i: "/queue?asker=new"),
+        Page(
+            "queue_all_new",
+            "GET /queue?status=all&asker=new&page=2",
+            lambda i: "/queue?status=all&asker=new&page=2",
+        ),
         Page("updates_none", "GET /queue/updates (nothing new)", lambda i: updates(newest)),
         Page(
             "updates_rows",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +28,7 @@ from bot.store.models import (
     SyncStateRow,
     utcnow,
 )
+from bot.store.newcomers import first_question
 
 # JSON in sync_state: when, trigger, ok, version or error, seconds (written by the service).
 LAST_BUILD_KEY = "index.last_build"
@@ -37,6 +38,8 @@ MODERATOR_REDACTION = "redaction:moderator"
 STATUSES = ("new", "suggested", "answered_bot", "answered_person", "dismissed")
 OPEN_STATUSES = ("new", "suggested")
 ANSWERED_STATUSES = ("answered_bot", "answered_person")
+# Who asked: "new" (their first message in the room, bot/store/newcomers.py) or "returning".
+ASKERS = ("new", "returning")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class QueueFilters:
     statuses: tuple[str, ...] = OPEN_STATUSES
     min_confidence: float | None = None  # 0..1, inclusive
     max_confidence: float | None = None
+    asker: str | None = None  # one of ASKERS, or None for everyone
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class QueueItem:
     top_kind: str | None = None
     answered_by: str | None = None
     handled_by: str | None = None
+    first_question: bool = False  # the asker had not posted in the room before
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,7 @@ def _item(
     origin_ts: int | None,
     outcome: str | None = None,
     reply_state: str | None = None,
+    first: bool | None = False,
 ) -> QueueItem:
     top = q.sources[0] if q.sources and isinstance(q.sources[0], dict) else None
     top_title = str(top.get("title") or top.get("url") or "source") if top else None
@@ -164,6 +170,7 @@ def _item(
         top_kind=str(top.get("kind") or "page") if top else None,
         answered_by=q.answered_by,
         handled_by=q.handled_by,
+        first_question=bool(first),
     )
 
 
@@ -187,12 +194,14 @@ def _post(row: DashboardPostRow) -> DashboardPost:
 
 
 class DashboardStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, regulars: Collection[str] = ()) -> None:
+        """``regulars``: users never marked as first-time askers (the bot, the maintainers)."""
         self.db = db
+        self.regulars = frozenset(regulars)
 
     # --- the queue -----------------------------------------------------------------------------
-    @staticmethod
-    def _conditions(filters: QueueFilters) -> list[ColumnElement[bool]]:
+    def _conditions(self, filters: QueueFilters) -> list[ColumnElement[bool]]:
+        """The filters, on ``questions`` joined with the question's ``room_events`` row."""
         found: list[ColumnElement[bool]] = []
         if filters.room:
             found.append(QuestionRow.room_id == filters.room)
@@ -202,15 +211,33 @@ class DashboardStore:
             found.append(QuestionRow.confidence >= filters.min_confidence)
         if filters.max_confidence is not None:
             found.append(QuestionRow.confidence <= filters.max_confidence)
+        if filters.asker == "new":
+            found.append(first_question(self.regulars))
+        elif filters.asker == "returning":
+            found.append(~first_question(self.regulars))
         return found
 
-    @staticmethod
-    def _items_query(filters: QueueFilters) -> Select[QuestionRow, int, str | None, str | None]:
+    def _select(self) -> Select[QuestionRow, int, str | None, str | None, bool]:
+        """Questions with what their rows show; whether each is a first question is a column
+        of the same query (one correlated lookup per row read, no query per row)."""
         return (
-            select(QuestionRow, RoomEventRow.origin_ts, RoomEventRow.outcome, ReplyRow.state)
+            select(
+                QuestionRow,
+                RoomEventRow.origin_ts,
+                RoomEventRow.outcome,
+                ReplyRow.state,
+                first_question(self.regulars).label("first_question"),
+            )
             .join(RoomEventRow, RoomEventRow.event_id == QuestionRow.event_id)
             .outerjoin(ReplyRow, ReplyRow.question_event_id == QuestionRow.event_id)
-            .where(*DashboardStore._conditions(filters))
+        )
+
+    def _items_query(
+        self, filters: QueueFilters
+    ) -> Select[QuestionRow, int, str | None, str | None, bool]:
+        return (
+            self._select()
+            .where(*self._conditions(filters))
             .order_by(QuestionRow.created_at.desc(), RoomEventRow.origin_ts.desc())
         )
 
@@ -219,7 +246,10 @@ class DashboardStore:
         page = max(1, page)
         with self.db.session() as s:
             total = s.scalar(
-                select(func.count()).select_from(QuestionRow).where(*self._conditions(filters))
+                select(func.count())
+                .select_from(QuestionRow)
+                .join(RoomEventRow, RoomEventRow.event_id == QuestionRow.event_id)
+                .where(*self._conditions(filters))
             )
             rows = s.execute(
                 self._items_query(filters).offset((page - 1) * page_size).limit(page_size)
@@ -248,17 +278,12 @@ class DashboardStore:
     # --- one question --------------------------------------------------------------------------
     def question(self, event_id: str) -> QuestionDetail | None:
         with self.db.session() as s:
-            found = s.execute(
-                select(QuestionRow, RoomEventRow.origin_ts, RoomEventRow.outcome, ReplyRow.state)
-                .join(RoomEventRow, RoomEventRow.event_id == QuestionRow.event_id)
-                .outerjoin(ReplyRow, ReplyRow.question_event_id == QuestionRow.event_id)
-                .where(QuestionRow.event_id == event_id)
-            ).first()
+            found = s.execute(self._select().where(QuestionRow.event_id == event_id)).first()
             if found is None:
                 return None
-            q, ts, outcome, reply_state = found
+            q, ts, outcome, reply_state, first = found
             return QuestionDetail(
-                item=_item(q, ts, outcome, reply_state),
+                item=_item(q, ts, outcome, reply_state, first),
                 suggestion=q.suggestion,
                 sources=list(q.sources or []),
                 index_version=q.index_version,

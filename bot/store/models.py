@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -108,6 +109,9 @@ class RoomEventRow(Base):
     """Every message event the bot has seen, written once, before anything acts on it."""
 
     __tablename__ = "room_events"
+    # "Did this sender post in this room before?" (bot/store/newcomers.py): one index seek per
+    # question instead of a walk through all of the sender's messages in every room.
+    __table_args__ = (Index("ix_room_events_room_sender_ts", "room_id", "sender", "origin_ts"),)
 
     event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     room_id: Mapped[str] = mapped_column(String(255), index=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bot.settings import Settings
 from bot.store.auth_store import AuthStore
 from bot.store.dashboard_store import DashboardStore
 from bot.web import formatting
@@ -40,6 +41,13 @@ async def _insights(request: web.Request) -> web.StreamResponse:
     return await insights_page(request)
 
 
+def regulars(settings: Settings) -> frozenset[str]:
+    """Users the queue never marks as first-time askers: the bot (both identities: a database
+    may hold events from the local room and from Matrix) and the configured maintainers."""
+    bots = (settings.matrix_user_id, settings.local_bot_user)
+    return frozenset(u for u in (*bots, *settings.maintainers) if u)
+
+
 def build_app(ctx: WebContext) -> web.Application:
     formatting.register(environment())
     # Host/Origin first: a rebinding page gets nothing, not even the login form.
@@ -47,7 +55,7 @@ def build_app(ctx: WebContext) -> web.Application:
     app = web.Application(middlewares=[host_check, auth_middleware], client_max_size=1024**2)
     app[CTX_KEY] = ctx
     app[AUTH_STORE_KEY] = AuthStore(ctx.db)
-    app[DASHBOARD_STORE_KEY] = DashboardStore(ctx.db)
+    app[DASHBOARD_STORE_KEY] = DashboardStore(ctx.db, regulars=regulars(ctx.settings))
     add_health_routes(app, ctx.metrics, ctx.ready)
     add_static_routes(app)
     app.router.add_get("/favicon.ico", _favicon)

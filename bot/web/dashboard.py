@@ -17,6 +17,7 @@ from aiohttp import web
 
 from bot.store.dashboard_store import (
     ANSWERED_STATUSES,
+    ASKERS,
     OPEN_STATUSES,
     STATUSES,
     QueueFilters,
@@ -39,6 +40,12 @@ STATUS_CHOICES = (
     ("all", "All"),
 )
 STATUS_GROUPS = {"open": OPEN_STATUSES, "answered": ANSWERED_STATUSES, "all": ()}
+# Who asked (bot/store/newcomers.py): a first question is the asker's first message in the room.
+ASKER_CHOICES = (
+    ("", "Everyone"),
+    ("new", "First question"),
+    ("returning", "Posted before"),
+)
 
 
 class BadQuery(ValueError):
@@ -55,6 +62,7 @@ class QueueQuery:
     min_confidence: str  # as typed (percent), for the form
     max_confidence: str
     page: int
+    asker: str = ""
 
     def params(self, **changes: Any) -> dict[str, str]:
         values = {
@@ -62,6 +70,7 @@ class QueueQuery:
             "status": self.status,
             "min_confidence": self.min_confidence,
             "max_confidence": self.max_confidence,
+            "asker": self.asker,
             "page": str(self.page),
         }
         values.update({k: str(v) for k, v in changes.items()})
@@ -96,6 +105,9 @@ def parse_queue_query(query: Mapping[str, str]) -> QueueQuery:
     else:
         raise BadQuery(f"status must be one of {', '.join(STATUS_GROUPS)}, {', '.join(STATUSES)}")
     room = query.get("room", "").strip()
+    asker = query.get("asker", "").strip()
+    if asker and asker not in ASKERS:
+        raise BadQuery(f"asker must be one of {', '.join(ASKERS)} (or empty for everyone)")
     min_raw, min_value = _percent(query, "min_confidence")
     max_raw, max_value = _percent(query, "max_confidence")
     try:
@@ -108,12 +120,14 @@ def parse_queue_query(query: Mapping[str, str]) -> QueueQuery:
             statuses=statuses,
             min_confidence=min_value,
             max_confidence=max_value,
+            asker=asker or None,
         ),
         status=status,
         room=room,
         min_confidence=min_raw,
         max_confidence=max_raw,
         page=max(1, page),
+        asker=asker,
     )
 
 
@@ -141,6 +155,7 @@ async def queue_page(request: web.Request) -> web.StreamResponse:
             "query": query,
             "rooms": rooms,
             "status_choices": STATUS_CHOICES,
+            "asker_choices": ASKER_CHOICES,
             "flash": flash(request),
             "latest": latest.isoformat(),
             # Live rows only make sense at the top of the queue.
