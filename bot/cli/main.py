@@ -8,13 +8,14 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot.cli.loaders import load_retriever, settings_from_args
+from bot.cli.run import cmd_run
 from bot.errors import SupportBotError
-from bot.logs import redact, setup_logging
-from bot.settings import Settings, load_settings
+from bot.logs import setup_logging
+from bot.settings import load_settings
 
 if TYPE_CHECKING:
     from bot.store.auth_store import AuthStore
@@ -294,41 +295,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
-    return load_settings(
-        data_dir=getattr(args, "data_dir", None), device=getattr(args, "device", None), **extra
-    )
-
-
-def _retriever(settings: Settings) -> Any:
-    from dataclasses import replace
-
-    from bot.errors import ConfigError
-    from bot.retrieval.confidence import ConfidenceModel
-    from bot.retrieval.encoder import Encoder
-    from bot.retrieval.index import load_index
-    from bot.retrieval.search import Retriever, SearchParams
-
-    index = load_index(settings.index_root)
-    encoder = Encoder(index.model, device=settings.device, batch_size=settings.embed_batch_size)
-    if index.model != settings.embedding_model:
-        log.warning(
-            "index built with %s; configured model is %s: using the index's",
-            index.model,
-            settings.embedding_model,
-        )
-    params = SearchParams(rerank_candidates=settings.rerank_candidates)
-    if settings.confidence_model is not None:
-        try:
-            model = ConfidenceModel.load(settings.confidence_model)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(
-                f"SUPPORTBOT_CONFIDENCE_MODEL: cannot read {settings.confidence_model}: {exc}"
-            ) from None
-        params = replace(params, confidence_model=model)
-    return Retriever(index, encoder, params)
-
-
 def cmd_index_build(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -341,7 +307,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     }
     if args.no_keras:
         overrides["include_keras_api"] = False
-    settings = _settings(args, **overrides)
+    settings = settings_from_args(args, **overrides)
     # A flag beats the environment: --docs-git replaces SUPPORTBOT_DOCS_DIR and vice versa.
     if args.docs_git and not args.docs_dir:
         settings = settings.model_copy(update={"docs_dir": None})
@@ -433,7 +399,7 @@ def _progress(
 def cmd_index_status(args: argparse.Namespace) -> int:
     from bot.retrieval.index import current_version, read_manifest
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     version = current_version(settings.index_root)
     if version is None:
         print(
@@ -460,8 +426,8 @@ def cmd_index_status(args: argparse.Namespace) -> int:
 def cmd_ask(args: argparse.Namespace) -> int:
     from bot.answering import compose_reply
 
-    settings = _settings(args)
-    retriever = _retriever(settings)
+    settings = settings_from_args(args)
+    retriever = load_retriever(settings)
     result = retriever.search(args.question, mode=args.mode, k=10)
     reply = compose_reply(
         result,
@@ -501,9 +467,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         load_questions,
     )
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     questions = load_questions(args.file)
-    retriever = _retriever(settings)
+    retriever = load_retriever(settings)
     if args.fit_confidence:
         return _fit_confidence(args, questions, retriever)
     modes = ("hybrid", "dense", "lexical") if args.mode == "all" else (args.mode,)
@@ -619,7 +585,7 @@ def cmd_eval_duplicates(args: argparse.Namespace) -> int:
     from bot.retrieval.encoder import Encoder
     from bot.retrieval.search import MODES
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     pairs = load_duplicates(args.file)
     if not pairs:
         raise ConfigError(f"{args.file}: no duplicates to evaluate")
@@ -657,135 +623,6 @@ def cmd_eval_duplicates(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(settings: Settings, db: Any) -> None:
-    """``run --prepare``: migrate, and build a first index when none is published."""
-    from bot.retrieval.index import current_version
-    from index_builder.build import build_index
-    from index_builder.progress import ProgressLines
-
-    before, head = db.upgrade()
-    if before != head:
-        log.info("database schema migrated from %s to %s", before or "empty", head)
-    if current_version(settings.index_root) is None:
-        log.info("no index published in %s yet: building one", settings.index_root)
-        # A first build takes minutes; in a container's or the journal's log it shows progress.
-        report = build_index(settings, progress=ProgressLines())
-        log.info(
-            "index %s: %d documents, %d chunks in %.1f s",
-            report.version,
-            report.documents,
-            report.chunks,
-            report.seconds,
-        )
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    import asyncio
-    from datetime import datetime
-
-    from bot.chat.local_transport import LocalTransport, local_room_url
-    from bot.chat.transport import ChatTransport
-    from bot.errors import ConfigError
-    from bot.gitter_client import MatrixTransport
-    from bot.room.answerer import LiveAnswerer
-    from bot.room.service import RoomService
-    from bot.settings import check_local_room_bind, check_room_settings, read_access_token
-    from bot.store import Database
-    from bot.store.local_room import LocalRoom, Retention
-    from bot.store.room_store import RoomStore
-
-    settings = _settings(args)
-    local = settings.uses_local_room  # no homeserver configured: serve the embedded room
-    check_local_room_bind(settings)
-    if local and not settings.serve_http:
-        raise ConfigError(
-            "the local room is a web page: set SUPPORTBOT_SERVE_HTTP=true "
-            "(or SUPPORTBOT_MATRIX_USER_ID and friends for a Matrix room)"
-        )
-    if not local:
-        check_room_settings(settings)
-    if args.verbose == 0:
-        logging.getLogger("bot").setLevel(logging.INFO)
-        logging.getLogger("supportbot").setLevel(logging.INFO)
-    db = Database(settings.resolved_database_url)
-    if args.prepare:
-        _prepare(settings, db)
-    db.create_schema()
-    room: LocalRoom | None = None
-    token: str | None = None
-    if local:
-        try:
-            retention = Retention(settings.local_room_keep_events, settings.local_room_keep_days)
-            room = LocalRoom(
-                db, settings.local_room_id, settings.local_bot_user, retention=retention
-            )
-        except ValueError as exc:
-            raise ConfigError(f"SUPPORTBOT_LOCAL_ROOM_ID / _LOCAL_BOT_USER: {exc}") from None
-    else:
-        token = read_access_token(settings)
-        redact([token])  # it never reaches a log line, whatever a library prints
-    answerer = LiveAnswerer(settings, _retriever(settings))  # model loaded before joining
-
-    transport: ChatTransport
-    if room is not None:
-        transport = LocalTransport(
-            room,
-            sync_timeout_ms=settings.sync_timeout_ms,
-            history_depth=settings.history_depth,
-            timeline_limit=settings.sync_timeline_limit,
-        )
-    else:
-        assert settings.matrix_user_id is not None and token is not None
-        transport = MatrixTransport(
-            settings.matrix_homeserver,
-            settings.matrix_user_id,
-            token,
-            settings.matrix_rooms,
-            sync_timeout_ms=settings.sync_timeout_ms,
-            timeline_limit=settings.sync_timeline_limit,
-            history_depth=settings.history_depth,
-        )
-    service = RoomService(
-        settings,
-        transport,
-        RoomStore(db),
-        answerer,
-        republish=answerer.republish,
-        reindex=answerer.scheduled_rebuild,
-        reload=answerer.reload,
-    )
-
-    def index_age() -> float:
-        built = answerer.retriever.index.manifest.get("built_at")
-        if not built:
-            return float("nan")
-        return (datetime.now(UTC) - datetime.fromisoformat(built)).total_seconds()
-
-    service.metrics.watch_index(
-        index_age,
-        lambda: len(answerer.retriever.index.docs),
-        lambda: len(answerer.retriever.index.chunks),
-    )
-
-    async def serve() -> None:
-        running = asyncio.create_task(service.run())
-        if local:
-            # The port is known only once the server has bound (SUPPORTBOT_WEB_PORT=0 picks one).
-            while service.http_port is None and not running.done():
-                await asyncio.wait({running}, timeout=0.05)
-            if service.http_port is not None:
-                url = local_room_url(settings.web_host, service.http_port)
-                print(f"Local room: {url}", flush=True)
-        await running
-
-    try:
-        asyncio.run(serve())
-    finally:
-        db.close()
-    log.info("stopped after %d replies", service.replies_sent)
-    return 0
-
-
 def cmd_threads_import(args: argparse.Namespace) -> int:
     from bot.importers.past_answers import (
         DEFAULT_GITTER_ROOM_URL,
@@ -795,7 +632,7 @@ def cmd_threads_import(args: argparse.Namespace) -> int:
     from bot.store import Database
     from bot.store.past_answers import PastAnswerStore
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     maintainers = [m.strip() for m in args.maintainers.split(",") if m.strip()]
     db = Database(settings.resolved_database_url)
     try:
@@ -852,7 +689,7 @@ def _auth_store(args: argparse.Namespace) -> AuthStore:
     from bot.store import Database
     from bot.store.auth_store import AuthStore
 
-    db = Database(_settings(args).resolved_database_url)
+    db = Database(settings_from_args(args).resolved_database_url)
     db.create_schema()
     return AuthStore(db)
 
@@ -915,7 +752,7 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     from bot.store import Database
     from bot.store.database import outdated_message
 
-    db = Database(_settings(args).resolved_database_url)
+    db = Database(settings_from_args(args).resolved_database_url)
     try:
         current, head = db.schema_revision(), db.head_revision()
     finally:
@@ -939,7 +776,7 @@ def cmd_db_status(args: argparse.Namespace) -> int:
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from bot.store import Database
 
-    db = Database(_settings(args).resolved_database_url)
+    db = Database(settings_from_args(args).resolved_database_url)
     try:
         before, now = db.upgrade()
     finally:
