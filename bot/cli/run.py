@@ -41,11 +41,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
     from datetime import datetime
 
-    from bot.room.answerer import LiveAnswerer
     from bot.chat.local_transport import LocalTransport, local_room_url
     from bot.chat.transport import ChatTransport
     from bot.errors import ConfigError
     from bot.gitter_client import MatrixTransport
+    from bot.room.answerer import LiveAnswerer
     from bot.room.service import RoomService
     from bot.settings import check_local_room_bind, check_room_settings, read_access_token
     from bot.store import Database

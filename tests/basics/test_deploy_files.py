@@ -143,7 +143,7 @@ def _exec_args(service: dict[str, list[str]]) -> list[str]:
 
 
 def test_systemd_units_run_real_commands_hardened() -> None:
-    from bot.cli.main import build_parser
+    from bot.cli.parser import build_parser
 
     bot = _unit(f"{SYSTEMD}/supportbot.service")["Service"]
     index = _unit(f"{SYSTEMD}/supportbot-index.service")["Service"]

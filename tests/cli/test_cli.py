@@ -295,7 +295,7 @@ def test_readme_command_table_lists_every_command() -> None:
     parser has a row."""
     import argparse
 
-    from bot.cli.main import build_parser
+    from bot.cli.parser import build_parser
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     table = readme.split("## Commands", 1)[1].split("\n## ", 1)[0]
