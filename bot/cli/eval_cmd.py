@@ -7,20 +7,17 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.cli.loaders import load_retriever, settings_from_args
 from bot.cli.output import print_table
 
+if TYPE_CHECKING:
+    from bot.settings import Settings
+
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from bot.evaluation.questions import (
-        coverage_curve,
-        evaluate,
-        iter_curve,
-        iter_table,
-        load_questions,
-    )
+    from bot.evaluation.questions import evaluate, load_questions
 
     settings = settings_from_args(args)
     questions = load_questions(args.file)
@@ -50,26 +47,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
         print(json.dumps(payload, indent=2))
     else:
-        rows = list(iter_table(reports))
-        print_table(rows)
-        print(
-            f"index {retriever.index.version}; {len(questions)} questions; "
-            f"reply threshold {settings.reply_threshold}"
-        )
-        for r in reports:
-            if r.mode != "hybrid":
-                continue  # the bot answers in hybrid mode: its curve is the one to choose by
-            print(_confidence_line(retriever, r.per_question))
-            print(f"\n{r.mode}: what the bot would do at each reply threshold")
-            curve = coverage_curve(
-                [(q["confidence"], q["rank"], not q.get("unanswerable")) for q in r.per_question]
-            )
-            print_table(list(iter_curve(curve)))
+        _print_eval_tables(reports, retriever, len(questions), settings)
     if args.per_question:
         for r in reports:
             for item in r.per_question:
                 print(json.dumps({"mode": r.mode, **item}), file=sys.stderr)
     return 0
+
+
+def _print_eval_tables(
+    reports: Sequence[Any], retriever: Any, questions: int, settings: Settings
+) -> None:
+    """The metrics table, then hybrid mode's coverage curve over reply thresholds."""
+    from bot.evaluation.questions import coverage_curve, iter_curve, iter_table
+
+    rows = list(iter_table(reports))
+    print_table(rows)
+    print(
+        f"index {retriever.index.version}; {questions} questions; "
+        f"reply threshold {settings.reply_threshold}"
+    )
+    for r in reports:
+        if r.mode != "hybrid":
+            continue  # the bot answers in hybrid mode: its curve is the one to choose by
+        print(_confidence_line(retriever, r.per_question))
+        print(f"\n{r.mode}: what the bot would do at each reply threshold")
+        curve = coverage_curve(
+            [(q["confidence"], q["rank"], not q.get("unanswerable")) for q in r.per_question]
+        )
+        print_table(list(iter_curve(curve)))
 
 
 def _confidence_line(retriever: Any, rows: Sequence[dict[str, Any]]) -> str:

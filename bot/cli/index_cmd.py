@@ -8,18 +8,40 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.cli.loaders import settings_from_args
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+    from index_builder.build import BuildReport
 
 log = logging.getLogger("supportbot")
 
 
 def cmd_index_build(args: argparse.Namespace) -> int:
+    """Build the index (progress bars on a terminal, progress lines otherwise) and report."""
     from rich.console import Console
 
     from index_builder.build import build_index
 
+    settings = _build_settings(args)
+    console = Console(stderr=True)
+    # Bars on a terminal; written to a file or pipe (systemd, Docker, CI), progress lines.
+    interactive = console.is_terminal and sys.stdout.isatty()
+    progress_factory, finish = _progress(
+        console, enabled=not args.no_progress and interactive, lines=not args.no_progress
+    )
+    try:
+        report = build_index(settings, progress=progress_factory, force=args.force)
+    finally:
+        finish()
+    _print_build_report(report)
+    return 0
+
+
+def _build_settings(args: argparse.Namespace) -> Settings:
+    """The settings with the build's flags applied over the environment and the TOML file."""
     overrides: dict[str, Any] = {
         "docs_dir": args.docs_dir,
         "site_map": args.site_map,
@@ -33,16 +55,13 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"docs_dir": None})
     elif args.docs_dir and not args.docs_git:
         settings = settings.model_copy(update={"docs_git": None})
-    console = Console(stderr=True)
-    # Bars on a terminal; written to a file or pipe (systemd, Docker, CI), progress lines.
-    interactive = console.is_terminal and sys.stdout.isatty()
-    progress_factory, finish = _progress(
-        console, enabled=not args.no_progress and interactive, lines=not args.no_progress
-    )
-    try:
-        report = build_index(settings, progress=progress_factory, force=args.force)
-    finally:
-        finish()
+    return settings
+
+
+def _print_build_report(report: BuildReport) -> None:
+    """What was published (or kept), per source, and what the reranker learnt."""
+    from rich.console import Console
+
     out = Console()
     state = "published" if report.published else "unchanged (current version kept)"
     out.print(f"index {report.version}: {state}")
@@ -75,7 +94,6 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         out.print(f"  {describe(report.confidence)}")
     if report.path:
         out.print(f"  at {report.path}")
-    return 0
 
 
 def _progress(

@@ -6,16 +6,23 @@ from __future__ import annotations
 import argparse
 import logging
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bot.cli.loaders import load_retriever, settings_from_args
 from bot.logs import redact
 from bot.settings import Settings
 
+if TYPE_CHECKING:
+    from bot.chat.transport import ChatTransport
+    from bot.room.answerer import LiveAnswerer
+    from bot.room.service import RoomService
+    from bot.store import Database
+    from bot.store.local_room import LocalRoom
+
 log = logging.getLogger("supportbot")
 
 
-def _prepare(settings: Settings, db: Any) -> None:
+def _prepare(settings: Settings, db: Database) -> None:
     """``run --prepare``: migrate, and build a first index when none is published."""
     from bot.retrieval.index import current_version
     from index_builder.build import build_index
@@ -38,22 +45,42 @@ def _prepare(settings: Settings, db: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Check the settings, open the database (``--prepare``: migrate and build first), load
+    the model, connect the room and serve until stopped."""
     import asyncio
-    from datetime import datetime
 
-    from bot.chat.local_transport import LocalTransport, local_room_url
-    from bot.chat.transport import ChatTransport
-    from bot.errors import ConfigError
-    from bot.gitter_client import MatrixTransport
     from bot.room.answerer import LiveAnswerer
-    from bot.room.service import RoomService
-    from bot.settings import check_local_room_bind, check_room_settings, read_access_token
     from bot.store import Database
-    from bot.store.local_room import LocalRoom, Retention
-    from bot.store.room_store import RoomStore
 
     settings = settings_from_args(args)
     local = settings.uses_local_room  # no homeserver configured: serve the embedded room
+    _check_run_settings(settings, local=local)
+    if args.verbose == 0:
+        logging.getLogger("bot").setLevel(logging.INFO)
+        logging.getLogger("supportbot").setLevel(logging.INFO)
+    db = Database(settings.resolved_database_url)
+    if args.prepare:
+        _prepare(settings, db)
+    db.create_schema()
+    # A bad room id or token file fails here, before the model takes its time to load.
+    room = _local_room(settings, db) if local else None
+    token = None if local else _access_token(settings)
+    answerer = LiveAnswerer(settings, load_retriever(settings))  # model loaded before joining
+    service = _room_service(settings, _transport(settings, room, token), db, answerer)
+    _watch_index(service, answerer)
+    try:
+        asyncio.run(_serve(service, settings, local=local))
+    finally:
+        db.close()
+    log.info("stopped after %d replies", service.replies_sent)
+    return 0
+
+
+def _check_run_settings(settings: Settings, *, local: bool) -> None:
+    """Refuse, before anything starts, settings that cannot serve the room."""
+    from bot.errors import ConfigError
+    from bot.settings import check_local_room_bind, check_room_settings
+
     check_local_room_bind(settings)
     if local and not settings.serve_http:
         raise ConfigError(
@@ -62,48 +89,61 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     if not local:
         check_room_settings(settings)
-    if args.verbose == 0:
-        logging.getLogger("bot").setLevel(logging.INFO)
-        logging.getLogger("supportbot").setLevel(logging.INFO)
-    db = Database(settings.resolved_database_url)
-    if args.prepare:
-        _prepare(settings, db)
-    db.create_schema()
-    room: LocalRoom | None = None
-    token: str | None = None
-    if local:
-        try:
-            retention = Retention(settings.local_room_keep_events, settings.local_room_keep_days)
-            room = LocalRoom(
-                db, settings.local_room_id, settings.local_bot_user, retention=retention
-            )
-        except ValueError as exc:
-            raise ConfigError(f"SUPPORTBOT_LOCAL_ROOM_ID / _LOCAL_BOT_USER: {exc}") from None
-    else:
-        token = read_access_token(settings)
-        redact([token])  # it never reaches a log line, whatever a library prints
-    answerer = LiveAnswerer(settings, load_retriever(settings))  # model loaded before joining
 
-    transport: ChatTransport
+
+def _local_room(settings: Settings, db: Database) -> LocalRoom:
+    """The embedded room's store, kept to the configured retention."""
+    from bot.errors import ConfigError
+    from bot.store.local_room import LocalRoom, Retention
+
+    try:
+        retention = Retention(settings.local_room_keep_events, settings.local_room_keep_days)
+        return LocalRoom(db, settings.local_room_id, settings.local_bot_user, retention=retention)
+    except ValueError as exc:
+        raise ConfigError(f"SUPPORTBOT_LOCAL_ROOM_ID / _LOCAL_BOT_USER: {exc}") from None
+
+
+def _access_token(settings: Settings) -> str:
+    """The Matrix access token, registered for redaction before any log line can show it."""
+    from bot.settings import read_access_token
+
+    token = read_access_token(settings)
+    redact([token])  # it never reaches a log line, whatever a library prints
+    return token
+
+
+def _transport(settings: Settings, room: LocalRoom | None, token: str | None) -> ChatTransport:
+    """The local room's transport when there is one, the Matrix one otherwise."""
+    from bot.chat.local_transport import LocalTransport
+    from bot.gitter_client import MatrixTransport
+
     if room is not None:
-        transport = LocalTransport(
+        return LocalTransport(
             room,
             sync_timeout_ms=settings.sync_timeout_ms,
             history_depth=settings.history_depth,
             timeline_limit=settings.sync_timeline_limit,
         )
-    else:
-        assert settings.matrix_user_id is not None and token is not None
-        transport = MatrixTransport(
-            settings.matrix_homeserver,
-            settings.matrix_user_id,
-            token,
-            settings.matrix_rooms,
-            sync_timeout_ms=settings.sync_timeout_ms,
-            timeline_limit=settings.sync_timeline_limit,
-            history_depth=settings.history_depth,
-        )
-    service = RoomService(
+    assert settings.matrix_user_id is not None and token is not None
+    return MatrixTransport(
+        settings.matrix_homeserver,
+        settings.matrix_user_id,
+        token,
+        settings.matrix_rooms,
+        sync_timeout_ms=settings.sync_timeout_ms,
+        timeline_limit=settings.sync_timeline_limit,
+        history_depth=settings.history_depth,
+    )
+
+
+def _room_service(
+    settings: Settings, transport: ChatTransport, db: Database, answerer: LiveAnswerer
+) -> RoomService:
+    """The room worker, with the answerer's index jobs as its republish/reindex/reload."""
+    from bot.room.service import RoomService
+    from bot.store.room_store import RoomStore
+
+    return RoomService(
         settings,
         transport,
         RoomStore(db),
@@ -112,6 +152,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         reindex=answerer.scheduled_rebuild,
         reload=answerer.reload,
     )
+
+
+def _watch_index(service: RoomService, answerer: LiveAnswerer) -> None:
+    """/metrics reports the live index's age and size, whichever version is loaded now."""
+    from datetime import datetime
 
     def index_age() -> float:
         built = answerer.retriever.index.manifest.get("built_at")
@@ -125,20 +170,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         lambda: len(answerer.retriever.index.chunks),
     )
 
-    async def serve() -> None:
-        running = asyncio.create_task(service.run())
-        if local:
-            # The port is known only once the server has bound (SUPPORTBOT_WEB_PORT=0 picks one).
-            while service.http_port is None and not running.done():
-                await asyncio.wait({running}, timeout=0.05)
-            if service.http_port is not None:
-                url = local_room_url(settings.web_host, service.http_port)
-                print(f"Local room: {url}", flush=True)
-        await running
 
-    try:
-        asyncio.run(serve())
-    finally:
-        db.close()
-    log.info("stopped after %d replies", service.replies_sent)
-    return 0
+async def _serve(service: RoomService, settings: Settings, *, local: bool) -> None:
+    """Run the service; for the local room, print its URL once the server has bound."""
+    import asyncio
+
+    from bot.chat.local_transport import local_room_url
+
+    running = asyncio.create_task(service.run())
+    if local:
+        # The port is known only once the server has bound (SUPPORTBOT_WEB_PORT=0 picks one).
+        while service.http_port is None and not running.done():
+            await asyncio.wait({running}, timeout=0.05)
+        if service.http_port is not None:
+            url = local_room_url(settings.web_host, service.http_port)
+            print(f"Local room: {url}", flush=True)
+    await running

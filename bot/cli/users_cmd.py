@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from bot.cli.loaders import settings_from_args
+from bot.cli.output import print_table
 from bot.errors import SupportBotError
 
 if TYPE_CHECKING:
@@ -75,9 +76,7 @@ def cmd_users_list(args: argparse.Namespace) -> int:
     for user in users:
         last = f"{user.last_login_at:%Y-%m-%d %H:%M}" if user.last_login_at else "never"
         rows.append((user.name, f"{user.created_at:%Y-%m-%d %H:%M}", last))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print_table(rows, left=True)
     return 0
 
 
