@@ -1,1 +1,2 @@
-"""The ``supportbot`` command line: the parser, one module per command group, the run wiring."""
+"""The ``supportbot`` command line: ``main`` dispatches, ``parser`` defines the commands,
+one ``*_cmd`` module per command group, ``run`` wires up the long-running bot."""

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate the questions file in one mode (or all) and print the metrics."""
     from bot.evaluation.questions import evaluate, load_questions
 
     settings = settings_from_args(args)
@@ -135,6 +136,7 @@ def _fit_confidence(args: argparse.Namespace, questions: Sequence[Any], retrieve
 
 
 def cmd_eval_duplicates(args: argparse.Namespace) -> int:
+    """Evaluate past-answer retrieval on a fresh pool of threads built from the file."""
     from bot.errors import ConfigError
     from bot.evaluation.duplicates import (
         load_distractors,

@@ -99,6 +99,8 @@ def _print_build_report(report: BuildReport) -> None:
 def _progress(
     console: Any, *, enabled: bool, lines: bool = False
 ) -> tuple[Callable[[str, int | None], Callable[[int], None]], Callable[[], None]]:
+    """A progress factory and its finish: rich bars (``enabled``), progress lines in the log
+    (``lines``), or one log line per stage."""
     if not enabled and lines:
         from index_builder.progress import ProgressLines
         from index_builder.progress import log as progress_log
@@ -135,6 +137,7 @@ def _progress(
 
 
 def cmd_index_status(args: argparse.Namespace) -> int:
+    """Print the published index's manifest (exit 1 when none is published)."""
     from bot.retrieval.index import current_version, read_manifest
 
     settings = settings_from_args(args)

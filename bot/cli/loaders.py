@@ -13,12 +13,16 @@ log = logging.getLogger("supportbot")
 
 
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
+    """The settings, with ``--data-dir``/``--device`` (where the command has them) and
+    ``extra`` over the environment and the TOML file."""
     return load_settings(
         data_dir=getattr(args, "data_dir", None), device=getattr(args, "device", None), **extra
     )
 
 
 def load_retriever(settings: Settings) -> Any:
+    """A retriever over the published index, with the index's own model and, if set, the
+    confidence model (a file that cannot be read is a ConfigError)."""
     from dataclasses import replace
 
     from bot.errors import ConfigError

@@ -31,6 +31,7 @@ def _log_format() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``supportbot`` command; returns its exit status."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)

@@ -11,6 +11,7 @@ from bot.cli.loaders import settings_from_args
 
 
 def cmd_threads_import(args: argparse.Namespace) -> int:
+    """Import the file and print what was stored and skipped (nothing imported: error)."""
     from bot.importers.past_answers import (
         DEFAULT_GITTER_ROOM_URL,
         ThreadImportError,

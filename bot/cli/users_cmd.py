@@ -32,6 +32,7 @@ def _read_new_password() -> str:
 
 
 def _auth_store(args: argparse.Namespace) -> AuthStore:
+    """The accounts' store on the configured database (schema created if missing)."""
     from bot.store import Database
     from bot.store.auth_store import AuthStore
 
@@ -41,6 +42,7 @@ def _auth_store(args: argparse.Namespace) -> AuthStore:
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
+    """Add an account, or with ``--update`` set a new password for an existing one."""
     from bot.web.passwords import hash_password, password_problem
 
     name = args.name.strip()
@@ -64,6 +66,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
 
 
 def cmd_users_list(args: argparse.Namespace) -> int:
+    """Print the accounts and their last sign-in."""
     store = _auth_store(args)
     try:
         users = store.users()
@@ -81,6 +84,7 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 
 
 def cmd_users_remove(args: argparse.Namespace) -> int:
+    """Remove an account (signing out its sessions)."""
     store = _auth_store(args)
     try:
         removed = store.remove_user(args.name)
