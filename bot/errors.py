@@ -59,3 +59,7 @@ class MessageRejectedError(SupportBotError):
 
 class BuildError(SupportBotError):
     """An index build failed; the previously published index keeps serving."""
+
+
+class UsageError(SupportBotError):
+    """Bad input on the command line (a user name, a password); the message says what to fix."""

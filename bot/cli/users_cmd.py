@@ -9,14 +9,10 @@ from typing import TYPE_CHECKING
 
 from bot.cli.loaders import settings_from_args
 from bot.cli.output import print_table
-from bot.errors import SupportBotError
+from bot.errors import UsageError
 
 if TYPE_CHECKING:
     from bot.store.auth_store import AuthStore
-
-
-class UsageError(SupportBotError):
-    """Bad input on the command line (a user name, a password)."""
 
 
 def _read_new_password() -> str:
