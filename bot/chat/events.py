@@ -10,22 +10,11 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 # A server's clock may be off, but a timestamp later than this ahead of ours is not a clock
 # error: it is replaced by the time we received the event (so is one before 1970).
 MAX_CLOCK_AHEAD_MS = 24 * 3600 * 1000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# datetime's range, less a couple of days so day arithmetic on a clamped value cannot overflow.
-_MIN_MS = (datetime(1, 1, 3, tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
-_MAX_MS = (datetime(9999, 12, 29, tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
-
-
-def utc_from_ms(ms: int) -> datetime:
-    """Aware UTC time of ``ms`` since the epoch, for any int: values beyond what ``datetime``
-    holds are clamped (a stored timestamp must never make a page fail)."""
-    return _EPOCH + timedelta(milliseconds=min(max(ms, _MIN_MS), _MAX_MS))
 
 
 def checked_origin_ts(value: object, received_ms: int | None = None) -> int:
@@ -69,9 +58,34 @@ class RoomEvent:
     @property
     def thread_root(self) -> str:
         """The root to reply under: the thread this message is in, else the message itself."""
-        if self.rel_type == "m.thread" and self.relates_to:
-            return self.relates_to
-        return self.event_id
+        return thread_of(self) or self.event_id
+
+
+class Relations(Protocol):
+    """What a message says it relates to: a ``RoomEvent``, a stored row, an insights record."""
+
+    @property
+    def rel_type(self) -> str | None: ...
+    @property
+    def relates_to(self) -> str | None: ...
+    @property
+    def in_reply_to(self) -> str | None: ...
+
+
+def thread_of(event: Relations) -> str | None:
+    """The root of the thread this message is in, or None outside a thread."""
+    return event.relates_to if event.rel_type == "m.thread" and event.relates_to else None
+
+
+def answered_event_ids(event: Relations) -> tuple[str, ...]:
+    """Every message this one answers: its thread's root, then the message it replies to
+    (each once; empty for a message that is neither in a thread nor a reply)."""
+    return tuple(dict.fromkeys(e for e in (thread_of(event), event.in_reply_to) if e))
+
+
+def answered_event_id(event: Relations) -> str | None:
+    """The one message this one answers: its thread's root, else the message it replies to."""
+    return thread_of(event) or event.in_reply_to
 
 
 # Room versions in which the creator has no special power (from 12 on, creators outrank all).

@@ -72,7 +72,8 @@ from bot.chat.events import storable_text
 from bot.corpus.past_answers import PastAnswer
 from bot.errors import FatalError
 from bot.store.database import Database
-from bot.store.past_answers import PastAnswerStore, UpsertCounts, as_utc
+from bot.store.past_answers import PastAnswerStore, UpsertCounts
+from bot.timeutil import as_utc
 
 DEFAULT_GITTER_ROOM_URL = "https://gitter.im/keras-team/keras"
 FORMATS = ("auto", "jsonl", "gitter")

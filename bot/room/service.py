@@ -47,7 +47,7 @@ from bot.answering.policy import (
 )
 from bot.answering.render import markdown_to_html
 from bot.answering.reply import SuggestedReply
-from bot.chat.events import PowerLevels, RoomEvent, utc_from_ms
+from bot.chat.events import PowerLevels, RoomEvent
 from bot.chat.transport import ChatTransport, OutgoingReply
 from bot.corpus.past_answers import matrix_permalink
 from bot.errors import FatalError, MessageRejectedError, TransientError
@@ -57,6 +57,7 @@ from bot.room.learning import ACCEPT_KEYS, learn
 from bot.settings import Settings
 from bot.store.dashboard_store import LAST_BUILD_KEY, MODERATOR_REDACTION, DashboardStore
 from bot.store.room_store import RoomStore
+from bot.timeutil import utc_from_ms
 from bot.web.app import build_app
 from bot.web.context import WebContext
 from bot.web.health import start_site

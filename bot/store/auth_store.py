@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import and_, case, delete, literal, null, or_, select, update
@@ -16,20 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.store.database import Database
 from bot.store.models import LoginThrottleRow, UserRow, UTCDateTime, WebSessionRow
-
-
-def as_utc(moment: datetime) -> datetime:
-    """Aware UTC; a naive value is taken to be UTC already (as ``models.UTCDateTime`` does).
-
-    Total: an aware value whose UTC time falls outside ``datetime``'s range (year 1 or 9999
-    with an offset) keeps its wall time instead of raising ``OverflowError``.
-    """
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        return moment.replace(tzinfo=UTC)
+from bot.timeutil import as_utc
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 
-from bot.chat.events import utc_from_ms
-from bot.store.auth_store import as_utc
+from bot.chat.events import thread_of
 from bot.store.database import Database
 from bot.store.models import (
     DashboardPostRow,
@@ -29,6 +28,7 @@ from bot.store.models import (
     utcnow,
 )
 from bot.store.newcomers import first_question
+from bot.timeutil import as_utc, utc_from_ms
 
 # JSON in sync_state: when, trigger, ok, version or error, seconds (written by the service).
 LAST_BUILD_KEY = "index.last_build"
@@ -140,10 +140,6 @@ class DashboardPost:
     sent_at: datetime | None = None
 
 
-def _ts(origin_ts: int | None) -> datetime | None:
-    return utc_from_ms(origin_ts) if origin_ts else None
-
-
 def _item(
     q: QuestionRow,
     origin_ts: int | None,
@@ -162,7 +158,7 @@ def _item(
         status=q.status,
         mentioned=bool(q.mentioned),
         created_at=as_utc(q.created_at),
-        asked_at=_ts(origin_ts),
+        asked_at=utc_from_ms(origin_ts) if origin_ts else None,
         outcome=outcome,
         reply_state=reply_state,
         suggestion=q.suggestion,
@@ -189,7 +185,7 @@ def _post(row: DashboardPostRow) -> DashboardPost:
         state=row.state,
         reply_event_id=row.reply_event_id,
         created_at=as_utc(row.created_at),
-        sent_at=as_utc(row.sent_at) if row.sent_at else None,
+        sent_at=as_utc(row.sent_at),
     )
 
 
@@ -288,7 +284,7 @@ class DashboardStore:
                 sources=list(q.sources or []),
                 index_version=q.index_version,
                 answered_by=q.answered_by,
-                answered_at=as_utc(q.answered_at) if q.answered_at else None,
+                answered_at=as_utc(q.answered_at),
                 handled_by=q.handled_by,
                 updated_at=as_utc(q.updated_at),
             )
@@ -301,11 +297,7 @@ class DashboardStore:
             question = s.get(RoomEventRow, event_id)
             if question is None:
                 return []
-            root = (
-                question.relates_to
-                if question.rel_type == "m.thread" and question.relates_to
-                else question.event_id
-            )
+            root = thread_of(question) or question.event_id
             rows = list(
                 s.scalars(
                     select(RoomEventRow).where(
@@ -368,7 +360,7 @@ class DashboardStore:
                     event_id=r.event_id,
                     sender=r.sender,
                     body="" if r.event_id in redacted else edits.get(r.event_id, r.body),
-                    sent_at=_ts(r.origin_ts),
+                    sent_at=utc_from_ms(r.origin_ts) if r.origin_ts else None,
                     is_question=r.event_id == event_id,
                     edited=r.event_id in edits,
                     deleted=r.event_id in redacted,
@@ -384,7 +376,7 @@ class DashboardStore:
                         event_id=reply.reply_event_id or "",
                         sender="the bot",
                         body=reply.body,
-                        sent_at=as_utc(reply.sent_at) if reply.sent_at else None,
+                        sent_at=as_utc(reply.sent_at),
                         note="the bot's reply, not yet seen back from the room",
                         by_bot=True,
                     )
@@ -396,7 +388,7 @@ class DashboardStore:
                             event_id=reply_id or "",
                             sender="the bot",
                             body=post.body,
-                            sent_at=as_utc(post.sent_at) if post.sent_at else None,
+                            sent_at=as_utc(post.sent_at),
                             note=_posted_note(post),
                             by_bot=True,
                         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import delete, func, select, update
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from bot.corpus.past_answers import PastAnswer
 from bot.store.database import Database
 from bot.store.models import PastAnswerRow, utcnow
+from bot.timeutil import as_utc
 
 UpsertOutcome = Literal["new", "updated", "unchanged"]
 
@@ -35,18 +36,6 @@ _FIELDS = (
 )
 _ROOM_FIELDS = ("room_id", "question_event_id", "answer_event_id")
 _IN_BATCH = 500
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """UTC-aware copy of ``value``; a naive time is taken to be UTC already."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:  # year 1 or 9999 with an offset: keep the wall time
-        return value.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -85,7 +74,7 @@ def _values(pa: PastAnswer) -> dict[str, object]:
 
 def _same(old: object, new: object) -> bool:
     if isinstance(old, datetime) or isinstance(new, datetime):
-        return as_utc(old) == as_utc(new)  # type: ignore[arg-type]
+        return as_utc(old) == as_utc(new)  # type: ignore[call-overload]
     return old == new
 
 

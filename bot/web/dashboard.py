@@ -176,8 +176,7 @@ async def queue_updates(request: web.Request) -> web.StreamResponse:
         after = datetime.fromisoformat(request.query.get("after", ""))
     except (BadQuery, ValueError) as exc:
         return web.json_response({"error": str(exc) or "bad after"}, status=400)
-    if after.tzinfo is None:
-        after = after.replace(tzinfo=UTC)
+    # A naive ``after`` is read as UTC by the store (``as_utc``).
     items = await in_thread(dashboard_store(request).queued_after, query.filters, after)
     threshold = context(request).settings.reply_threshold
     return web.json_response(

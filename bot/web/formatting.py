@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 import jinja2
 
+from bot.timeutil import as_utc
 from bot.web.queue_view import clean_title, short_id
 from bot.web.text_html import linkify
 
@@ -39,11 +40,11 @@ def web_url(url: object) -> str:
 def when(moment: datetime | None) -> str:
     if moment is None:
         return "—"
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return as_utc(moment).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def iso(moment: datetime | None) -> str:
-    return moment.astimezone(UTC).isoformat() if moment else ""
+    return as_utc(moment).isoformat() if moment else ""
 
 
 def ago(moment: datetime | None, now: datetime | None = None) -> str:

@@ -59,7 +59,6 @@ from aiohttp import web
 from markupsafe import Markup
 from sqlalchemy import ColumnElement, and_, or_, select
 
-from bot.chat.events import utc_from_ms
 from bot.corpus.documents import content_hash
 from bot.store.database import Database
 from bot.store.models import (
@@ -69,6 +68,7 @@ from bot.store.models import (
     RoomEventRow,
     SuggestionVoteRow,
 )
+from bot.timeutil import utc_from_ms
 from bot.web.charts import BarPoint, bar_chart_svg
 from bot.web.context import CTX_KEY, WebContext
 from bot.web.templating import render

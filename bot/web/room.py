@@ -29,9 +29,9 @@ from aiohttp import web
 from markupsafe import Markup
 
 from bot.answering.render import markdown_to_html
-from bot.chat.events import utc_from_ms
 from bot.chat.local_input import LocalRoomInputError, localpart, relation, thread_root_of
 from bot.store.local_room import LocalRoom
+from bot.timeutil import utc_from_ms
 from bot.web.auth import client_address
 from bot.web.context import CTX_KEY
 from bot.web.templating import render

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -14,15 +12,14 @@ from bot.chat.events import (
     MAX_CLOCK_AHEAD_MS,
     PowerLevels,
     RoomEvent,
+    answered_event_id,
+    answered_event_ids,
     checked_origin_ts,
     creators_of,
     parse_event,
-    utc_from_ms,
+    thread_of,
 )
 from bot.chat.transport import OutgoingReply, SyncBatch
-from bot.store.auth_store import as_utc as auth_as_utc
-from bot.store.past_answers import as_utc as past_as_utc
-from bot.web.insights import to_utc as insights_to_utc
 
 ROOM = "!room:example.org"
 
@@ -277,24 +274,6 @@ def test_origin_ts_from_1970_to_a_day_ahead_is_kept() -> None:
     assert checked_origin_ts(-1, received_ms=now) == now
 
 
-@pytest.mark.parametrize("ms", [2**53 - 1, 2**63 - 1, -(2**63), -(2**53), -1, 0, 10**20])
-def test_ms_to_datetime_is_total(ms: int) -> None:
-    moment = utc_from_ms(ms)
-    assert moment.tzinfo is UTC
-    assert moment.date() + timedelta(days=1) > moment.date() - timedelta(days=1)
-    assert utc_from_ms(1_700_000_000_000) == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
-
-
-@pytest.mark.parametrize("as_utc", [auth_as_utc, past_as_utc, insights_to_utc])
-def test_utc_helpers_are_total(as_utc: Callable[[datetime], datetime | None]) -> None:
-    east = timezone(timedelta(hours=5))
-    west = timezone(timedelta(hours=-5))
-    for moment in (datetime.min.replace(tzinfo=east), datetime.max.replace(tzinfo=west)):
-        converted = as_utc(moment)
-        assert converted is not None and converted.tzinfo is UTC
-    assert as_utc(datetime(2024, 1, 1, 5, tzinfo=east)) == datetime(2024, 1, 1, tzinfo=UTC)
-
-
 def test_parsed_event_is_immutable_and_hashable() -> None:
     event = parse_event(ROOM, raw_message())
     assert event is not None
@@ -388,3 +367,22 @@ def test_room_creators_outrank_everyone_from_room_version_12() -> None:
     assert creators_of({"sender": "@c:x", "content": "junk"}) == frozenset()
     levels = PowerLevels.from_content({"users": {"@c:x": 0}}, creators_of(v12))
     assert levels.of("@c:x") == levels.of("@d:x") == CREATOR_LEVEL and levels.of("@e:x") == 0
+
+
+def test_what_a_message_answers_thread_root_then_reply() -> None:
+    def event(**relations: Any) -> RoomEvent:
+        return RoomEvent(
+            ROOM, "$m", "@bob:example.org", 0, "m.room.message", "m.text", "x", **relations
+        )
+
+    in_thread = event(rel_type="m.thread", relates_to="$root", in_reply_to="$q")
+    assert answered_event_id(in_thread) == "$root"
+    assert answered_event_ids(in_thread) == ("$root", "$q")
+    fallback = event(rel_type="m.thread", relates_to="$root", in_reply_to="$root")
+    assert answered_event_ids(fallback) == ("$root",)
+    reply = event(in_reply_to="$q")
+    assert answered_event_id(reply) == "$q" and answered_event_ids(reply) == ("$q",)
+    assert reply.thread_root == "$m" and in_thread.thread_root == "$root"
+    edit = event(rel_type="m.replace", relates_to="$old")
+    assert answered_event_id(edit) is None and answered_event_ids(edit) == ()
+    assert thread_of(edit) is None and thread_of(in_thread) == "$root"
