@@ -18,6 +18,7 @@ from bot.retrieval.index import FORMAT_VERSION, current_version, read_manifest
 from bot.retrieval.rerank import Reranker
 from bot.settings import Settings
 from bot.store import Database
+from bot.store.corpus_store import replace_corpus
 from index_builder.chunking import chunk_documents
 from index_builder.confidence_training import CONFIDENCE_VERSION, attach_confidence
 from index_builder.embedding import embed_chunks
@@ -368,7 +369,7 @@ def build_index(
         db = Database(settings.resolved_database_url)
         try:
             db.create_schema()
-            db.replace_corpus(documents, chunks)
+            replace_corpus(db, documents, chunks)
             embed_progress = progress("embed", len(chunks))
             vectors, stats = embed_chunks(
                 chunks,

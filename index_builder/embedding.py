@@ -10,6 +10,7 @@ import numpy as np
 from bot.corpus.documents import Chunk
 from bot.retrieval.encoder import Encoder
 from bot.store import Database
+from bot.store.embedding_cache import cached_embeddings, store_embeddings
 
 # Texts handed to the model per call: big enough that its length-sorting keeps padding low,
 # small enough for a progress bar that moves.
@@ -36,7 +37,7 @@ def embed_chunks(
     nothing changed never pays for loading the model.
     """
     unique = list(dict.fromkeys(c.hash for c in chunks))
-    vectors = db.cached_embeddings(model_name, unique)
+    vectors = cached_embeddings(db, model_name, unique)
     cached = len(vectors)
     missing = [h for h in unique if h not in vectors]
     if on_progress and cached:
@@ -50,7 +51,7 @@ def embed_chunks(
             group = missing[start : start + _GROUP]
             out = encoder.encode([text_of[h] for h in group])
             fresh = {h: out[i] for i, h in enumerate(group)}
-            db.store_embeddings(model_name, fresh)
+            store_embeddings(db, model_name, fresh)
             vectors.update(fresh)
             if on_progress:
                 on_progress(len(group))

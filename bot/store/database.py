@@ -1,4 +1,7 @@
-"""Engine/session setup, the schema's revision (Alembic migrations) and the corpus queries.
+"""Engine/session setup and the schema's revision (Alembic migrations).
+
+The queries live beside it, one module per concern (``corpus_store``, ``embedding_cache``, ...),
+each taking a :class:`Database`.
 
 Backends: SQLite (the default, a file in the data dir) and PostgreSQL through psycopg 3
 (``psycopg[binary]``): ``postgresql://`` and ``postgres://`` URLs are read as
@@ -11,28 +14,22 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, inspect, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.corpus.documents import Chunk, Document
 from bot.errors import ConfigError, SchemaOutdatedError, TransientError
-from bot.store.models import ChunkRow, DocumentRow, EmbeddingCacheRow
-
-# SQLite caps bound parameters per statement; keep IN (...) lists well below it.
-_IN_BATCH = 500
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -302,83 +299,3 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
-
-    # --- corpus ------------------------------------------------------------------------------
-    def replace_corpus(self, documents: Sequence[Document], chunks: Sequence[Chunk]) -> None:
-        """Make the stored corpus equal to this build's documents and chunks, in one transaction."""
-        by_doc: dict[str, list[Chunk]] = {}
-        for chunk in chunks:
-            by_doc.setdefault(chunk.doc_id, []).append(chunk)
-        with self.session() as s:
-            existing = {
-                row.doc_id: row.content_hash
-                for row in s.execute(select(DocumentRow.doc_id, DocumentRow.content_hash))
-            }
-            keep = {d.doc_id for d in documents}
-            stale = [doc_id for doc_id in existing if doc_id not in keep]
-            for start in range(0, len(stale), _IN_BATCH):
-                batch = stale[start : start + _IN_BATCH]
-                s.execute(delete(ChunkRow).where(ChunkRow.doc_id.in_(batch)))
-                s.execute(delete(DocumentRow).where(DocumentRow.doc_id.in_(batch)))
-            for doc in documents:
-                if existing.get(doc.doc_id) == doc.content_hash:
-                    continue  # unchanged: leave its rows (and updated_at) alone
-                if doc.doc_id in existing:
-                    s.execute(delete(ChunkRow).where(ChunkRow.doc_id == doc.doc_id))
-                s.merge(
-                    DocumentRow(
-                        doc_id=doc.doc_id,
-                        title=doc.title,
-                        url=doc.url,
-                        source=doc.source,
-                        source_version=doc.source_version,
-                        kind=doc.kind,
-                        aliases=list(doc.aliases),
-                        content_hash=doc.content_hash,
-                    )
-                )
-                s.add_all(
-                    ChunkRow(
-                        doc_id=c.doc_id,
-                        ordinal=c.ordinal,
-                        section=c.section,
-                        text=c.text,
-                        hash=c.hash,
-                    )
-                    for c in by_doc.get(doc.doc_id, [])
-                )
-
-    def count_documents(self) -> int:
-        with self.session() as s:
-            return int(s.scalar(select(func.count()).select_from(DocumentRow)) or 0)
-
-    # --- embedding cache -----------------------------------------------------------------------
-    def cached_embeddings(self, model: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
-        wanted = list(dict.fromkeys(hashes))
-        found: dict[str, np.ndarray] = {}
-        with self.session() as s:
-            for start in range(0, len(wanted), _IN_BATCH):
-                batch = wanted[start : start + _IN_BATCH]
-                rows = s.execute(
-                    select(EmbeddingCacheRow.chunk_hash, EmbeddingCacheRow.vector).where(
-                        EmbeddingCacheRow.model == model, EmbeddingCacheRow.chunk_hash.in_(batch)
-                    )
-                )
-                for chunk_hash, blob in rows:
-                    found[chunk_hash] = np.frombuffer(blob, dtype=np.float32)
-        return found
-
-    def store_embeddings(self, model: str, vectors: dict[str, np.ndarray]) -> None:
-        if not vectors:
-            return
-        with self.session() as s:
-            for chunk_hash, vec in vectors.items():
-                arr = np.ascontiguousarray(vec, dtype=np.float32)
-                s.merge(
-                    EmbeddingCacheRow(
-                        model=model,
-                        chunk_hash=chunk_hash,
-                        dim=int(arr.shape[0]),
-                        vector=arr.tobytes(),
-                    )
-                )

@@ -61,6 +61,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 
 from bot.corpus.documents import content_hash
 from bot.store.database import Database
+from bot.store.embedding_cache import cached_embeddings, store_embeddings
 from bot.store.models import (
     DashboardPostRow,
     QuestionRow,
@@ -729,7 +730,7 @@ async def _embed(ctx: WebContext, texts: list[str]) -> np.ndarray | None:
     model = _embedding_model(ctx)
     hashes = [content_hash(t) for t in texts]
     try:
-        found = await asyncio.to_thread(ctx.db.cached_embeddings, model, hashes)
+        found = await asyncio.to_thread(cached_embeddings, ctx.db, model, hashes)
         missing = list(dict.fromkeys(h for h in hashes if h not in found))
         text_of = dict(zip(hashes, texts, strict=True))
         fresh: dict[str, np.ndarray] = {}
@@ -746,7 +747,7 @@ async def _embed(ctx: WebContext, texts: list[str]) -> np.ndarray | None:
             vectors = np.asarray(result, dtype=np.float32)
             fresh.update(zip(batch, vectors, strict=True))
         if fresh:
-            await asyncio.to_thread(ctx.db.store_embeddings, model, fresh)
+            await asyncio.to_thread(store_embeddings, ctx.db, model, fresh)
     except Exception:  # the page still shows the other numbers, grouped by text instead
         log.exception("embedding %d questions for the doc gaps failed", len(texts))
         return None

@@ -7,6 +7,8 @@ from sqlalchemy import select
 
 from bot.corpus.documents import Chunk, Document
 from bot.store import ChunkRow, Database, DocumentRow
+from bot.store.corpus_store import count_documents, replace_corpus
+from bot.store.embedding_cache import cached_embeddings, store_embeddings
 
 
 def doc(doc_id: str, text: str = "body") -> Document:
@@ -35,8 +37,8 @@ def make_db(url: str) -> Database:
 def test_replace_corpus_adds_updates_and_removes(database_url: str) -> None:
     db = make_db(database_url)
     a, b = doc("guides/a"), doc("keras.Model")
-    db.replace_corpus([a, b], chunks_of(a) + chunks_of(b, 3))
-    assert db.count_documents() == 2
+    replace_corpus(db, [a, b], chunks_of(a) + chunks_of(b, 3))
+    assert count_documents(db) == 2
     with db.session() as s:
         row = s.get(DocumentRow, "keras.Model")
         assert row is not None and row.aliases == ["keras.models.Model"] and row.kind == "api"
@@ -44,7 +46,7 @@ def test_replace_corpus_adds_updates_and_removes(database_url: str) -> None:
         assert [c.ordinal for c in row.chunks] == [0, 1, 2]
 
     a2, c = doc("guides/a", "new body"), doc("guides/c")
-    db.replace_corpus([a2, c], chunks_of(a2, 1) + chunks_of(c))
+    replace_corpus(db, [a2, c], chunks_of(a2, 1) + chunks_of(c))
     with db.session() as s:
         ids = sorted(s.scalars(select(DocumentRow.doc_id)))
         assert ids == ["guides/a", "guides/c"]  # keras.Model is gone with its chunks
@@ -58,12 +60,12 @@ def test_embedding_cache_is_keyed_by_model_and_hash(database_url: str) -> None:
     db = make_db(database_url)
     rng = np.random.default_rng(0)
     vectors = {f"h{i}": rng.standard_normal(8).astype(np.float32) for i in range(700)}
-    db.store_embeddings("model-a", vectors)
-    found = db.cached_embeddings("model-a", [*vectors, "missing"])  # > one IN batch
+    store_embeddings(db, "model-a", vectors)
+    found = cached_embeddings(db, "model-a", [*vectors, "missing"])  # > one IN batch
     assert set(found) == set(vectors)
     for key, vec in vectors.items():
         np.testing.assert_array_equal(found[key], vec)
-    assert db.cached_embeddings("model-b", vectors) == {}
-    db.store_embeddings("model-a", {"h0": np.ones(8, dtype=np.float32)})  # overwrite is fine
-    np.testing.assert_array_equal(db.cached_embeddings("model-a", ["h0"])["h0"], np.ones(8))
+    assert cached_embeddings(db, "model-b", vectors) == {}
+    store_embeddings(db, "model-a", {"h0": np.ones(8, dtype=np.float32)})  # overwrite is fine
+    np.testing.assert_array_equal(cached_embeddings(db, "model-a", ["h0"])["h0"], np.ones(8))
     db.close()
