@@ -19,6 +19,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from bot.insights.doc_gaps import Group, group_doc_gaps, normalise_text
+from bot.insights.metrics import Insights, compute_insights, nearly_same, window
+from bot.insights.records import (
+    EventRecord,
+    PostRecord,
+    QuestionRecord,
+    ReplyRecord,
+    VoteRecord,
+)
 from bot.metrics import Metrics
 from bot.settings import load_settings
 from bot.store.database import Database
@@ -32,22 +41,7 @@ from bot.store.models import (
 from bot.store.room_store import RoomStore
 from bot.web.charts import BarPoint, bar_chart_svg, nice_step
 from bot.web.context import CTX_KEY, WebContext
-from bot.web.insights import (
-    EventRecord,
-    Group,
-    Insights,
-    PostRecord,
-    QuestionRecord,
-    ReplyRecord,
-    VoteRecord,
-    compute_insights,
-    group_doc_gaps,
-    insights_page,
-    nearly_same,
-    normalise_text,
-    parse_days,
-    window,
-)
+from bot.web.insights import insights_page, parse_days
 
 SVG = "{http://www.w3.org/2000/svg}"
 NOW = datetime(2024, 5, 20, 12, 0, tzinfo=UTC)

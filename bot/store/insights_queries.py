@@ -1,0 +1,156 @@
+"""The Insights page's queries: the questions asked since a time and everything that answered
+or judged them, read into ``bot.insights.records`` (blocking; run it in a thread)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.orm import Session
+
+from bot.insights.records import (
+    EventRecord,
+    PostRecord,
+    QuestionRecord,
+    ReplyRecord,
+    VoteRecord,
+)
+from bot.store.database import Database
+from bot.store.models import (
+    DashboardPostRow,
+    QuestionRow,
+    ReplyRow,
+    RoomEventRow,
+    SuggestionVoteRow,
+)
+from bot.timeutil import as_utc, utc_from_ms
+
+_IN_BATCH = 500  # SQLite caps bound parameters per statement
+
+
+@dataclass(frozen=True)
+class LoadedRows:
+    questions: list[QuestionRecord]
+    replies: list[ReplyRecord]
+    posts: list[PostRecord]
+    votes: list[VoteRecord]
+    events: list[EventRecord]
+
+
+def _batches(values: Sequence[str]) -> list[list[str]]:
+    return [list(values[i : i + _IN_BATCH]) for i in range(0, len(values), _IN_BATCH)]
+
+
+def load_rows(db: Database, since: datetime) -> LoadedRows:
+    """Questions asked since ``since`` and everything that answered or judged them (blocking)."""
+    since_ms = int(as_utc(since).timestamp() * 1000)
+    with db.session() as s:
+        questions = _questions(s, since_ms)
+        replies: list[ReplyRecord] = []
+        posts: list[PostRecord] = []
+        votes: list[VoteRecord] = []
+        events: dict[str, EventRecord] = {}
+        for batch in _batches([q.event_id for q in questions]):
+            replies += _replies(s, batch)
+            posts += _posts(s, batch)
+            votes += _votes(s, batch)
+            # Answers come after their question, so older events need not be read.
+            _read_events(
+                s,
+                and_(
+                    RoomEventRow.origin_ts >= since_ms,
+                    or_(RoomEventRow.relates_to.in_(batch), RoomEventRow.in_reply_to.in_(batch)),
+                ),
+                into=events,
+            )
+        reply_ids = [r.reply_event_id for r in replies if r.reply_event_id]
+        for batch in _batches(reply_ids):
+            _read_events(
+                s,
+                and_(RoomEventRow.event_type == "m.reaction", RoomEventRow.relates_to.in_(batch)),
+                into=events,
+            )
+    return LoadedRows(questions, replies, posts, votes, list(events.values()))
+
+
+def _questions(s: Session, since_ms: int) -> list[QuestionRecord]:
+    rows = s.execute(
+        select(QuestionRow, RoomEventRow.origin_ts)
+        .join(RoomEventRow, RoomEventRow.event_id == QuestionRow.event_id)
+        .where(RoomEventRow.origin_ts >= since_ms)
+    ).all()
+    return [
+        QuestionRecord(
+            event_id=q.event_id,
+            asker=q.asker,
+            text=q.text,
+            status=q.status,
+            asked_at=utc_from_ms(ts),
+            confidence=q.confidence,
+            suggestion=q.suggestion,
+            has_sources=bool(q.sources),
+            answered_at=as_utc(q.answered_at),
+            answered_by=q.answered_by,
+        )
+        for q, ts in rows
+    ]
+
+
+def _replies(s: Session, question_ids: list[str]) -> list[ReplyRecord]:
+    return [
+        ReplyRecord(
+            question_event_id=r.question_event_id,
+            state=r.state,
+            reply_event_id=r.reply_event_id,
+            sent_at=as_utc(r.sent_at),
+            posted_by=r.posted_by,
+        )
+        for r in s.scalars(select(ReplyRow).where(ReplyRow.question_event_id.in_(question_ids)))
+    ]
+
+
+def _posts(s: Session, question_ids: list[str]) -> list[PostRecord]:
+    return [
+        PostRecord(
+            question_event_id=p.question_event_id,
+            state=p.state,
+            body=p.body,
+            posted_by=p.posted_by,
+            reply_event_id=p.reply_event_id,
+            sent_at=as_utc(p.sent_at),
+            created_at=as_utc(p.created_at),
+        )
+        for p in s.scalars(
+            select(DashboardPostRow).where(DashboardPostRow.question_event_id.in_(question_ids))
+        )
+    ]
+
+
+def _votes(s: Session, question_ids: list[str]) -> list[VoteRecord]:
+    return [
+        VoteRecord(v.question_event_id, v.user_name, v.vote)
+        for v in s.scalars(
+            select(SuggestionVoteRow).where(SuggestionVoteRow.question_event_id.in_(question_ids))
+        )
+    ]
+
+
+def _read_events(
+    s: Session, condition: ColumnElement[bool], *, into: dict[str, EventRecord]
+) -> None:
+    """The room events matching ``condition``, by id (an event two queries find is kept once);
+    only a reaction's body is read (its key), a message's text is not needed."""
+    for e in s.scalars(select(RoomEventRow).where(condition)):
+        into[e.event_id] = EventRecord(
+            event_id=e.event_id,
+            sender=e.sender,
+            origin_ts=e.origin_ts,
+            event_type=e.event_type,
+            msgtype=e.msgtype,
+            body=e.body if e.event_type == "m.reaction" else "",
+            rel_type=e.rel_type,
+            relates_to=e.relates_to,
+            in_reply_to=e.in_reply_to,
+        )
