@@ -3,6 +3,9 @@
 ``supportbot threads import FILE`` reads one of two formats, checks every record, and upserts
 the valid ones by key, so importing the same file again changes nothing. Malformed lines or
 items are reported (line number, or array index, and reason) and skipped; the rest goes in.
+This module picks the format and writes the store; ``archive`` reads the file (and holds the
+field checks both formats share), ``jsonl_format`` and ``gitter_format`` turn records into
+past answers.
 
 Our JSON Lines format (``--format jsonl``)
 ------------------------------------------
@@ -60,485 +63,30 @@ repeats); a Gitter export is read whole, since threads are assembled from the fu
 
 from __future__ import annotations
 
-import codecs
-import json
-from collections.abc import Collection, Generator, Iterable, Iterator
-from dataclasses import dataclass, field, fields, replace
-from datetime import datetime
+from collections.abc import Iterable, Iterator
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from bot.chat.events import storable_text
 from bot.corpus.past_answers import PastAnswer
-from bot.errors import FatalError
+from bot.importers.archive import (
+    ImportReport,
+    InvalidRecord,
+    ThreadImportError,
+    check_url,
+    detect_format,
+    json_array,
+    json_lines,
+    starts_with_bracket,
+)
+from bot.importers.gitter_format import DEFAULT_GITTER_ROOM_URL, gitter_threads
+from bot.importers.jsonl_format import read_jsonl
 from bot.store.database import Database
-from bot.store.past_answers import PastAnswerStore, UpsertCounts
-from bot.timeutil import as_utc
+from bot.store.past_answers import PastAnswerStore
 
-DEFAULT_GITTER_ROOM_URL = "https://gitter.im/keras-team/keras"
 FORMATS = ("auto", "jsonl", "gitter")
 Format = Literal["auto", "jsonl", "gitter"]
-
-JSONL_SOURCE = "import:jsonl"
-GITTER_SOURCE = "import:gitter"
-ESTABLISHED_JSONL = "imported"
-ESTABLISHED_MAINTAINER = "imported:gitter-maintainer-reply"
-ESTABLISHED_FIRST_REPLY = "imported:gitter-first-reply"
-
-SKIP_NO_REPLIES = "thread root without replies"
-SKIP_EMPTY_ROOT = "thread root without text"
-SKIP_ONLY_ASKER = "no reply by anyone but the asker"
-SKIP_ORPHAN = "reply whose root is not in the file"
-
-MAX_KEY_CHARS = 512  # PastAnswerRow.key
-MAX_USER_CHARS = 255
-MAX_TITLE_CHARS = 1024
-MAX_SOURCE_LABEL_CHARS = 64 - len(JSONL_SOURCE) - 1
-MAX_PROBLEMS_KEPT = 1000  # counted beyond this, not kept
-_SNIFF_LINES = 50
-
-
-class ThreadImportError(FatalError):
-    """The file cannot be read, or holds nothing importable."""
-
-
-TOO_DEEP = "not valid JSON: nested too deeply"
-
-
-class _Invalid(ValueError):
-    """One record is malformed; the message is the reason shown to the user."""
-
-
-@dataclass(frozen=True)
-class ImportProblem:
-    where: str  # "line 7" (1-based) or "index 3" (0-based position in a JSON array)
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.reason}"
-
-
-@dataclass
-class ImportReport:
-    """What an import did. ``errors`` counts every problem; ``problems`` keeps the first ones."""
-
-    path: str
-    format: str = ""
-    new: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    errors: int = 0
-    problems: list[ImportProblem] = field(default_factory=list)
-    skipped: dict[str, int] = field(default_factory=dict)
-
-    def problem(self, where: str, reason: str) -> None:
-        self.errors += 1
-        if len(self.problems) < MAX_PROBLEMS_KEPT:
-            self.problems.append(ImportProblem(where, reason))
-
-    def skip(self, reason: str) -> None:
-        self.skipped[reason] = self.skipped.get(reason, 0) + 1
-
-    def add_counts(self, counts: UpsertCounts) -> None:
-        self.new += counts.new
-        self.updated += counts.updated
-        self.unchanged += counts.unchanged
-
-    @property
-    def imported(self) -> int:
-        """Valid records written or found unchanged."""
-        return self.new + self.updated + self.unchanged
-
-    def summary(self) -> str:
-        return (
-            f"{self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
-            f"{self.errors} errors"
-        )
-
-    def to_json(self, max_problems: int = 50) -> dict[str, Any]:
-        return {
-            "file": self.path,
-            "format": self.format,
-            "new": self.new,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "imported": self.imported,
-            "errors": self.errors,
-            "skipped": dict(self.skipped),
-            "problems": [
-                {"where": p.where, "reason": p.reason} for p in self.problems[:max_problems]
-            ],
-        }
-
-
-# --- small validators --------------------------------------------------------------------------
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-def _required_text(obj: dict[str, Any], name: str) -> str:
-    if name not in obj:
-        raise _Invalid(f"missing {name!r}")
-    value = obj[name]
-    if not isinstance(value, str):
-        raise _Invalid(f"{name!r} must be a string, not {_kind(value)}")
-    if not value.strip():
-        raise _Invalid(f"{name!r} is empty")
-    return value.strip()
-
-
-def _optional_text(obj: dict[str, Any], name: str, max_chars: int) -> str | None:
-    value = obj.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _Invalid(f"{name!r} must be a string or null, not {_kind(value)}")
-    value = value.strip()
-    if len(value) > max_chars:
-        raise _Invalid(f"{name!r} is longer than {max_chars} characters")
-    return value or None
-
-
-def _optional_time(obj: dict[str, Any], name: str) -> datetime | None:
-    value = obj.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _Invalid(f"{name!r} must be an ISO 8601 string, not {_kind(value)}")
-    if not value.strip():
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise _Invalid(f"{name!r} is not an ISO 8601 time: {value[:40]!r}") from None
-    return as_utc(parsed)
-
-
-def _check_url(url: str, what: str = "'url'") -> str:
-    if not url.startswith(("http://", "https://")):
-        raise _Invalid(f"{what} must start with http:// or https://")
-    if any(c.isspace() for c in url):
-        raise _Invalid(f"{what} contains whitespace")
-    if len(url) > MAX_KEY_CHARS:
-        raise _Invalid(f"{what} is longer than {MAX_KEY_CHARS} characters")
-    return url
-
-
-def _stored_source(obj: dict[str, Any]) -> str:
-    label = _optional_text(obj, "source", 10_000)
-    if label is None or label in ("jsonl", JSONL_SOURCE):
-        return JSONL_SOURCE
-    if any(c.isspace() or not c.isprintable() for c in label):
-        raise _Invalid("'source' must not contain spaces")
-    if len(label) > MAX_SOURCE_LABEL_CHARS:
-        raise _Invalid(f"'source' is longer than {MAX_SOURCE_LABEL_CHARS} characters")
-    return f"{JSONL_SOURCE}:{label}"
-
-
-def parse_jsonl_record(obj: object) -> PastAnswer:
-    """One record of our JSON Lines format; raises ``ValueError`` with the reason."""
-    if not isinstance(obj, dict):
-        raise _Invalid(f"expected a JSON object, got {_kind(obj)}")
-    question = _required_text(obj, "question")
-    answer = _required_text(obj, "answer")
-    url = _check_url(_required_text(obj, "url"))
-    return PastAnswer(
-        key=url,
-        question=question,
-        answer=answer,
-        url=url,
-        title=_optional_text(obj, "title", MAX_TITLE_CHARS),
-        asked_by=_optional_text(obj, "asked_by", MAX_USER_CHARS),
-        answered_by=_optional_text(obj, "answered_by", MAX_USER_CHARS),
-        created_at=_optional_time(obj, "created_at"),
-        source=_stored_source(obj),
-        established_by=ESTABLISHED_JSONL,
-    )
-
-
-# --- reading files -----------------------------------------------------------------------------
-def _open_error(path: Path, exc: OSError) -> ThreadImportError:
-    return ThreadImportError(f"cannot read {path}: {exc.strerror or exc}")
-
-
-def _check_encoding(head: bytes, path: Path) -> None:
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise ThreadImportError(f"{path}: UTF-16 text is not supported; save it as UTF-8")
-
-
-def _json_lines(path: Path, report: ImportReport) -> Generator[tuple[str, object], None, None]:
-    """(``"line N"``, parsed value) per non-blank line; bad lines go to ``report``."""
-    try:
-        with path.open("rb") as fh:
-            for lineno, raw in enumerate(fh, 1):
-                where = f"line {lineno}"
-                if lineno == 1:
-                    _check_encoding(raw, path)
-                    raw = raw.removeprefix(codecs.BOM_UTF8)
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    report.problem(where, f"not UTF-8 text (byte {exc.start + 1})")
-                    continue
-                if not text.strip():
-                    continue
-                try:
-                    yield where, json.loads(text)
-                except json.JSONDecodeError as exc:
-                    report.problem(where, f"not valid JSON: {exc.msg} (column {exc.colno})")
-                except RecursionError:  # json raises this, not JSONDecodeError, on deep nesting
-                    report.problem(where, TOO_DEEP)
-    except OSError as exc:
-        raise _open_error(path, exc) from None
-
-
-def _json_array(path: Path) -> list[Any]:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise _open_error(path, exc) from None
-    _check_encoding(data, path)
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ThreadImportError(f"{path}: not UTF-8 text (byte {exc.start + 1})") from None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ThreadImportError(
-            f"{path}: not a valid JSON array: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from None
-    except RecursionError:
-        raise ThreadImportError(f"{path}: not a valid JSON array: nested too deeply") from None
-    if not isinstance(value, list):
-        raise ThreadImportError(f"{path}: expected a JSON array, got {_kind(value)}")
-    return value
-
-
-def _starts_with_bracket(path: Path) -> bool:
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(4096)
-            _check_encoding(head, path)
-            head = head.removeprefix(codecs.BOM_UTF8)
-            while head and not head.strip():
-                head = fh.read(4096)
-    except OSError as exc:
-        raise _open_error(path, exc) from None
-    return head.lstrip()[:1] == b"["
-
-
-def detect_format(path: Path) -> Literal["jsonl", "gitter"]:
-    """``gitter`` for a JSON array or Gitter message lines, else ``jsonl`` (see module doc)."""
-    if _starts_with_bracket(path):
-        return "gitter"
-    lines = _json_lines(path, ImportReport(str(path)))  # problems are reported on the real read
-    try:
-        for seen, (_where, obj) in enumerate(lines, 1):
-            if isinstance(obj, dict):
-                return "gitter" if ("fromUser" in obj or "parentId" in obj) else "jsonl"
-            if seen >= _SNIFF_LINES:
-                break
-    finally:
-        lines.close()
-    return "jsonl"
-
-
-# --- our JSON Lines ----------------------------------------------------------------------------
-def _read_jsonl(path: Path, report: ImportReport) -> Iterator[PastAnswer]:
-    first_seen: dict[str, str] = {}
-    for where, obj in _json_lines(path, report):
-        try:
-            pa = parse_jsonl_record(obj)
-        except _Invalid as exc:
-            report.problem(where, str(exc))
-            continue
-        if pa.key in first_seen:
-            report.problem(where, f"url repeats {first_seen[pa.key]}; skipped")
-            continue
-        first_seen[pa.key] = where
-        yield pa
-
-
-# --- Gitter export -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class GitterMessage:
-    id: str
-    text: str
-    user: str
-    sent: datetime | None
-    parent: str | None
-    where: str
-    position: int
-
-
-def _user_key(name: str) -> str:
-    """``@Alice:gitter.im`` and ``alice`` are the same person."""
-    return name.strip().lstrip("@").split(":", 1)[0].casefold()
-
-
-def _gitter_id(obj: dict[str, Any], name: str, *, required: bool) -> str | None:
-    value = obj.get(name)
-    if value is None:
-        if required:
-            raise _Invalid(f"missing {name!r}")
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise _Invalid(f"{name!r} must be a string, not {_kind(value)}")
-    text = str(value).strip()
-    if not text or any(c.isspace() for c in text):
-        raise _Invalid(f"{name!r} is empty or contains whitespace")
-    return text
-
-
-def _gitter_user(obj: dict[str, Any]) -> str:
-    value = obj.get("fromUser")
-    if value is None:
-        raise _Invalid("missing 'fromUser'")
-    if isinstance(value, dict):
-        for name in ("username", "displayName"):
-            candidate = value.get(name)
-            if isinstance(candidate, str) and candidate.strip():
-                user = candidate.strip()
-                break
-        else:
-            raise _Invalid("'fromUser' has no 'username' or 'displayName' string")
-    elif isinstance(value, str) and value.strip():
-        user = value.strip()
-    else:
-        raise _Invalid(f"'fromUser' must be an object or a non-empty string, not {_kind(value)}")
-    if len(user) > MAX_USER_CHARS:
-        raise _Invalid(f"'fromUser' name is longer than {MAX_USER_CHARS} characters")
-    return user
-
-
-def parse_gitter_message(obj: object, *, where: str = "", position: int = 0) -> GitterMessage:
-    """One Gitter export message; raises ``ValueError`` with the reason."""
-    if not isinstance(obj, dict):
-        raise _Invalid(f"expected a JSON object, got {_kind(obj)}")
-    message_id = _gitter_id(obj, "id", required=True)
-    assert message_id is not None
-    if "text" not in obj:
-        raise _Invalid("missing 'text'")
-    text = obj["text"]
-    if not isinstance(text, str):
-        raise _Invalid(f"'text' must be a string, not {_kind(text)}")
-    parent = _gitter_id(obj, "parentId", required=False)
-    if parent == message_id:
-        raise _Invalid("'parentId' is the message's own id")
-    return GitterMessage(
-        id=message_id,
-        text=text.strip(),
-        user=_gitter_user(obj),
-        sent=_optional_time(obj, "sent"),
-        parent=parent,
-        where=where,
-        position=position,
-    )
-
-
-def _thread_root(msg: GitterMessage, by_id: dict[str, GitterMessage]) -> GitterMessage | None:
-    """Follow ``parentId`` up to a top-level message (None if missing or a loop)."""
-    seen = {msg.id}
-    current = msg
-    while current.parent is not None:
-        parent = by_id.get(current.parent)
-        if parent is None or parent.id in seen:
-            return None
-        seen.add(parent.id)
-        current = parent
-    return current
-
-
-def _pick_answer(
-    root: GitterMessage, replies: list[GitterMessage], maintainers: Collection[str]
-) -> tuple[GitterMessage, str] | None:
-    asker = _user_key(root.user)
-    others = [r for r in replies if r.text and _user_key(r.user) != asker]
-    if maintainers:
-        for reply in others:
-            if _user_key(reply.user) in maintainers:
-                return reply, ESTABLISHED_MAINTAINER
-    if others:
-        return others[0], ESTABLISHED_FIRST_REPLY
-    return None
-
-
-def gitter_threads(
-    items: Iterable[tuple[str, object]],
-    report: ImportReport,
-    *,
-    room_url_base: str = DEFAULT_GITTER_ROOM_URL,
-    maintainers: Iterable[str] = (),
-) -> Iterator[PastAnswer]:
-    """Question/answer pairs from (where, message) items; problems and skips go to ``report``."""
-    base = room_url_base.rstrip("/")
-    wanted = {_user_key(m) for m in maintainers if m.strip()}
-    by_id: dict[str, GitterMessage] = {}
-    for position, (where, obj) in enumerate(items):
-        try:
-            msg = parse_gitter_message(obj, where=where, position=position)
-        except _Invalid as exc:
-            report.problem(where, str(exc))
-            continue
-        if msg.id in by_id:
-            report.problem(where, f"message id repeats {by_id[msg.id].where}; skipped")
-            continue
-        by_id[msg.id] = msg
-
-    threads: dict[str, list[GitterMessage]] = {}
-    for msg in by_id.values():
-        if msg.parent is None:
-            continue
-        root = _thread_root(msg, by_id)
-        if root is None:
-            report.skip(SKIP_ORPHAN)
-            continue
-        threads.setdefault(root.id, []).append(msg)
-
-    for root in by_id.values():
-        if root.parent is not None:
-            continue
-        replies = threads.get(root.id)
-        if not replies:
-            report.skip(SKIP_NO_REPLIES)
-            continue
-        if not root.text:
-            report.skip(SKIP_EMPTY_ROOT)
-            continue
-        replies.sort(
-            key=lambda m: (m.sent is None, m.sent.timestamp() if m.sent else 0.0, m.position)
-        )
-        picked = _pick_answer(root, replies, wanted)
-        if picked is None:
-            report.skip(SKIP_ONLY_ASKER)
-            continue
-        answer, rule = picked
-        url = f"{base}?at={root.id}"
-        if len(url) > MAX_KEY_CHARS:
-            report.problem(root.where, f"thread URL is longer than {MAX_KEY_CHARS} characters")
-            continue
-        yield PastAnswer(
-            key=url,
-            question=root.text,
-            answer=answer.text,
-            url=url,
-            asked_by=root.user,
-            answered_by=answer.user,
-            created_at=root.sent,
-            source=GITTER_SOURCE,
-            established_by=rule,
-        )
 
 
 # --- the import --------------------------------------------------------------------------------
@@ -546,8 +94,8 @@ def check_room_url_base(url: str) -> str:
     """The ``--room-url-base`` value, checked; raises ``ThreadImportError``."""
     base = url.strip().rstrip("/")
     try:
-        _check_url(base, "--room-url-base")
-    except _Invalid as exc:
+        check_url(base, "--room-url-base")
+    except InvalidRecord as exc:
         raise ThreadImportError(str(exc)) from None
     if "?" in base or "#" in base:
         raise ThreadImportError("--room-url-base must not contain '?' or '#'")
@@ -575,13 +123,13 @@ def read_past_answers(
     chosen = detect_format(path) if fmt == "auto" else fmt
     report.format = chosen
     if chosen == "jsonl":
-        yield from map(_storable, _read_jsonl(path, report))
+        yield from map(_storable, read_jsonl(path, report))
         return
     items: Iterable[tuple[str, object]]
-    if _starts_with_bracket(path):
-        items = ((f"index {i}", obj) for i, obj in enumerate(_json_array(path)))
+    if starts_with_bracket(path):
+        items = ((f"index {i}", obj) for i, obj in enumerate(json_array(path)))
     else:
-        items = _json_lines(path, report)
+        items = json_lines(path, report)
     threads = gitter_threads(items, report, room_url_base=base, maintainers=maintainers)
     yield from map(_storable, threads)
 
@@ -621,19 +169,11 @@ def import_threads(
 
 __all__ = [
     "DEFAULT_GITTER_ROOM_URL",
-    "ESTABLISHED_FIRST_REPLY",
-    "ESTABLISHED_JSONL",
-    "ESTABLISHED_MAINTAINER",
-    "GITTER_SOURCE",
-    "JSONL_SOURCE",
-    "GitterMessage",
-    "ImportProblem",
+    "FORMATS",
+    "Format",
     "ImportReport",
     "ThreadImportError",
-    "detect_format",
-    "gitter_threads",
+    "check_room_url_base",
     "import_threads",
-    "parse_gitter_message",
-    "parse_jsonl_record",
     "read_past_answers",
 ]

@@ -13,15 +13,13 @@ from typing import Any
 import pytest
 
 from bot.corpus.past_answers import PastAnswer
+from bot.importers.archive import ImportReport, detect_format
+from bot.importers.gitter_format import ESTABLISHED_FIRST_REPLY, ESTABLISHED_MAINTAINER
+from bot.importers.jsonl_format import parse_jsonl_record
 from bot.importers.past_answers import (
     DEFAULT_GITTER_ROOM_URL,
-    ESTABLISHED_FIRST_REPLY,
-    ESTABLISHED_MAINTAINER,
-    ImportReport,
     ThreadImportError,
-    detect_format,
     import_threads,
-    parse_jsonl_record,
     read_past_answers,
 )
 from bot.store import Database
