@@ -59,7 +59,8 @@ def relation(raw: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def thread_root_of(raw: Mapping[str, Any]) -> str | None:
-    """The root event id when ``raw`` is a thread reply, else None."""
+    """The root event id when ``raw`` is a thread reply, else None: ``events.thread_of`` for a
+    raw event dict (the local room keeps the Matrix JSON, unparsed)."""
     relates = relation(raw)
     root = relates.get("event_id")
     return root if relates.get("rel_type") == "m.thread" and isinstance(root, str) else None
