@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -57,6 +58,8 @@ class Hit(Protocol):
     def lexical_rank(self) -> int | None: ...
     @property
     def rerank(self) -> float | None: ...
+    @property
+    def excerpt(self) -> str: ...
 
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,7 @@ SIGNALS: tuple[str, ...] = (
 )
 
 SOFTMAX_DEPTH = 5  # hits the top page's softmax share is taken over
+CONSENSUS_DEPTH = 3  # the top page and the two runners-up
 
 
 def _score(h: Hit, reranked: bool) -> float:
@@ -110,6 +114,33 @@ def _agreement(hits: Sequence[Hit], _terms: frozenset[str]) -> float:
     return 1.0 if (top.dense_rank or 99) <= 3 and (top.lexical_rank or 99) <= 3 else 0.0
 
 
+_NAME_MIN = 4  # shorter API names ("Add", "Dot") match too much prose to count as a mention
+
+
+def _api_name(h: Hit) -> str | None:
+    """The short name an API page is mentioned by in prose (``EarlyStopping``), else None."""
+    if h.kind != "api":
+        return None
+    name = h.title.rsplit(".", 1)[-1].strip("`() ")
+    return name if len(name) >= _NAME_MIN and name.isidentifier() else None
+
+
+def _mentions(text: str, name: str | None) -> bool:
+    return bool(name) and re.search(rf"(?<![\w.]){re.escape(name or '')}(?!\w)", text) is not None
+
+
+def _consensus(hits: Sequence[Hit], _terms: frozenset[str]) -> float:
+    """1 when the top page and a close runner-up point at each other: the top page's matching
+    text names a runner-up API page or a runner-up's names the top one (the FAQ entry that says
+    "use an `EarlyStopping` callback" above the EarlyStopping page). Two right pages then
+    split the lead between them, which is not doubt about the answer."""
+    top, runners = hits[0], hits[1:CONSENSUS_DEPTH]
+    for h in runners:
+        if _mentions(top.excerpt, _api_name(h)) or _mentions(h.excerpt, _api_name(top)):
+            return 1.0
+    return 0.0
+
+
 def _reciprocal(rank: int | None) -> float:
     return 1.0 / rank if rank else 0.0
 
@@ -129,6 +160,7 @@ SIGNAL_FUNCTIONS: dict[str, _SignalFn] = {
     "dense_rr": lambda hits, _t: _reciprocal(hits[0].dense_rank),
     "lexical_rr": lambda hits, _t: _reciprocal(hits[0].lexical_rank),
     "kind_api": lambda hits, _t: 1.0 if hits[0].kind == "api" else 0.0,
+    "consensus": _consensus,  # the top page and a runner-up name each other
 }
 ALL_SIGNALS: tuple[str, ...] = tuple(SIGNAL_FUNCTIONS)
 

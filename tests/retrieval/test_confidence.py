@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -140,3 +141,24 @@ def test_fit_confidence_cv_on_labelled_questions() -> None:
     assert fit.auc is not None and fit.auc > 0.9
     assert fit.model.weights[SIGNALS.index("lead")] > 0
     assert fit.chosen is not None and fit.chosen.top1_precision >= 0.9
+
+
+def test_consensus_is_the_top_page_and_a_runner_up_naming_each_other() -> None:
+    from bot.retrieval.confidence import SIGNAL_FUNCTIONS
+
+    consensus = SIGNAL_FUNCTIONS["consensus"]
+    faq = replace(_hit("getting_started/faq", 1.0), title="Keras FAQ")
+    faq = replace(faq, excerpt="You can use an `EarlyStopping` callback: see the callbacks docs.")
+    guide = replace(_hit("guides/training", 0.5), title="Training with built-in methods")
+    stop = _hit("keras.callbacks.EarlyStopping", 0.2)
+    stop = replace(stop, kind="api", excerpt="Stop training when a metric stopped improving.")
+    assert consensus([faq, guide, stop], frozenset()) == 1.0
+    # The API page on top, named by the FAQ below it: the same agreement, read the other way.
+    assert consensus([stop, faq, guide], frozenset()) == 1.0
+    # Past the two runners-up it does not count; nor does a name inside a longer identifier.
+    assert consensus([faq, guide, guide, stop], frozenset()) == 0.0
+    longer = replace(faq, excerpt="See `EarlyStoppingAtMinLoss` in the guide.")
+    assert consensus([longer, guide, stop], frozenset()) == 0.0
+    # Short API names ("Add") match too much prose to count.
+    add = replace(stop, title="keras.layers.Add", doc_id="keras.layers.Add")
+    assert consensus([replace(faq, excerpt="Add a layer."), add], frozenset()) == 0.0

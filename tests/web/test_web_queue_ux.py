@@ -449,7 +449,8 @@ def test_the_queue_says_what_the_bot_did_with_each_question(
         assert "not posted: the asker had a reply from the bot moments before" in rows[held]
         assert '<span class="why">top page: EarlyStopping</span>' in rows[held]
         assert '<span class="pct">88%</span>' in rows[held]
-        assert '<span class="why">unsure: below 75%</span>' in rows[low]
+        threshold = f"{bot.settings.reply_threshold:.0%}"  # the default, whatever it is now
+        assert f'<span class="why">unsure: below {threshold}</span>' in rows[low]
         # Short ids, the full one in the title; never the full id as the cell's text.
         alice, local = room.user_id_for("alice"), room.room_id
         assert f'<span class="id" title="{alice}">alice</span>' in rows[unsure]
