@@ -165,7 +165,7 @@ def build_queries(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from bot.answering import compose_reply
+    from bot.answering.reply import compose_reply
     from bot.evaluation.questions import load_questions
     from bot.retrieval.encoder import Encoder
     from bot.retrieval.index import load_index

@@ -425,7 +425,7 @@ def room_pass(
 def bare_pass(
     args: argparse.Namespace, settings: Any, warm: list[str], timed: list[str]
 ) -> dict[str, Any]:
-    from bot.answering import compose_reply
+    from bot.answering.reply import compose_reply
     from bot.retrieval.encoder import Encoder
     from bot.retrieval.index import load_index
     from bot.retrieval.search import Retriever

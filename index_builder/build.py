@@ -17,8 +17,8 @@ from bot.retrieval.encoder import Encoder
 from bot.retrieval.index import FORMAT_VERSION, current_version, read_manifest
 from bot.retrieval.rerank import Reranker
 from bot.settings import Settings
-from bot.store import Database
 from bot.store.corpus_store import replace_corpus
+from bot.store.database import Database
 from index_builder.chunking import chunk_documents
 from index_builder.confidence_training import CONFIDENCE_VERSION, attach_confidence
 from index_builder.embedding import embed_chunks

@@ -9,7 +9,7 @@ import numpy as np
 
 from bot.corpus.documents import Chunk
 from bot.retrieval.encoder import Encoder
-from bot.store import Database
+from bot.store.database import Database
 from bot.store.embedding_cache import cached_embeddings, store_embeddings
 
 # Texts handed to the model per call: big enough that its length-sorting keeps padding low,

@@ -1,5 +1,2 @@
-"""Compose the bot's suggested reply from ranked documents."""
-
-from bot.answering.reply import Source, SuggestedReply, compose_reply
-
-__all__ = ["Source", "SuggestedReply", "compose_reply"]
+"""Compose the bot's suggested reply from ranked documents: sources, the code example, the
+Keras 3 notes, what is missing, the rendering; and the room policy (who is asking, when)."""

@@ -10,7 +10,7 @@ from bot.cli.loaders import load_retriever, settings_from_args
 
 def cmd_ask(args: argparse.Namespace) -> int:
     """Print the reply (as read, as Markdown, or as JSON) the bot would suggest."""
-    from bot.answering import compose_reply
+    from bot.answering.reply import compose_reply
 
     settings = settings_from_args(args)
     retriever = load_retriever(settings)

@@ -11,8 +11,7 @@ from bot.cli.loaders import settings_from_args
 
 def cmd_db_status(args: argparse.Namespace) -> int:
     """Print the schema's revision and the one this version needs (exit 1 unless equal)."""
-    from bot.store import Database
-    from bot.store.database import outdated_message
+    from bot.store.database import Database, outdated_message
 
     db = Database(settings_from_args(args).resolved_database_url)
     try:
@@ -37,7 +36,7 @@ def cmd_db_status(args: argparse.Namespace) -> int:
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     """Migrate the schema to this version's revision."""
-    from bot.store import Database
+    from bot.store.database import Database
 
     db = Database(settings_from_args(args).resolved_database_url)
     try:

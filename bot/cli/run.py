@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from bot.chat.transport import ChatTransport
     from bot.room.answerer import LiveAnswerer
     from bot.room.service import RoomService
-    from bot.store import Database
+    from bot.store.database import Database
     from bot.store.local_room import LocalRoom
 
 log = logging.getLogger("supportbot")
@@ -50,7 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
     from bot.room.answerer import LiveAnswerer
-    from bot.store import Database
+    from bot.store.database import Database
 
     settings = settings_from_args(args)
     local = settings.uses_local_room  # no homeserver configured: serve the embedded room

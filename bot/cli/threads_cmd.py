@@ -17,7 +17,7 @@ def cmd_threads_import(args: argparse.Namespace) -> int:
         ThreadImportError,
         import_threads,
     )
-    from bot.store import Database
+    from bot.store.database import Database
     from bot.store.past_answers import PastAnswerStore
 
     settings = settings_from_args(args)

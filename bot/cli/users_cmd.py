@@ -29,8 +29,8 @@ def _read_new_password() -> str:
 
 def _auth_store(args: argparse.Namespace) -> AuthStore:
     """The accounts' store on the configured database (schema created if missing)."""
-    from bot.store import Database
     from bot.store.auth_store import AuthStore
+    from bot.store.database import Database
 
     db = Database(settings_from_args(args).resolved_database_url)
     db.create_schema()

@@ -219,7 +219,7 @@ def build_pool_index(
 
     Its own embedding cache in ``index_root``: the live database is never opened.
     """
-    from bot.store import Database
+    from bot.store.database import Database
     from index_builder.embedding import embed_chunks
     from index_builder.publish import set_current, write_version
 

@@ -1,6 +1,1 @@
-"""Persistence: SQLAlchemy models and the few queries the app needs."""
-
-from bot.store.database import Database
-from bot.store.models import Base, ChunkRow, DocumentRow, EmbeddingCacheRow
-
-__all__ = ["Base", "ChunkRow", "Database", "DocumentRow", "EmbeddingCacheRow"]
+"""Persistence: all SQL (SQLAlchemy 2 models, Alembic migrations, one module per concern)."""

@@ -22,7 +22,7 @@ from bot.importers.past_answers import (
     import_threads,
     read_past_answers,
 )
-from bot.store import Database
+from bot.store.database import Database
 from bot.store.past_answers import PastAnswerStore
 
 REPO = Path(__file__).resolve().parents[2]

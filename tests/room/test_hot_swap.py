@@ -17,7 +17,7 @@ from bot.retrieval.search import Retriever
 from bot.room.answerer import LiveAnswerer
 from bot.room.service import LAST_BUILD_KEY, RoomService
 from bot.settings import Settings, load_settings
-from bot.store import Database
+from bot.store.database import Database
 from bot.store.room_store import RoomStore
 from index_builder.build import build_index
 

@@ -6,9 +6,10 @@ import numpy as np
 from sqlalchemy import select
 
 from bot.corpus.documents import Chunk, Document
-from bot.store import ChunkRow, Database, DocumentRow
 from bot.store.corpus_store import count_documents, replace_corpus
+from bot.store.database import Database
 from bot.store.embedding_cache import cached_embeddings, store_embeddings
+from bot.store.models import ChunkRow, DocumentRow
 
 
 def doc(doc_id: str, text: str = "body") -> Document:
