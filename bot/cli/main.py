@@ -12,6 +12,7 @@ from bot.cli.ask_cmd import cmd_ask
 from bot.cli.db_cmd import cmd_db_status, cmd_db_upgrade
 from bot.cli.eval_cmd import cmd_eval, cmd_eval_duplicates
 from bot.cli.index_cmd import cmd_index_build, cmd_index_status
+from bot.cli.models_cmd import HANDLERS as MODELS_HANDLERS
 from bot.cli.parser import build_parser
 from bot.cli.run import cmd_run
 from bot.cli.threads_cmd import cmd_threads_import
@@ -49,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("users", "add"): cmd_users_add,
         ("users", "list"): cmd_users_list,
         ("users", "remove"): cmd_users_remove,
+        **MODELS_HANDLERS,
     }
     handler = handlers[(args.command, getattr(args, f"{args.command}_command", None))]
     try:

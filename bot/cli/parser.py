@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bot.cli.models_cmd import add_parser as add_models_commands
+
 
 def _add_global(p: argparse.ArgumentParser, *, top: bool) -> None:
     """``--data-dir`` and ``-v`` work before the command and after it. A subcommand's copy
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threads_commands(sub)
     _add_db_commands(sub)
     _add_users_commands(sub)
+    add_models_commands(sub, common=_add_common)
     return parser
 
 

