@@ -56,6 +56,18 @@ class RoomEvent:
         return self.rel_type == "m.replace"
 
     @property
+    def answers(self) -> tuple[str, ...]:
+        """What this message answers: its thread's root, then the message it replies to (each
+        once; empty for a message that is neither in a thread nor a reply)."""
+        thread = self.relates_to if self.rel_type == "m.thread" else None
+        return tuple(dict.fromkeys(e for e in (thread, self.in_reply_to) if e))
+
+    @property
+    def answered(self) -> str | None:
+        """The one message this one answers: its thread's root, else the one it replies to."""
+        return self.answers[0] if self.answers else None
+
+    @property
     def thread_root(self) -> str:
         """The root to reply under: the thread this message is in, else the message itself."""
         return thread_of(self) or self.event_id

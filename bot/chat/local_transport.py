@@ -58,7 +58,9 @@ class LocalTransport:
         self.display_name: str | None = None
         self.room_ids = [room.room_id]
         # The bot is the room's admin, like a room creator; everyone else is at 0.
-        self.power_levels = {room.room_id: PowerLevels(users={room.bot_user: 100})}
+        self.power_levels: dict[str, PowerLevels] = {
+            room.room_id: PowerLevels(users={room.bot_user: 100})
+        }
         self.sync_timeout_ms = sync_timeout_ms
         self.history_depth = history_depth
         self.timeline_limit = max(1, timeline_limit)

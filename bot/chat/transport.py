@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bot.chat.events import RoomEvent
+from bot.chat.events import PowerLevels, RoomEvent
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,10 @@ class ChatTransport(Protocol):
     """Connect, iterate events, send, close: all network I/O of the room side lives here."""
 
     user_id: str
+    # The bot's display name once connected (None: none set), for spotting mentions by name.
+    display_name: str | None
+    # Each room's power levels, kept current from the sync; the room worker reads them at use.
+    power_levels: dict[str, PowerLevels]
 
     async def connect(self) -> None: ...
 

@@ -6,6 +6,9 @@ import logging
 import subprocess
 import threading
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from bot.answering.reply import SuggestedReply, compose_reply
 from bot.errors import BuildError
@@ -43,6 +46,14 @@ class LiveAnswerer:
             index_version=retriever.index.version,
             chunks=retriever.index.chunk_texts,
         )
+
+    def manifest(self) -> dict[str, Any]:
+        """The served index's manifest (a copy; read at each call, across hot swaps)."""
+        return dict(self.retriever.index.manifest)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of ``texts`` with the served index's encoder (a swap keeps the encoder)."""
+        return self.retriever.encoder.encode(texts)
 
     def reload(self) -> str | None:
         """Serve the published CURRENT version if it is not the one in use (built elsewhere)."""

@@ -4,6 +4,7 @@ local room page."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from aiohttp import web
@@ -15,10 +16,12 @@ from bot.web import formatting
 from bot.web.auth import AUTH_STORE_KEY, add_auth_routes, auth_middleware
 from bot.web.context import CTX_KEY, WebContext
 from bot.web.dashboard import add_dashboard_routes
-from bot.web.health import add_health_routes
+from bot.web.health import add_health_routes, start_site
 from bot.web.origin import HostRules, make_host_origin_middleware
 from bot.web.request_helpers import DASHBOARD_STORE_KEY
 from bot.web.templating import environment
+
+log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -67,3 +70,30 @@ def build_app(ctx: WebContext) -> web.Application:
 
         add_room_routes(app)
     return app
+
+
+class WebServer:
+    """Owns the HTTP server ``supportbot run`` serves while the room worker runs (the worker
+    starts and closes it: ``bot.room.service.HttpSide``)."""
+
+    def __init__(self, app: web.Application, host: str, port: int) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> int | None:
+        """Serve; the port bound (``port`` 0 picks a free one)."""
+        self._runner = await start_site(self.app, self.host, self.port)
+        bound: int | None = None
+        for site in self._runner.sites:
+            server = getattr(site, "_server", None)  # aiohttp exposes no bound port of its own
+            for sock in getattr(server, "sockets", None) or ():
+                bound = int(sock.getsockname()[1])
+        log.info("serving the dashboard and /healthz /readyz /metrics on %s:%s", self.host, bound)
+        return bound
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

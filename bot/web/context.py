@@ -1,8 +1,8 @@
 """What the web app (dashboard, local room, health) needs from the running service.
 
-The service builds one ``WebContext`` and the handlers reach it through ``CTX_KEY``; handlers
-never import the service, so they can be tested against a context built from real parts
-(a database, an index) without a room.
+The run wiring builds one ``WebContext`` from the worker's ``DashboardPort`` (``context_for``)
+and the handlers reach it through ``CTX_KEY``; handlers never import the service, so they can
+be tested against a context built from real parts (a database, an index) without a room.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from aiohttp import web
 
 from bot.answering.reply import SuggestedReply
 from bot.metrics import Metrics
+from bot.room.dashboard_port import DashboardPort
 from bot.settings import Settings
 from bot.store.database import Database
 from bot.store.room_store import RoomStore
@@ -55,3 +56,22 @@ class WebContext:
 
 
 CTX_KEY: web.AppKey[WebContext] = web.AppKey("ctx", WebContext)
+
+
+def context_for(port: DashboardPort, *, local_room: LocalRoom | None = None) -> WebContext:
+    """The web app's view of a running worker; ``local_room``: the embedded room it serves."""
+    return WebContext(
+        settings=port.settings,
+        db=port.db,
+        store=port.store,
+        metrics=port.metrics,
+        ready=port.ready,
+        answer=port.answer,
+        run_cpu=port.run_cpu,
+        encode=port.encode,
+        post_reply=port.post,
+        rebuild=port.rebuild,
+        index_manifest=port.index_manifest,
+        local_room=local_room,
+        past_answers_changed=port.past_answers_changed,
+    )

@@ -398,11 +398,13 @@ class Harness:
 
     async def _process(self, event: RoomEvent) -> str | None:
         service = self.service
-        assert await service._claim(event)
-        outcome = await service._handle(event)  # any exception fails the property: a crash
+        assert await service.claims.claim(event)
+        outcome = await service.handler.handle(event)  # any exception fails the property: a crash
         assert outcome is not None
-        await service._db(service.store.mark_handled, event.event_id, outcome, service.worker_id)
-        return outcome
+        await asyncio.to_thread(
+            service.store.mark_handled, event.event_id, outcome.code, service.worker_id
+        )
+        return outcome.code
 
 
 def _namespaced(value: Any, prefix: str) -> Any:

@@ -15,8 +15,9 @@ from bot.errors import BuildError, ConfigError
 from bot.retrieval.index import current_version, load_index
 from bot.retrieval.search import Retriever
 from bot.room.answerer import LiveAnswerer
-from bot.room.service import LAST_BUILD_KEY, RoomService
+from bot.room.service import RoomService
 from bot.settings import Settings, load_settings
+from bot.store.dashboard_store import LAST_BUILD_KEY
 from bot.store.database import Database
 from bot.store.room_store import RoomStore
 from index_builder.build import build_index
@@ -103,7 +104,7 @@ def test_a_failed_rebuild_keeps_serving_and_is_recorded(
     db.create_schema()
     store = RoomStore(db)
     service = RoomService(settings, Transport(), store, answerer)  # type: ignore[arg-type]
-    asyncio.run(service._run_build("scheduled", answerer.republish))
+    asyncio.run(service.jobs.run_build("scheduled", answerer.republish))
     record = json.loads(store.get_state(LAST_BUILD_KEY) or "{}")
     assert record["ok"] is False and record["trigger"] == "scheduled"
     assert "docs dir" in record["error"]

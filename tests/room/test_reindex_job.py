@@ -167,7 +167,7 @@ def test_failed_pull_keeps_the_old_index_and_the_schedule(
     def scheduled() -> int:
         return sum(r.getMessage().startswith("next scheduled re-index at") for r in caplog.records)
 
-    with caplog.at_level(logging.INFO, logger="bot.room.service"):
+    with caplog.at_level(logging.INFO, logger="bot.room.index_jobs"):
         # The loop goes on after the failure: it schedules the next run.
         record = run_until_first_build(settings, answerer, store, lambda: scheduled() >= 2)
 

@@ -1,4 +1,4 @@
-"""bot.room.service units: Backoff, txn ids, RoomService's decisions with an in-memory transport.
+"""bot.room units: Backoff, txn ids, RoomService's decisions with an in-memory transport.
 
 The transport and the answerer are small fakes here (a real RoomStore on SQLite is used); the
 real homeserver behaviour is covered end to end against Synapse in tests/room/test_room_service.py.
@@ -21,19 +21,16 @@ import pytest
 
 from bot.answering.render import markdown_to_html
 from bot.answering.reply import Source, SuggestedReply
-from bot.chat.events import RoomEvent
+from bot.chat.events import PowerLevels, RoomEvent
 from bot.chat.transport import OutgoingReply, SyncBatch
 from bot.errors import FatalError, TransientError
 from bot.gitter_client import MatrixForbiddenError, MessageRejectedError
-from bot.room.service import (
-    MENTION_NOTICES,
-    UNSURE_QUEUED,
-    UNSURE_REPLY,
-    Backoff,
-    RoomService,
-    notice_txn_id_for,
-    txn_id_for,
-)
+from bot.room.handler import UNSURE_QUEUED, UNSURE_REPLY
+from bot.room.mentions import MENTION_NOTICES
+from bot.room.outcome import Outcome
+from bot.room.replies import notice_txn_id_for, txn_id_for
+from bot.room.service import RoomService
+from bot.room.timing import Backoff
 from bot.settings import load_settings
 from bot.store.database import Database
 from bot.store.models import RoomEventRow
@@ -106,6 +103,7 @@ class FakeTransport:
     def __init__(self, failures: list[BaseException] | None = None) -> None:
         self.user_id = BOT
         self.display_name: str | None = None
+        self.power_levels: dict[str, PowerLevels] = {}
         self.failures = list(failures or [])
         self.attempts: list[OutgoingReply] = []
         self.sent: list[OutgoingReply] = []
@@ -251,9 +249,19 @@ def handle(service: RoomService, *events: RoomEvent) -> list[str | None]:
     service.store.persist_batch(events, None)
 
     async def go() -> list[str | None]:
-        return [await service._handle(e) for e in events]
+        return [await outcome_of(service, e) for e in events]
 
     return run(go())
+
+
+def code_of(outcome: Outcome | None) -> str | None:
+    """An outcome as the database stores it; None: stopped mid-send."""
+    return None if outcome is None else outcome.code
+
+
+async def outcome_of(service: RoomService, e: RoomEvent) -> str | None:
+    """What handling ``e`` came to, as stored (``Outcome.code``)."""
+    return code_of(await service.handler.handle(e))
 
 
 def transport_of(service: RoomService) -> FakeTransport:
@@ -319,13 +327,13 @@ def test_same_event_twice_replies_once(make_service: ServiceFactory) -> None:
     store.persist_batch([e], None)
 
     async def twice() -> list[str | None]:
-        return [await service._handle(e), await service._handle(e)]
+        return [await outcome_of(service, e), await outcome_of(service, e)]
 
     assert run(twice()) == ["replied", "already-replied"]
     assert len(transport_of(service).attempts) == 1
     # A restarted service (new limiter, new transport) does not reply again either.
     restarted = make_service()
-    assert run(restarted._handle(e)) == "already-replied"
+    assert run(outcome_of(restarted, e)) == "already-replied"
     assert transport_of(restarted).attempts == []
 
 
@@ -334,7 +342,7 @@ def test_rehandled_question_keeps_its_answered_status(
 ) -> None:
     service = make_service()
     assert handle(service, event()) == ["replied"]
-    assert run(make_service()._handle(event())) == "already-replied"
+    assert run(outcome_of(make_service(), event())) == "already-replied"
     question = store.question("$q1")
     assert question is not None and question.status == "answered_bot"
 
@@ -346,15 +354,15 @@ def test_crash_after_claim_resends_with_the_same_txn_id(
     e = event()
     store.persist_batch([e], None)
     with pytest.raises(RuntimeError, match="killed mid-send"):
-        run(crashing._handle(e))
+        run(outcome_of(crashing, e))
     [first_try] = transport_of(crashing).attempts
     assert [r.question_event_id for r in store.pending_replies()] == ["$q1"]
 
     restarted = make_service()
     # The pending claim is itself a reply to Alice within the (default 30 s) cooldown, but the
     # cooldown is not applied to a claim made before the crash.
-    assert restarted.limiter.check(ROOM, ALICE) == "user-cooldown"
-    assert run(restarted._handle(e)) == "replied"
+    assert restarted.holds.limiter.check(ROOM, ALICE) == "user-cooldown"
+    assert run(outcome_of(restarted, e)) == "replied"
     [resent] = transport_of(restarted).sent
     assert resent.txn_id == first_try.txn_id == txn_id_for("$q1")
     assert resent == first_try
@@ -373,7 +381,7 @@ def test_pending_claim_is_sent_as_claimed(make_service: ServiceFactory, store: R
         thread_root="$q1",
     )
     service = make_service()
-    assert run(service._handle(e)) == "replied"
+    assert run(outcome_of(service, e)) == "replied"
     [sent] = transport_of(service).sent
     assert (sent.body, sent.formatted_body) == ("the earlier answer", "<p>the earlier answer</p>")
     assert sent.txn_id == txn_id_for("$q1")
@@ -550,14 +558,14 @@ def test_a_notice_decided_before_a_crash_is_resent_not_redecided(
         FakeTransport(failures=[RuntimeError("killed mid-send")]), deferred_mentions_per_user=0
     )
     store.persist_batch([event("$a0", ts=0)], None)
-    assert run(make_service()._handle(event("$a0", ts=0))) == "replied"
+    assert run(outcome_of(make_service(), event("$a0", ts=0))) == "replied"
     e = event("$a1", ts=1)
     store.persist_batch([e], None)
     with pytest.raises(RuntimeError, match="killed mid-send"):
-        run(crashing._handle(e))
+        run(outcome_of(crashing, e))
     # Restarted without any limit: the decision stands, the same notice goes once.
     restarted = make_service(user_cooldown_seconds=0.0)
-    assert run(restarted._handle(e)) == "notice:too-many-waiting"
+    assert run(outcome_of(restarted, e)) == "notice:too-many-waiting"
     [resent] = transport_of(restarted).sent
     assert resent == transport_of(crashing).attempts[0]
     assert store.reply("$a1") is None
@@ -572,7 +580,7 @@ def test_a_waiting_mention_answered_by_a_person_meanwhile_gets_no_reply(
         "deferred:user-cooldown:1",
     ]
     store.set_question_status("$a2", "answered_person")
-    assert run(make_service(user_cooldown_seconds=0.0)._handle(event("$a2", ts=2))) == (
+    assert run(outcome_of(make_service(user_cooldown_seconds=0.0), event("$a2", ts=2))) == (
         "answered-meanwhile"
     )
 
@@ -743,7 +751,7 @@ def test_slow_answer_runs_in_the_executor(make_service: ServiceFactory) -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(ticker(stop))
         try:
-            return await service._handle(e)
+            return await outcome_of(service, e)
         finally:
             stop.set()
             await task
@@ -819,7 +827,7 @@ def test_a_deferred_mention_survives_a_restart_and_is_answered_once(
     assert [r.reply_to for r in transport_of(before).sent] == ["$a1"]
     assert [r.reply_to for r in transport.sent] == ["$a2"]
     # A third start finds nothing left to do for it.
-    assert run(make_service()._handle(event("$a2", ts=2))) == "already-replied"
+    assert run(outcome_of(make_service(), event("$a2", ts=2))) == "already-replied"
 
 
 def test_run_handles_persisted_and_synced_events(

@@ -28,7 +28,8 @@ from sqlalchemy import Engine, create_engine, select, text
 from bot.answering.reply import SuggestedReply
 from bot.chat.transport import OutgoingReply, SyncBatch
 from bot.errors import TransientError
-from bot.room.service import RoomService, dead_local_workers
+from bot.room.claims import dead_local_workers
+from bot.room.service import RoomService
 from bot.settings import load_settings
 from bot.store.database import Database
 from bot.store.models import RoomEventRow
@@ -179,11 +180,11 @@ def test_claim_held_elsewhere_is_skipped_and_counted(
     assert service.store.claim_event(e.event_id, "other", 3600)
 
     async def go() -> bool:
-        service._queued.add(e.event_id)
-        return await service._claim(e)
+        await service.queue.put(e)  # queued here, as the sweeper or the reader does
+        return await service.claims.claim(e)
 
     assert asyncio.run(go()) is False
-    assert e.event_id not in service._queued  # a later sweep may offer it again
+    assert e.event_id not in service.queue  # a later sweep may offer it again
     assert sample(service, "supportbot_claims_lost_total") == 1
 
 
@@ -208,15 +209,13 @@ def test_lease_is_renewed_while_handling(make_worker: Callable[..., RoomService]
 
 
 def test_stop_mid_send_gives_the_claim_back(make_worker: Callable[..., RoomService]) -> None:
-    service = make_worker("me")
-
     class DownTransport(FakeTransport):
         async def send_reply(self, reply: OutgoingReply) -> str:
             self.attempts.append(reply)
             service.request_stop()
             raise TransientError("homeserver down")
 
-    service.transport = DownTransport()
+    service = make_worker("me", DownTransport())
     service.store.persist_batch([event()], None)
     run_until(lambda: bool(transport_of(service).attempts), service)
     with service.store.db.session() as s:

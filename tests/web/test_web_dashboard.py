@@ -2,8 +2,8 @@
 
 Questions are stored the way the service stores them; "Try it" and the index page use the real
 tiny index (``index_dir``) and model (``encoder``). Posting goes through a recording
-``post_reply`` here; the service's own ``post_from_dashboard`` is tested at the end against the
-real local room transport.
+``post_reply`` here; the service's own poster (``RoomService.dashboard.post``) is tested at the
+end against the real local room transport.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 import json
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,14 +30,15 @@ from bot.errors import TransientError
 from bot.retrieval.index import load_index
 from bot.retrieval.search import Retriever
 from bot.room.answerer import LiveAnswerer
-from bot.room.service import LAST_BUILD_KEY, RoomService
+from bot.room.service import RoomService
 from bot.settings import load_settings
-from bot.store.dashboard_store import DashboardStore
+from bot.store.dashboard_store import LAST_BUILD_KEY, DashboardStore
 from bot.store.database import Database
 from bot.store.local_room import LocalRoom
 from bot.store.models import QuestionRow, SuggestionVoteRow
 from bot.store.room_store import RoomStore
-from bot.web.context import WebContext
+from bot.web.context import WebContext, context_for
+from tests.room.test_service_units import code_of, outcome_of
 from tests.web.web_helpers import (
     ALICE,
     BOB,
@@ -409,7 +410,7 @@ def test_post_to_thread_records_who_and_marks_answered(tmp_path: Path, database_
         assert "how do I save?" in html
 
     serve(ctx, scenario)
-    # Recording the answer is the poster's job (the service's post_from_dashboard, tested
+    # Recording the answer is the poster's job (the service's dashboard.post, tested
     # below and against Synapse), not the page's: the recording fake left the row alone.
     assert question_row(ctx, "$a/b+c:x").status == "suggested"
 
@@ -739,7 +740,11 @@ def test_signed_in_pages_render(tmp_path: Path, database_url: str) -> None:
 
 # --- the service side: posting for real, and noticing answers in the room ------------------------
 def service_in_local_room(
-    tmp_path: Path, **overrides: Any
+    tmp_path: Path,
+    *,
+    answer: LiveAnswerer | None = None,
+    reindex: Callable[[], str | None] | None = None,
+    **overrides: Any,
 ) -> tuple[RoomService, LocalRoom, Database]:
     settings = load_settings(
         data_dir=tmp_path,
@@ -758,7 +763,14 @@ def service_in_local_room(
     def no_answers(text: str) -> Any:
         raise AssertionError("not asked")
 
-    service = RoomService(settings, LocalTransport(room), RoomStore(db), no_answers)
+    service = RoomService(
+        settings,
+        LocalTransport(room),
+        RoomStore(db),
+        answer or no_answers,
+        index=answer,
+        reindex=reindex,
+    )
     return service, room, db
 
 
@@ -777,7 +789,7 @@ def test_post_from_dashboard_sends_once_in_the_thread_and_records_it(tmp_path: P
     )
     try:
         reply_id = asyncio.run(
-            service.post_from_dashboard(question_id, "Use **`model.save()`**.", "maria")
+            service.dashboard.post(question_id, "Use **`model.save()`**.", "maria")
         )
         posted = [r for _, r in room.events_after(0, 10) if r["event_id"] == reply_id]
         assert len(posted) == 1
@@ -804,7 +816,7 @@ def test_post_from_dashboard_sends_once_in_the_thread_and_records_it(tmp_path: P
         assert service.past_answers_changed.is_set()
         # A second post does not replace it (the first trusted answer stays).
         service.past_answers_changed.clear()
-        asyncio.run(service.post_from_dashboard(question_id, "Or `keras.saving`.", "otto"))
+        asyncio.run(service.dashboard.post(question_id, "Or `keras.saving`.", "otto"))
         assert service.store.pair_for_question(question_id) == pair
         assert not service.past_answers_changed.is_set()
     finally:
@@ -827,7 +839,7 @@ def test_post_from_dashboard_retries_then_reports_a_clear_error(tmp_path: Path) 
 
     service.transport.send_reply = flaky  # type: ignore[method-assign]
     try:
-        reply_id = asyncio.run(service.post_from_dashboard(question_id, "third time", "maria"))
+        reply_id = asyncio.run(service.dashboard.post(question_id, "third time", "maria"))
         assert len(sent) == 3 and len({r.txn_id for r in sent}) == 1  # one post, one txn id
         assert reply_id
 
@@ -839,11 +851,11 @@ def test_post_from_dashboard_retries_then_reports_a_clear_error(tmp_path: Path) 
 
         service.transport.send_reply = down  # type: ignore[method-assign]
         with pytest.raises(TransientError, match="did not take the reply after 3 tries"):
-            asyncio.run(service.post_from_dashboard(question_id, "never arrives", "otto"))
+            asyncio.run(service.dashboard.post(question_id, "never arrives", "otto"))
         states = [p.state for p in DashboardStore(db).posts(question_id)]
         assert states == ["sent", "failed"]
         with pytest.raises(LookupError):
-            asyncio.run(service.post_from_dashboard("$unknown", "x", "otto"))
+            asyncio.run(service.dashboard.post("$unknown", "x", "otto"))
     finally:
         service.executor.shutdown()
         db.close()
@@ -879,7 +891,7 @@ def test_a_person_answering_in_the_thread_marks_the_question_answered(tmp_path: 
     store.persist_batch(events, None)
 
     async def handle_all() -> list[str | None]:
-        return [await service._handle(e) for e in events]
+        return [await outcome_of(service, e) for e in events]
 
     try:
         asyncio.run(handle_all())
@@ -929,7 +941,7 @@ def test_only_a_trusted_reply_or_the_askers_acceptance_marks_a_question_answered
 
     async def handle(batch: list[RoomEvent]) -> None:
         for event in batch:
-            await service._handle(event)
+            await outcome_of(service, event)
 
     try:
         asyncio.run(handle(events[:3]))
@@ -955,7 +967,7 @@ def test_a_redaction_blanks_a_message_only_from_its_sender_or_a_moderator(
 ) -> None:
     mod, carol = "@mod:example.org", "@carol:example.org"
     service, _room, db = service_in_local_room(tmp_path)
-    service.transport.power_levels[ROOM] = PowerLevels(users={mod: 50})  # type: ignore[attr-defined]
+    service.transport.power_levels[ROOM] = PowerLevels(users={mod: 50})
     store = service.store
     add_question(store, "$q1", "how do I save?", sender=ALICE, ts=1000)
 
@@ -981,7 +993,7 @@ def test_a_redaction_blanks_a_message_only_from_its_sender_or_a_moderator(
 
     async def handle_all() -> None:
         for event in events:
-            store.mark_handled(event.event_id, await service._handle(event) or "")
+            store.mark_handled(event.event_id, await outcome_of(service, event) or "")
 
     try:
         asyncio.run(handle_all())
@@ -1002,14 +1014,14 @@ def test_the_bots_confident_reply_is_recorded_as_answered_by_the_bot(tmp_path: P
         service.store, question_id, "how?", room=room.room_id, sender=room.user_id_for("alice")
     )
     try:
-        outcome = asyncio.run(service._reply(event, "an answer", confident=True))
+        outcome = code_of(asyncio.run(service.handler.reply(event, "an answer", confident=True)))
         assert outcome == "replied"
         question = service.store.question(question_id)
         assert question is not None
         assert (question.status, question.answered_by) == ("answered_bot", "bot")
         assert question.answered_at is not None
         # A maintainer's later post takes it over (answered by a person now).
-        asyncio.run(service.post_from_dashboard(question_id, "more detail", "maria"))
+        asyncio.run(service.dashboard.post(question_id, "more detail", "maria"))
         question = service.store.question(question_id)
         assert question is not None
         assert (question.status, question.answered_by) == ("answered_person", "maria")
@@ -1019,17 +1031,15 @@ def test_the_bots_confident_reply_is_recorded_as_answered_by_the_bot(tmp_path: P
 
 
 def test_web_context_from_the_service(tmp_path: Path, answerer: LiveAnswerer) -> None:
-    service, _room, db = service_in_local_room(tmp_path)
-    service.answer = answerer
     builds: list[str] = []
 
     def reindex() -> str | None:
         builds.append("built")
         return None
 
-    service.reindex = reindex
+    service, room, db = service_in_local_room(tmp_path, answer=answerer, reindex=reindex)
     try:
-        ctx = service.web_context()
+        ctx = context_for(service.dashboard, local_room=room)
         assert ctx.local_room is not None and ctx.post_reply is not None
         assert ctx.index_manifest is not None
         assert ctx.index_manifest()["version"] == answerer.version
@@ -1041,10 +1051,10 @@ def test_web_context_from_the_service(tmp_path: Path, answerer: LiveAnswerer) ->
             reply = await ctx.run_cpu(lambda: answerer(QUESTION))
             assert reply.sources
             await ctx.rebuild()
-            task = service.bridge._build
+            task = service.jobs.dashboard_build
             assert task is not None
             await ctx.rebuild()  # still running: not started twice
-            assert service.bridge._build is task
+            assert service.jobs.dashboard_build is task
             await task
 
         asyncio.run(go())

@@ -1,0 +1,194 @@
+"""One room event in, one typed ``Outcome`` out: triage, the model, and the reply."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+
+from bot.answering.policy import BotIdentity, ignore_reason, looks_like_question, question_text
+from bot.answering.reply import SuggestedReply
+from bot.chat.events import RoomEvent
+from bot.room.learning import RoomLearner
+from bot.room.mentions import MentionHolds
+from bot.room.outcome import (
+    ALREADY_REPLIED,
+    FEEDBACK,
+    HISTORY,
+    NOT_A_QUESTION,
+    TRIAGE,
+    TRIAGE_LOW_CONFIDENCE,
+    Kind,
+    Outcome,
+)
+from bot.room.replies import ReplySender
+from bot.room.roles import RoomRoles
+from bot.settings import Settings
+from bot.store.dashboard_store import MODERATOR_REDACTION
+from bot.store.room_store import RoomStore
+
+Answer = Callable[[str], SuggestedReply]
+
+UNSURE_QUEUED = "I've also put your question in the maintainers' queue."
+UNSURE_REPLY = (
+    "I couldn't find a confident answer to this in the docs, so I've put your question in the "
+    "maintainers' queue."
+)
+# Recorded so the dashboard blanks the message: a redaction by anyone but the message's
+# sender counts only from a moderator.
+MODERATOR_REDACTED = Outcome.parse(MODERATOR_REDACTION)
+
+
+class EventHandler:
+    """Owns the decision for one claimed room event: learn from it, triage it (ignored,
+    feedback, not a question, history, ...), run the model on a question and store the
+    suggestion for the dashboard, and reply through the ``ReplySender`` within the rate limits.
+    ``me`` is the bot's identity, completed with its display name once connected."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: RoomStore,
+        answer: Answer,
+        executor: ThreadPoolExecutor,
+        *,
+        me: BotIdentity,
+        learner: RoomLearner,
+        roles: RoomRoles,
+        holds: MentionHolds,
+        replies: ReplySender,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.answer = answer
+        self.executor = executor
+        self.me = me
+        self.learner = learner
+        self.roles = roles
+        self.holds = holds
+        self.replies = replies
+        self.ignore_users = frozenset(settings.ignore_users)
+
+    async def handle(self, event: RoomEvent) -> Outcome | None:
+        """What ``event`` came to; None when a stop came in the middle of sending."""
+        await self.learner.learn(event)
+        if event.event_type == "m.reaction" and event.sender != self.me.user_id:
+            await self.learner.note_acceptance(event)
+        if event.event_type == "m.room.redaction" and self.roles.is_moderator(
+            event.room_id, event.sender
+        ):
+            return MODERATOR_REDACTED
+        reason = ignore_reason(event, self.me, self.ignore_users)
+        if reason:
+            return Outcome.ignored(reason)
+        await self.learner.note_person_reply(event)
+        existing = await asyncio.to_thread(self.store.reply, event.event_id)
+        if existing is not None and existing.state == "sent":
+            return ALREADY_REPLIED  # re-handled after a restart: keep its triage status
+        mentioned = self.me.mentioned_in(event)
+        text, not_a_question = await self._question(event, mentioned=mentioned)
+        if not_a_question is not None:
+            return not_a_question
+        if existing is None and mentioned and event.origin != "history":
+            # The limits before the model: a mention they hold back without deferring it (the
+            # asker is told why, or was told already) runs no model, so a flood of mentions
+            # queues no CPU work. A deferred one (bounded per user and per room) still gets its
+            # suggestion for the dashboard while it waits.
+            held_back, outcome = await self.holds.held_back(event, mentioned=True)
+            if held_back:
+                await self._store_held_mention(event, text, outcome)
+                return outcome
+        return await self._answer(event, text, mentioned=mentioned)
+
+    async def _question(self, event: RoomEvent, *, mentioned: bool) -> tuple[str, Outcome | None]:
+        """The question's text, and the outcome instead when the message asks nothing."""
+        text = question_text(event, self.me)
+        quoted = (
+            await asyncio.to_thread(self.store.event, event.in_reply_to)
+            if event.in_reply_to
+            else None
+        )
+        if (
+            quoted is not None
+            and quoted.sender == self.me.user_id
+            and not looks_like_question(text)
+        ):
+            # "thanks!" in reply to the bot: clients mention the replied-to sender; not a question.
+            return text, FEEDBACK
+        # "@bot ?" in reply to someone's message: the question is the message replied to.
+        if (
+            mentioned
+            and len(text.split()) < 3
+            and quoted is not None
+            and ignore_reason(quoted, self.me, self.ignore_users) is None
+        ):
+            text = question_text(quoted, self.me)
+        top_level = event.rel_type != "m.thread" and not event.in_reply_to
+        if not mentioned and not (top_level and looks_like_question(text)):
+            return text, NOT_A_QUESTION
+        return text, None
+
+    async def _store_held_mention(
+        self, event: RoomEvent, text: str, outcome: Outcome | None
+    ) -> None:
+        """A held-back mention goes to triage: with a suggestion when it waits (deferred)."""
+        if outcome is not None and outcome.kind is Kind.DEFERRED:
+            await self._suggest(event, text, mentioned=True)
+        elif await asyncio.to_thread(self.store.question, event.event_id) is None:
+            await asyncio.to_thread(
+                self.store.save_question,
+                event,
+                text,
+                mentioned=True,
+                confidence=None,
+                suggestion=None,
+                sources=[],
+                index_version=None,
+                status="new",
+            )
+
+    async def _answer(self, event: RoomEvent, text: str, *, mentioned: bool) -> Outcome | None:
+        reply = await self._suggest(event, text, mentioned=mentioned)
+        if event.origin == "history":
+            return HISTORY  # first join: old questions go to triage, never get a late reply
+        if not (mentioned or self.settings.reply_to_unmentioned):
+            return TRIAGE
+        if not reply.would_reply and not mentioned:
+            return TRIAGE_LOW_CONFIDENCE
+        body = reply.markdown if reply.would_reply else self._unsure_body(reply)
+        return await self.reply(event, body, confident=reply.would_reply, mentioned=mentioned)
+
+    async def _suggest(self, event: RoomEvent, text: str, *, mentioned: bool) -> SuggestedReply:
+        """Run the model on the question and store it with the suggestion, for triage."""
+        loop = asyncio.get_running_loop()
+        reply = await loop.run_in_executor(self.executor, self.answer, text)
+        await asyncio.to_thread(
+            self.store.save_question,
+            event,
+            text,
+            mentioned=mentioned,
+            confidence=reply.confidence,
+            suggestion=reply.markdown,
+            sources=[asdict(s) for s in reply.sources],
+            index_version=reply.index_version,
+            status="suggested" if reply.sources else "new",
+        )
+        return reply
+
+    def _unsure_body(self, reply: SuggestedReply) -> str:
+        if self.settings.unsure_reply == "closest" and reply.sources:
+            # compose_reply's unsure text already says so ("I'm not sure..."): keep it honest.
+            return f"{reply.markdown}\n\n{UNSURE_QUEUED}"
+        return UNSURE_REPLY
+
+    async def reply(
+        self, event: RoomEvent, body: str, *, confident: bool, mentioned: bool = False
+    ) -> Outcome | None:
+        """Reply to ``event`` unless the rate limits hold it back (a first reply only)."""
+        existing = await asyncio.to_thread(self.store.reply, event.event_id)
+        if existing is None:
+            held_back, outcome = await self.holds.held_back(event, mentioned=mentioned)
+            if held_back:
+                return outcome
+        return await self.replies.reply(event, body, confident=confident)
