@@ -958,7 +958,7 @@ def store(db: Database, fill: Fill) -> None:
 
 @dataclass
 class CpuWorker:
-    """The service's one CPU worker thread (``run_cpu`` as in ``Service.web_context``), with
+    """The service's one CPU worker thread (``run_cpu`` as in ``DashboardPort``), with
     the time each job keeps that thread busy."""
 
     executor: ThreadPoolExecutor = field(

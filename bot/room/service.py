@@ -66,7 +66,14 @@ class RoomService:
     """Owns the worker's lifecycle: it builds the parts (reader, claims, handler, replies,
     learning, index jobs, the dashboard port), runs their tasks until a stop or until the
     reader or the answer loop ends, serves the HTTP side meanwhile, and says whether it is
-    ready. The answer loop lives here: claim an event, handle it, record its outcome."""
+    ready. The answer loop lives here: claim an event, handle it, record its outcome.
+
+    ``republish``: re-publish the index with learnt past answers; ``reindex``: the scheduled
+    full re-index; ``reload``: pick up an index published by ``supportbot index build``
+    outside; ``index``: the served index the dashboard may read; ``http``: builds the HTTP side
+    on the dashboard port; ``room_page``: the local room's page for a bound port, where learnt
+    answers link to (none: matrix.to).
+    """
 
     def __init__(
         self,
@@ -83,11 +90,6 @@ class RoomService:
         http: Callable[[DashboardPort], HttpSide] | None = None,
         room_page: Callable[[int], str] | None = None,
     ) -> None:
-        """``republish``: re-publish the index with learnt past answers; ``reindex``: the
-        scheduled full re-index; ``reload``: pick up an index published by ``supportbot index
-        build`` outside; ``index``: the served index the dashboard may read; ``http``: builds
-        the HTTP side on the dashboard port; ``room_page``: the local room's page for a bound
-        port, where learnt answers link to (none: matrix.to)."""
         self.settings = settings
         self.transport = transport
         self.store = store
@@ -109,17 +111,7 @@ class RoomService:
         self.holds = MentionHolds(
             settings, store, self.replies, self.queue, self.stop, worker_id=self.worker_id
         )
-        self.handler = EventHandler(
-            settings,
-            store,
-            answer,
-            self.executor,
-            me=BotIdentity(transport.user_id),
-            learner=self.learner,
-            roles=roles,
-            holds=self.holds,
-            replies=self.replies,
-        )
+        self.handler = self._make_handler(answer, roles)
         self.claims = Claims(
             settings, store, self.queue, self.metrics, self.stop, worker_id=self.worker_id
         )
@@ -134,9 +126,26 @@ class RoomService:
             reindex=reindex,
             reload=reload,
         )
-        self.dashboard = DashboardPort(
-            settings,
-            store,
+        self.dashboard = self._make_port(answer, index)
+        self._http = http
+
+    def _make_handler(self, answer: Answer, roles: RoomRoles) -> EventHandler:
+        return EventHandler(
+            self.settings,
+            self.store,
+            answer,
+            self.executor,
+            me=BotIdentity(self.transport.user_id),
+            learner=self.learner,
+            roles=roles,
+            holds=self.holds,
+            replies=self.replies,
+        )
+
+    def _make_port(self, answer: Answer, index: ServedIndex | None) -> DashboardPort:
+        return DashboardPort(
+            self.settings,
+            self.store,
             self.metrics,
             ready=self.readiness,
             answer=answer,
@@ -146,7 +155,6 @@ class RoomService:
             learner=self.learner,
             jobs=self.jobs,
         )
-        self._http = http
 
     @property
     def me(self) -> BotIdentity:

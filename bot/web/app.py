@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -14,12 +15,16 @@ from bot.store.auth_store import AuthStore
 from bot.store.dashboard_store import DashboardStore
 from bot.web import formatting
 from bot.web.auth import AUTH_STORE_KEY, add_auth_routes, auth_middleware
-from bot.web.context import CTX_KEY, WebContext
+from bot.web.context import CTX_KEY, WebContext, context_for
 from bot.web.dashboard import add_dashboard_routes
 from bot.web.health import add_health_routes, start_site
 from bot.web.origin import HostRules, make_host_origin_middleware
 from bot.web.request_helpers import DASHBOARD_STORE_KEY
 from bot.web.templating import environment
+
+if TYPE_CHECKING:
+    from bot.room.dashboard_port import DashboardPort
+    from bot.store.local_room import LocalRoom
 
 log = logging.getLogger(__name__)
 
@@ -97,3 +102,10 @@ class WebServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+def web_server_for(port: DashboardPort, *, local_room: LocalRoom | None = None) -> WebServer:
+    """The HTTP side of ``supportbot run`` on a worker's dashboard port (``local_room``: the
+    embedded room to serve, when the bot runs without a homeserver)."""
+    app = build_app(context_for(port, local_room=local_room))
+    return WebServer(app, port.settings.web_host, port.settings.web_port)
