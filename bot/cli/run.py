@@ -66,7 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     room = _local_room(settings, db) if local else None
     token = None if local else _access_token(settings)
     answerer = LiveAnswerer(settings, load_retriever(settings))  # model loaded before joining
-    service = _room_service(settings, _transport(settings, room, token), db, answerer)
+    service = _room_service(settings, _transport(settings, room, token), db, answerer, room)
     _watch_index(service, answerer)
     try:
         asyncio.run(_serve(service, settings, local=local))
@@ -137,11 +137,20 @@ def _transport(settings: Settings, room: LocalRoom | None, token: str | None) ->
 
 
 def _room_service(
-    settings: Settings, transport: ChatTransport, db: Database, answerer: LiveAnswerer
+    settings: Settings,
+    transport: ChatTransport,
+    db: Database,
+    answerer: LiveAnswerer,
+    room: LocalRoom | None,
 ) -> RoomService:
-    """The room worker, with the answerer's index jobs as its republish/reindex/reload."""
+    """The room worker, with the answerer's index jobs as its republish/reindex/reload, and
+    its HTTP side (probes, dashboard, the local room's page) built on its dashboard port."""
+    from functools import partial
+
+    from bot.chat.local_transport import local_room_url
     from bot.room.service import RoomService
     from bot.store.room_store import RoomStore
+    from bot.web.app import web_server_for
 
     return RoomService(
         settings,
@@ -151,6 +160,9 @@ def _room_service(
         republish=answerer.republish,
         reindex=answerer.scheduled_rebuild,
         reload=answerer.reload,
+        index=answerer,
+        http=partial(web_server_for, local_room=room) if settings.serve_http else None,
+        room_page=partial(local_room_url, settings.web_host) if room is not None else None,
     )
 
 
