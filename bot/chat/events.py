@@ -57,15 +57,13 @@ class RoomEvent:
 
     @property
     def answers(self) -> tuple[str, ...]:
-        """What this message answers: its thread's root, then the message it replies to (each
-        once; empty for a message that is neither in a thread nor a reply)."""
-        thread = self.relates_to if self.rel_type == "m.thread" else None
-        return tuple(dict.fromkeys(e for e in (thread, self.in_reply_to) if e))
+        """``answered_event_ids(self)``: its thread's root, then the message it replies to."""
+        return answered_event_ids(self)
 
     @property
     def answered(self) -> str | None:
-        """The one message this one answers: its thread's root, else the one it replies to."""
-        return self.answers[0] if self.answers else None
+        """``answered_event_id(self)``: its thread's root, else the message it replies to."""
+        return answered_event_id(self)
 
     @property
     def thread_root(self) -> str:
