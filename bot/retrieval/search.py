@@ -41,33 +41,12 @@ class SearchParams:
     conf_agreement: float = 0.95
     conf_symbol: float = 0.5
     conf_margin: float = 6.5
-    # Past-answer threads (kind "thread", laid out by bot.corpus.past_answers as
-    # "# title / the question / ## Answer / the answer"). A thread is the right result when
-    # its *question* is the new question. In each list a thread stands among doc pages by its
-    # best question chunk + ``second_chunk_weight`` × its best answer chunk (a page's rule,
-    # question first), but the places threads hold are filled in the order of question +
-    # ``thread_answer_weight`` × answer: between threads the answer counts for more, so at
-    # equal question similarity a thread that has an answer beats one that has none (the
-    # thread worth showing), without lifting threads over pages.
-    thread_answer_weight: float = 0.3
-    # Hybrid, threads among themselves: near-duplicates of one question differ by small
-    # margins that rank fusion throws away (rank 1 by 0.01 cosine counts like rank 1 by 0.3),
-    # so the places the fusion gives to threads are filled in the order of a score-level
-    # fusion instead: dense relevance + ``thread_lexical_weight`` × lexical relevance / the
-    # best thread's lexical relevance (relevance as above). Where threads stand against doc
-    # pages is still the rank fusion's. On the duplicates dev set any weight in 0.25..1 gives
-    # the same ranking.
-    thread_lexical_weight: float = 0.5
-    # Hybrid, threads against doc pages: when a thread's question chunk has at least this
-    # cosine with the query it is a near-duplicate of it, and it (with any thread ordered
-    # above it) gets ``thread_bonus`` / (rrf_k + its place among threads) more: one more
-    # ranked list, so a past answer to the same question outranks a generic doc page. A
-    # weaker match gets nothing and stands where dense and lexical put it. 0.7 was measured
-    # on the docs index plus the duplicates dev originals: the docs questions unrelated to
-    # those threads keep exactly their ranks, while at 0.65 or lower related-but-different
-    # threads start to displace the labelled doc pages.
-    thread_bonus_cosine: float = 0.7
-    thread_bonus: float = 1.0
+    # Past-answer threads: how they rank among pages and among themselves, and why these
+    # values, is in docs/retrieval-threads.md.
+    thread_answer_weight: float = 0.3  # a thread's answer chunk, among threads
+    thread_lexical_weight: float = 0.5  # score-level fusion among threads (0.25..1 all equal)
+    thread_bonus_cosine: float = 0.7  # a near-duplicate question from here on ...
+    thread_bonus: float = 1.0  # ... gets one more ranked list of this weight
     # Second stage: how many of the fusion's top documents the learnt reranker re-orders
     # (0 turns it off; an index built without one is never reranked).
     rerank_candidates: int = 30
