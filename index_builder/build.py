@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bot.corpus.documents import Chunk, Document, content_hash
 from bot.corpus.past_answers import iter_past_answer_documents
 from bot.errors import BuildError, ConfigError, SupportBotError
@@ -21,7 +23,7 @@ from bot.store.corpus_store import replace_corpus
 from bot.store.database import Database
 from index_builder.chunking import chunk_documents
 from index_builder.confidence_training import CONFIDENCE_VERSION, attach_confidence
-from index_builder.embedding import embed_chunks
+from index_builder.embedding import EmbedStats, embed_chunks
 from index_builder.publish import prune_versions, set_current, write_version
 from index_builder.reranker_training import TRAINING_VERSION
 from index_builder.sources.docs_git import redact_url, sync_docs_checkout
@@ -66,54 +68,69 @@ class BuildReport:
 
 def collect_documents(settings: Settings) -> tuple[list[Document], dict[str, dict[str, Any]]]:
     """All documents from the configured sources, ids unique (first source wins)."""
-    site_map: SiteMap | None = None
-    site_map_origin = ""
+    site_map, site_map_origin = _load_site_map(settings)
+    collected = _Collected()
+    for name, version, docs in _source_batches(settings, site_map):
+        collected.add_batch(name, version, docs)
+    if settings.docs_dir is not None:
+        _note_links_outside(settings.docs_dir, collected.sources)
+    if site_map is not None:
+        _add_site_map_stubs(collected, site_map, site_map_origin, settings.docs_dir)
+    if settings.include_past_answers:
+        _add_past_answers(collected, settings)
+    if not collected.documents:
+        raise BuildError(
+            "no documents: enable the keras API source or pass --docs-dir with a keras-io checkout"
+        )
+    return collected.documents, collected.sources
+
+
+@dataclass
+class _Collected:
+    """What ``collect_documents`` has gathered so far, across its sources."""
+
+    documents: list[Document] = field(default_factory=list)
+    # Ids of the sources' documents: a later duplicate is dropped (first source wins).
+    seen: set[str] = field(default_factory=set)
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Names (ids and aliases) of the API documents: the site map adds no stub for them.
+    known_symbols: set[str] = field(default_factory=set)
+
+    def add_batch(self, name: str, version: str, docs: Iterator[Document]) -> None:
+        count = 0
+        for doc in docs:
+            if doc.doc_id in self.seen:
+                log.warning("duplicate document id %s from %s: kept the first", doc.doc_id, name)
+                continue
+            self.seen.add(doc.doc_id)
+            self.documents.append(doc)
+            count += 1
+            if doc.kind == "api":
+                self.known_symbols.update((doc.doc_id, *doc.aliases))
+        self.sources[name] = {"version": version, "documents": count}
+
+
+def _load_site_map(settings: Settings) -> tuple[SiteMap | None, str]:
+    """The site map (from ``--site-map`` or found in the docs folder) and where it came from."""
     try:
         if settings.site_map is not None:
-            site_map, site_map_origin = SiteMap.load(settings.site_map), str(settings.site_map)
-        elif settings.docs_dir is not None and settings.docs_dir.is_dir():
+            return SiteMap.load(settings.site_map), str(settings.site_map)
+        if settings.docs_dir is not None and settings.docs_dir.is_dir():
             # An export's site_map.json, or a git checkout's scripts/*_master.py.
-            site_map, site_map_origin = find_site_map(settings.docs_dir) or (None, "")
+            return find_site_map(settings.docs_dir) or (None, "")
     except (OSError, ValueError) as exc:
         where = settings.site_map or settings.docs_dir
         raise BuildError(f"cannot read the site map of {where}: {exc}") from exc
+    return None, ""
 
+
+def _source_batches(
+    settings: Settings, site_map: SiteMap | None
+) -> list[tuple[str, str, Iterator[Document]]]:
+    """(source name, source version, lazy documents) for each configured source, in order."""
     batches: list[tuple[str, str, Iterator[Document]]] = []
     if settings.include_keras_api:
-        pkg = settings.api_package
-        sm = site_map
-
-        def url_for(symbol: Any) -> str | None:
-            if sm is None:
-                return None
-            for name in (symbol.name, *symbol.aliases):
-                url = sm.symbol_url(name)
-                if url:
-                    return url
-            return None
-
-        try:
-            # Located now, not when the lazy document iterator first runs: a missing package
-            # is an operator's mistake and must end in one line, not a traceback mid-build.
-            package_dir = find_package_dir(pkg)
-        except LookupError as exc:
-            raise BuildError(
-                f"cannot index the {pkg!r} package: {exc}; install it (the `keras` extra: "
-                "pip install 'keras-supportbot[keras]'), name another with "
-                "SUPPORTBOT_API_PACKAGE, or build without it (--no-keras)"
-            ) from None
-        batches.append(
-            (
-                f"python-api:{pkg}",
-                package_version(pkg),
-                iter_api_documents(
-                    pkg,
-                    package_dir=package_dir,
-                    preferred_names=site_map.symbols if site_map else (),
-                    url_for=url_for,
-                ),
-            )
-        )
+        batches.append(_api_batch(settings.api_package, site_map))
     if settings.docs_dir is not None:
         if not settings.docs_dir.is_dir():
             raise BuildError(f"docs dir {settings.docs_dir} is not a folder")
@@ -124,58 +141,82 @@ def collect_documents(settings: Settings) -> tuple[list[Document], dict[str, dic
                 iter_keras_io_documents(settings.docs_dir, site_map=site_map),
             )
         )
+    return batches
 
-    documents: list[Document] = []
-    seen: set[str] = set()
-    sources: dict[str, dict[str, Any]] = {}
-    known_symbols: set[str] = set()
-    for name, version, docs in batches:
-        count = 0
-        for doc in docs:
-            if doc.doc_id in seen:
-                log.warning("duplicate document id %s from %s: kept the first", doc.doc_id, name)
-                continue
-            seen.add(doc.doc_id)
-            documents.append(doc)
-            count += 1
-            if doc.kind == "api":
-                known_symbols.update((doc.doc_id, *doc.aliases))
-        sources[name] = {"version": version, "documents": count}
-    if settings.docs_dir is not None:
-        outside = links_outside(settings.docs_dir)
-        if outside:
-            log.warning(
-                "skipped %d link(s) resolving outside the docs folder %s: %s",
-                len(outside),
-                settings.docs_dir,
-                ", ".join(outside),
-            )
-            sources["keras-io"]["skipped_outside_docs"] = outside
-    if site_map is not None:
-        stubs = [
-            d
-            for d in iter_site_map_symbol_documents(
-                site_map,
-                known_symbols=known_symbols,
-                version=docs_version(settings.docs_dir) if settings.docs_dir else "unknown",
-            )
-            if d.doc_id not in seen
-        ]
-        documents.extend(stubs)
-        sources["site-map"] = {"version": site_map_origin, "documents": len(stubs)}
-    if settings.include_past_answers:
-        past = [d for d in _past_answer_documents(settings) if d.doc_id not in seen]
-        if past:
-            documents.extend(past)
-            sources["past-answers"] = {
-                "version": content_hash(*(d.content_hash for d in past))[:12],
-                "documents": len(past),
-            }
-    if not documents:
+
+def _api_batch(pkg: str, site_map: SiteMap | None) -> tuple[str, str, Iterator[Document]]:
+    """The Python package's API documents, linked to their keras.io pages via the site map."""
+
+    def url_for(symbol: Any) -> str | None:
+        if site_map is None:
+            return None
+        for name in (symbol.name, *symbol.aliases):
+            url = site_map.symbol_url(name)
+            if url:
+                return url
+        return None
+
+    try:
+        # Located now, not when the lazy document iterator first runs: a missing package
+        # is an operator's mistake and must end in one line, not a traceback mid-build.
+        package_dir = find_package_dir(pkg)
+    except LookupError as exc:
         raise BuildError(
-            "no documents: enable the keras API source or pass --docs-dir with a keras-io checkout"
+            f"cannot index the {pkg!r} package: {exc}; install it (the `keras` extra: "
+            "pip install 'keras-supportbot[keras]'), name another with "
+            "SUPPORTBOT_API_PACKAGE, or build without it (--no-keras)"
+        ) from None
+    return (
+        f"python-api:{pkg}",
+        package_version(pkg),
+        iter_api_documents(
+            pkg,
+            package_dir=package_dir,
+            preferred_names=site_map.symbols if site_map else (),
+            url_for=url_for,
+        ),
+    )
+
+
+def _note_links_outside(docs_dir: Path, sources: dict[str, dict[str, Any]]) -> None:
+    """Warn about (and record in the keras-io source) links that leave the docs folder."""
+    outside = links_outside(docs_dir)
+    if outside:
+        log.warning(
+            "skipped %d link(s) resolving outside the docs folder %s: %s",
+            len(outside),
+            docs_dir,
+            ", ".join(outside),
         )
-    return documents, sources
+        sources["keras-io"]["skipped_outside_docs"] = outside
+
+
+def _add_site_map_stubs(
+    collected: _Collected, site_map: SiteMap, site_map_origin: str, docs_dir: Path | None
+) -> None:
+    """Stub documents for the site map's symbols that no source documented."""
+    stubs = [
+        d
+        for d in iter_site_map_symbol_documents(
+            site_map,
+            known_symbols=collected.known_symbols,
+            version=docs_version(docs_dir) if docs_dir else "unknown",
+        )
+        if d.doc_id not in collected.seen
+    ]
+    collected.documents.extend(stubs)
+    collected.sources["site-map"] = {"version": site_map_origin, "documents": len(stubs)}
+
+
+def _add_past_answers(collected: _Collected, settings: Settings) -> None:
+    """The database's past answers; no "past-answers" source when there are none."""
+    past = [d for d in _past_answer_documents(settings) if d.doc_id not in collected.seen]
+    if past:
+        collected.documents.extend(past)
+        collected.sources["past-answers"] = {
+            "version": content_hash(*(d.content_hash for d in past))[:12],
+            "documents": len(past),
+        }
 
 
 def _past_answer_documents(settings: Settings) -> list[Document]:
@@ -312,114 +353,23 @@ def build_index(
     index_root = settings.index_root
     try:
         settings = resolve_docs(settings, refresh=refresh_docs)
-        documents, sources = collect_documents(settings)
-        documents.sort(key=lambda d: d.doc_id)
-        chunk_progress = progress("chunk", len(documents))
-        chunks: list[Chunk] = []
-        for doc in documents:
-            chunks.extend(
-                chunk_documents(
-                    [doc],
-                    max_words=settings.chunk_max_words,
-                    overlap_words=settings.chunk_overlap_words,
-                )
-            )
-            chunk_progress(1)
-        fingerprint = content_hash(
-            str(FORMAT_VERSION),
-            # An index from before the reranker (or an older training) is built again, so an
-            # upgrade gets the second stage although the corpus did not change.
-            f"reranker-{TRAINING_VERSION}",
-            f"confidence-{CONFIDENCE_VERSION}",
-            settings.embedding_model,
-            *(d.content_hash for d in documents),
-            *(c.hash for c in chunks),
-        )
+        corpus = _prepare_corpus(settings, progress)
         current = current_version(index_root)
-        if current and not force:
-            try:
-                if read_manifest(index_root / current).get("fingerprint") == fingerprint:
-                    return BuildReport(
-                        version=current,
-                        published=False,
-                        documents=len(documents),
-                        chunks=len(chunks),
-                        embedded=0,
-                        cached=len(chunks),
-                        seconds=time.perf_counter() - started,
-                        sources=sources,
-                        path=index_root / current,
-                    )
-            except SupportBotError:
-                pass  # unreadable current index: build a fresh one
-
-        encoders: list[Encoder] = [encoder] if encoder else []
-
-        def get_encoder() -> Encoder:  # loaded once, and only if something needs embedding
-            if not encoders:
-                encoders.append(
-                    Encoder(
-                        settings.embedding_model,
-                        device=settings.device,
-                        batch_size=settings.embed_batch_size,
-                    )
-                )
-            return encoders[0]
-
-        db = Database(settings.resolved_database_url)
-        try:
-            db.create_schema()
-            replace_corpus(db, documents, chunks)
-            embed_progress = progress("embed", len(chunks))
-            vectors, stats = embed_chunks(
-                chunks,
-                db=db,
-                model_name=settings.embedding_model,
-                encoder_factory=get_encoder,
-                on_progress=embed_progress,
-            )
-        finally:
-            db.close()
-
-        now = datetime.now(UTC)
-        version = f"{now:%Y%m%dT%H%M%S}-{fingerprint[:8]}"
-        n = 1
-        while (index_root / version).exists():  # same corpus published twice in one second
-            n += 1
-            version = f"{now:%Y%m%dT%H%M%S}-{fingerprint[:8]}-{n}"
-        progress("publish", None)(0)
-        path = write_version(
-            index_root,
-            version,
-            documents=documents,
-            chunks=chunks,
-            vectors=vectors,
-            approximate_above=settings.approximate_index_above,
-            manifest={
-                "format": FORMAT_VERSION,
-                "model": settings.embedding_model,
-                "built_at": now.isoformat(),
-                "fingerprint": fingerprint,
-                "sources": sources,
-                "build_inputs": build_inputs(settings),
-                "chunking": {
-                    "max_words": settings.chunk_max_words,
-                    "overlap_words": settings.chunk_overlap_words,
-                },
-                "embedded": stats.embedded,
-                "build_seconds": round(time.perf_counter() - started, 3),
-            },
-        )
+        if current and not force and _is_current(index_root / current, corpus.fingerprint):
+            return _unchanged_report(corpus, index_root, current, started)
+        get_encoder = _lazy_encoder(settings, encoder)
+        vectors, stats = _store_and_embed(settings, corpus, get_encoder, progress)
+        version, path = _write_new_version(settings, corpus, vectors, stats, progress, started)
         progress("rerank", None)(0)
         reranker = attach_reranker(
-            index_root, version, current, documents, get_encoder, seed=settings.rerank_seed
+            index_root, version, current, corpus.documents, get_encoder, seed=settings.rerank_seed
         )
         confidence = attach_confidence(
             index_root,
             version,
             current,
             reranker,
-            documents,
+            corpus.documents,
             get_encoder,
             seed=settings.rerank_seed,
         )
@@ -432,14 +382,177 @@ def build_index(
     return BuildReport(
         version=version,
         published=True,
-        documents=len(documents),
-        chunks=len(chunks),
+        documents=len(corpus.documents),
+        chunks=len(corpus.chunks),
         embedded=stats.embedded,
         cached=stats.cached,
         seconds=time.perf_counter() - started,
-        sources=sources,
+        sources=corpus.sources,
         path=path,
         pruned=pruned,
         reranker=dict(reranker.info) if reranker else None,
         confidence=confidence,
     )
+
+
+@dataclass(frozen=True)
+class _Corpus:
+    """A build's documents and chunks, and the fingerprint that says whether it is new."""
+
+    documents: list[Document]  # sorted by id
+    sources: dict[str, dict[str, Any]]
+    chunks: list[Chunk]
+    fingerprint: str
+
+
+def _prepare_corpus(settings: Settings, progress: ProgressFactory) -> _Corpus:
+    """Collect, sort and chunk the documents (one progress step per document)."""
+    documents, sources = collect_documents(settings)
+    documents.sort(key=lambda d: d.doc_id)
+    chunk_progress = progress("chunk", len(documents))
+    chunks: list[Chunk] = []
+    for doc in documents:
+        chunks.extend(
+            chunk_documents(
+                [doc],
+                max_words=settings.chunk_max_words,
+                overlap_words=settings.chunk_overlap_words,
+            )
+        )
+        chunk_progress(1)
+    return _Corpus(documents, sources, chunks, _fingerprint(settings, documents, chunks))
+
+
+def _fingerprint(settings: Settings, documents: list[Document], chunks: list[Chunk]) -> str:
+    """Equal for two builds that would publish the same index."""
+    return content_hash(
+        str(FORMAT_VERSION),
+        # An index from before the reranker (or an older training) is built again, so an
+        # upgrade gets the second stage although the corpus did not change.
+        f"reranker-{TRAINING_VERSION}",
+        f"confidence-{CONFIDENCE_VERSION}",
+        settings.embedding_model,
+        *(d.content_hash for d in documents),
+        *(c.hash for c in chunks),
+    )
+
+
+def _is_current(version_dir: Path, fingerprint: str) -> bool:
+    """Whether the published version was built from this fingerprint."""
+    try:
+        return bool(read_manifest(version_dir).get("fingerprint") == fingerprint)
+    except SupportBotError:
+        return False  # unreadable current index: build a fresh one
+
+
+def _unchanged_report(
+    corpus: _Corpus, index_root: Path, current: str, started: float
+) -> BuildReport:
+    """The report of a build that publishes nothing: the current version already has it all."""
+    return BuildReport(
+        version=current,
+        published=False,
+        documents=len(corpus.documents),
+        chunks=len(corpus.chunks),
+        embedded=0,
+        cached=len(corpus.chunks),
+        seconds=time.perf_counter() - started,
+        sources=corpus.sources,
+        path=index_root / current,
+    )
+
+
+def _lazy_encoder(settings: Settings, encoder: Encoder | None) -> Callable[[], Encoder]:
+    """``encoder``, or one loaded on first use: only if something needs embedding."""
+    encoders: list[Encoder] = [encoder] if encoder else []
+
+    def get_encoder() -> Encoder:
+        if not encoders:
+            encoders.append(
+                Encoder(
+                    settings.embedding_model,
+                    device=settings.device,
+                    batch_size=settings.embed_batch_size,
+                )
+            )
+        return encoders[0]
+
+    return get_encoder
+
+
+def _store_and_embed(
+    settings: Settings,
+    corpus: _Corpus,
+    get_encoder: Callable[[], Encoder],
+    progress: ProgressFactory,
+) -> tuple[np.ndarray, EmbedStats]:
+    """Store the corpus in the database and embed its chunks (cached vectors reused)."""
+    db = Database(settings.resolved_database_url)
+    try:
+        db.create_schema()
+        replace_corpus(db, corpus.documents, corpus.chunks)
+        embed_progress = progress("embed", len(corpus.chunks))
+        return embed_chunks(
+            corpus.chunks,
+            db=db,
+            model_name=settings.embedding_model,
+            encoder_factory=get_encoder,
+            on_progress=embed_progress,
+        )
+    finally:
+        db.close()
+
+
+def _write_new_version(
+    settings: Settings,
+    corpus: _Corpus,
+    vectors: np.ndarray,
+    stats: EmbedStats,
+    progress: ProgressFactory,
+    started: float,
+) -> tuple[str, Path]:
+    """Write the corpus as a new version folder (not yet current): its name and path."""
+    index_root = settings.index_root
+    now = datetime.now(UTC)
+    version = _new_version_name(index_root, corpus.fingerprint, now)
+    progress("publish", None)(0)
+    path = write_version(
+        index_root,
+        version,
+        documents=corpus.documents,
+        chunks=corpus.chunks,
+        vectors=vectors,
+        approximate_above=settings.approximate_index_above,
+        manifest=_manifest(settings, corpus, now, stats.embedded, started),
+    )
+    return version, path
+
+
+def _new_version_name(index_root: Path, fingerprint: str, now: datetime) -> str:
+    """A version folder name not yet taken under ``index_root``."""
+    version = f"{now:%Y%m%dT%H%M%S}-{fingerprint[:8]}"
+    n = 1
+    while (index_root / version).exists():  # same corpus published twice in one second
+        n += 1
+        version = f"{now:%Y%m%dT%H%M%S}-{fingerprint[:8]}-{n}"
+    return version
+
+
+def _manifest(
+    settings: Settings, corpus: _Corpus, now: datetime, embedded: int, started: float
+) -> dict[str, Any]:
+    """The new version's manifest.json content."""
+    return {
+        "format": FORMAT_VERSION,
+        "model": settings.embedding_model,
+        "built_at": now.isoformat(),
+        "fingerprint": corpus.fingerprint,
+        "sources": corpus.sources,
+        "build_inputs": build_inputs(settings),
+        "chunking": {
+            "max_words": settings.chunk_max_words,
+            "overlap_words": settings.chunk_overlap_words,
+        },
+        "embedded": embedded,
+        "build_seconds": round(time.perf_counter() - started, 3),
+    }
