@@ -34,7 +34,8 @@ from bot.room.timing import Backoff
 from bot.settings import load_settings
 from bot.store.database import Database
 from bot.store.models import RoomEventRow
-from bot.store.room_store import DEFERRED, RoomStore
+from bot.store.room_claims import DEFERRED
+from bot.store.room_store import RoomStore
 
 T = TypeVar("T")
 BOT = "@keras-bot:example.org"

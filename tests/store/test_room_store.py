@@ -14,7 +14,8 @@ from bot.corpus.past_answers import PastAnswer
 from bot.store.database import Database
 from bot.store.models import PastAnswerRow, RoomEventRow
 from bot.store.past_answers import PastAnswerStore
-from bot.store.room_store import SYNC_TOKEN_KEY, ReplyClaim, RoomStore
+from bot.store.reply_records import ReplyClaim
+from bot.store.room_store import SYNC_TOKEN_KEY, RoomStore
 
 ROOM = "!room:example.org"
 

@@ -16,7 +16,8 @@ import pytest
 
 from bot.chat.events import RoomEvent
 from bot.store.database import Database
-from bot.store.room_store import SYNC_TOKEN_KEY, ReplyClaim, RoomStore
+from bot.store.reply_records import ReplyClaim
+from bot.store.room_store import SYNC_TOKEN_KEY, RoomStore
 
 T = TypeVar("T")
 ROOM = "!room:example.org"
