@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from bot.chat.events import thread_of
 from bot.store.database import Database
@@ -189,6 +190,103 @@ def _post(row: DashboardPostRow) -> DashboardPost:
     )
 
 
+def _thread_rows(s: Session, question: RoomEventRow) -> list[RoomEventRow]:
+    """The messages of the question's thread: its root, the question, the messages in the
+    thread and the replies to the question (edits are not messages of their own)."""
+    event_id = question.event_id
+    root = thread_of(question) or event_id
+    return list(
+        s.scalars(
+            select(RoomEventRow).where(
+                RoomEventRow.event_type == "m.room.message",
+                or_(RoomEventRow.rel_type.is_(None), RoomEventRow.rel_type != "m.replace"),
+                or_(
+                    RoomEventRow.event_id.in_({root, event_id}),
+                    and_(
+                        RoomEventRow.rel_type == "m.thread",
+                        RoomEventRow.relates_to == root,
+                    ),
+                    RoomEventRow.in_reply_to == event_id,
+                ),
+            )
+        )
+    )
+
+
+def _latest_edits(s: Session, sender_of: dict[str, str]) -> dict[str, str]:
+    """The latest text of each edited message, by its event id."""
+    edits: dict[str, str] = {}
+    for edit in s.scalars(
+        select(RoomEventRow)
+        .where(RoomEventRow.rel_type == "m.replace", RoomEventRow.relates_to.in_(sorted(sender_of)))
+        .order_by(RoomEventRow.origin_ts)
+    ):
+        # Only the author's own edits count (as in Matrix clients); the last one wins.
+        if edit.relates_to and sender_of.get(edit.relates_to) == edit.sender:
+            edits[edit.relates_to] = edit.body
+    return edits
+
+
+def _redacted(s: Session, sender_of: dict[str, str]) -> set[str]:
+    """The messages whose redaction counts."""
+    # Anyone may send a redaction; it counts from the message's sender, or from a
+    # moderator (the service records that outcome when it handles the redaction).
+    return {
+        target
+        for target, by, outcome in s.execute(
+            select(RoomEventRow.relates_to, RoomEventRow.sender, RoomEventRow.outcome).where(
+                RoomEventRow.event_type == "m.room.redaction",
+                RoomEventRow.relates_to.in_(sorted(sender_of)),
+            )
+        )
+        if target and (by == sender_of.get(target) or outcome == MODERATOR_REDACTION)
+    }
+
+
+def _sent_posts(s: Session, event_id: str) -> dict[str | None, DashboardPostRow]:
+    """The replies posted from the dashboard to this question, by their reply event id."""
+    return {
+        post.reply_event_id: post
+        for post in s.scalars(
+            select(DashboardPostRow).where(
+                DashboardPostRow.question_event_id == event_id,
+                DashboardPostRow.state == "sent",
+            )
+        )
+    }
+
+
+def _not_echoed_yet(
+    reply: ReplyRow | None, posts: dict[str | None, DashboardPostRow], seen: set[str]
+) -> list[ThreadMessage]:
+    """What the bot sent that the room has not echoed back through /sync yet (shown at once)."""
+    messages: list[ThreadMessage] = []
+    if reply is not None and reply.state == "sent" and reply.reply_event_id not in seen:
+        messages.append(
+            ThreadMessage(
+                event_id=reply.reply_event_id or "",
+                sender="the bot",
+                body=reply.body,
+                sent_at=as_utc(reply.sent_at),
+                note="the bot's reply, not yet seen back from the room",
+                by_bot=True,
+            )
+        )
+    for reply_id, post in posts.items():
+        if reply_id not in seen:
+            messages.append(
+                ThreadMessage(
+                    event_id=reply_id or "",
+                    sender="the bot",
+                    body=post.body,
+                    sent_at=as_utc(post.sent_at),
+                    note=_posted_note(post),
+                    by_bot=True,
+                )
+            )
+    return messages
+
+
 class DashboardStore:
     def __init__(self, db: Database, *, regulars: Collection[str] = ()) -> None:
         """``regulars``: users never marked as first-time askers (the bot, the maintainers)."""
@@ -297,59 +395,11 @@ class DashboardStore:
             question = s.get(RoomEventRow, event_id)
             if question is None:
                 return []
-            root = thread_of(question) or question.event_id
-            rows = list(
-                s.scalars(
-                    select(RoomEventRow).where(
-                        RoomEventRow.event_type == "m.room.message",
-                        or_(RoomEventRow.rel_type.is_(None), RoomEventRow.rel_type != "m.replace"),
-                        or_(
-                            RoomEventRow.event_id.in_({root, event_id}),
-                            and_(
-                                RoomEventRow.rel_type == "m.thread",
-                                RoomEventRow.relates_to == root,
-                            ),
-                            RoomEventRow.in_reply_to == event_id,
-                        ),
-                    )
-                )
-            )
+            rows = _thread_rows(s, question)
             sender_of = {r.event_id: r.sender for r in rows}
-            ids = set(sender_of)
-            edits: dict[str, str] = {}
-            for edit in s.scalars(
-                select(RoomEventRow)
-                .where(
-                    RoomEventRow.rel_type == "m.replace", RoomEventRow.relates_to.in_(sorted(ids))
-                )
-                .order_by(RoomEventRow.origin_ts)
-            ):
-                # Only the author's own edits count (as in Matrix clients); the last one wins.
-                if edit.relates_to and sender_of.get(edit.relates_to) == edit.sender:
-                    edits[edit.relates_to] = edit.body
-            # Anyone may send a redaction; it counts from the message's sender, or from a
-            # moderator (the service records that outcome when it handles the redaction).
-            redacted = {
-                target
-                for target, by, outcome in s.execute(
-                    select(
-                        RoomEventRow.relates_to, RoomEventRow.sender, RoomEventRow.outcome
-                    ).where(
-                        RoomEventRow.event_type == "m.room.redaction",
-                        RoomEventRow.relates_to.in_(sorted(ids)),
-                    )
-                )
-                if target and (by == sender_of.get(target) or outcome == MODERATOR_REDACTION)
-            }
-            posts = {
-                post.reply_event_id: post
-                for post in s.scalars(
-                    select(DashboardPostRow).where(
-                        DashboardPostRow.question_event_id == event_id,
-                        DashboardPostRow.state == "sent",
-                    )
-                )
-            }
+            edits = _latest_edits(s, sender_of)
+            redacted = _redacted(s, sender_of)
+            posts = _sent_posts(s, event_id)
             # What the bot sent: its reply to this question and the posts made from here.
             reply = s.get(ReplyRow, event_id)
             bot_sent = set(posts)
@@ -369,30 +419,7 @@ class DashboardStore:
                 )
                 for r in rows
             ]
-            # What the bot sent shows at once, before the room echoes it back through /sync.
-            if reply is not None and reply.state == "sent" and reply.reply_event_id not in ids:
-                messages.append(
-                    ThreadMessage(
-                        event_id=reply.reply_event_id or "",
-                        sender="the bot",
-                        body=reply.body,
-                        sent_at=as_utc(reply.sent_at),
-                        note="the bot's reply, not yet seen back from the room",
-                        by_bot=True,
-                    )
-                )
-            for reply_id, post in posts.items():
-                if reply_id not in ids:
-                    messages.append(
-                        ThreadMessage(
-                            event_id=reply_id or "",
-                            sender="the bot",
-                            body=post.body,
-                            sent_at=as_utc(post.sent_at),
-                            note=_posted_note(post),
-                            by_bot=True,
-                        )
-                    )
+            messages += _not_echoed_yet(reply, posts, set(sender_of))
         far_future = datetime.max.replace(tzinfo=UTC)
         return sorted(messages, key=lambda m: m.sent_at or far_future)
 
