@@ -109,6 +109,21 @@ class Settings(BaseSettings):
             "shipped one."
         ),
     )
+    welcome_newcomers: bool = Field(
+        False,
+        description=(
+            "Start the bot's reply to a first-time asker (no earlier message of theirs in the "
+            "room, history read on join included) with `welcome_line`: once per person per "
+            "room, never to maintainers or the bot."
+        ),
+    )
+    welcome_line: str = Field(
+        "Welcome to the Keras room! The API docs are at https://keras.io/api/ and the guides "
+        "at https://keras.io/guides/.",
+        min_length=1,
+        max_length=500,
+        description="The one line a first-time asker's first reply starts with (Markdown).",
+    )
     unsure_reply: Literal["note", "closest"] = Field(
         "closest",
         description=(

@@ -26,6 +26,7 @@ from bot.room.replies import ReplySender
 from bot.room.roles import RoomRoles
 from bot.settings import Settings
 from bot.store.dashboard_store import MODERATOR_REDACTION
+from bot.store.newcomers import first_questions
 from bot.store.room_store import RoomStore
 
 Answer = Callable[[str], SuggestedReply]
@@ -157,7 +158,21 @@ class EventHandler:
         if not reply.would_reply and not mentioned:
             return TRIAGE_LOW_CONFIDENCE
         body = reply.markdown if reply.would_reply else self._unsure_body(reply)
+        if self.settings.welcome_newcomers and await self._first_time_asker(event):
+            body = f"{self.settings.welcome_line}\n\n{body}"
         return await self.reply(event, body, confident=reply.would_reply, mentioned=mentioned)
+
+    async def _first_time_asker(self, event: RoomEvent) -> bool:
+        """Whether this question is its sender's first message in the room (the store's
+        ``first_questions``); a person has one first message per room, so the welcome comes
+        once at most. Maintainers (configured or by power level) and the bot never count."""
+        if self.roles.is_trusted(event.room_id, event.sender):
+            return False
+        regulars = {*self.settings.maintainers, self.me.user_id}
+        first = await asyncio.to_thread(
+            first_questions, self.store.db, [event.event_id], regulars=regulars
+        )
+        return event.event_id in first
 
     async def _suggest(self, event: RoomEvent, text: str, *, mentioned: bool) -> SuggestedReply:
         """Run the model on the question and store it with the suggestion, for triage."""

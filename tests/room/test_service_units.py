@@ -854,3 +854,35 @@ def test_run_handles_persisted_and_synced_events(
     assert store.sync_token() == "s2"
     # Both marked handled after their replies; nothing is re-handled on the next start.
     assert store.unhandled() == []
+
+
+# --- first-time askers ---------------------------------------------------------------------------
+WELCOME = "Welcome! Docs: https://keras.io/api/"
+
+
+def test_a_first_time_asker_is_welcomed_once(make_service: ServiceFactory) -> None:
+    service = make_service(welcome_newcomers=True, welcome_line=WELCOME, user_cooldown_seconds=0)
+    first = event("$q1", "keras-bot: how do I save a model?", ts=1)
+    second = event("$q2", "keras-bot: and how do I load it again?", ts=2)
+    assert handle(service, first, second) == ["replied", "replied"]
+    one, two = transport_of(service).sent
+    assert one.body == f"{WELCOME}\n\n{ANSWER_MD}"
+    assert two.body == ANSWER_MD  # not their first message any more
+
+
+def test_someone_who_posted_before_is_not_welcomed(make_service: ServiceFactory) -> None:
+    service = make_service(welcome_newcomers=True, welcome_line=WELCOME)
+    hello = event("$hi", "hello everyone", ts=1)
+    question = event("$q1", "keras-bot: how do I save a model?", ts=2)
+    handle(service, hello, question)
+    [sent] = transport_of(service).sent
+    assert sent.body == ANSWER_MD
+
+
+def test_maintainers_and_the_default_get_no_welcome(make_service: ServiceFactory) -> None:
+    maintainer = make_service(welcome_newcomers=True, welcome_line=WELCOME, maintainers=ALICE)
+    handle(maintainer, event("$q1", ts=1))
+    off = make_service()  # off by default
+    handle(off, event("$q2", "keras-bot: how do I freeze layers?", sender=BOB, ts=2))
+    assert [s.body for s in transport_of(maintainer).sent] == [ANSWER_MD]
+    assert [s.body for s in transport_of(off).sent] == [ANSWER_MD]
