@@ -412,7 +412,7 @@ def render_ask(info: MissingInfo, *, again: bool = True) -> str:
         return ""
     line = f"To help, add: {_join([item.ask for item in info.items])}."
     if again:
-        line += "\nReply here with it (or edit your question) and I'll look again."
+        line += "\nReply in this thread with it and I'll look again."
     return line
 
 

@@ -186,7 +186,8 @@ def compose_reply(
         if confident or version_answer
         else detect_missing(result.query, has_code=has_code)
     )
-    if ask := render_ask(missing, again=False):
+    # The room answers the asker's reply in the thread again, once (bot.room.handler).
+    if ask := render_ask(missing, again=True):
         lines += ["", ask]
     if note_lines := notes_markdown(notes):
         lines += ["", *note_lines]

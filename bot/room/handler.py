@@ -7,9 +7,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
+from bot.answering.missing_info import detect_missing, fuller_text, supplies_missing
 from bot.answering.policy import BotIdentity, ignore_reason, looks_like_question, question_text
 from bot.answering.reply import SuggestedReply
-from bot.chat.events import RoomEvent
+from bot.chat.events import RoomEvent, thread_of
 from bot.room.learning import RoomLearner
 from bot.room.mentions import MentionHolds
 from bot.room.outcome import (
@@ -88,6 +89,8 @@ class EventHandler:
         if existing is not None and existing.state == "sent":
             return ALREADY_REPLIED  # re-handled after a restart: keep its triage status
         mentioned = self.me.mentioned_in(event)
+        if not mentioned and (follow_up := await self._follow_up(event)) is not None:
+            return await self._answer_again(event, follow_up)
         text, not_a_question = await self._question(event, mentioned=mentioned)
         if not_a_question is not None:
             return not_a_question
@@ -101,6 +104,33 @@ class EventHandler:
                 await self._store_held_mention(event, text, outcome)
                 return outcome
         return await self._answer(event, text, mentioned=mentioned)
+
+    async def _follow_up(self, event: RoomEvent) -> str | None:
+        """The fuller question to answer again when ``event`` is the asker's reply in the
+        thread of a question the bot answered unsure with an ask ("To help, add: ..."), and
+        it supplies what was asked for; the bot does this once per question. None otherwise."""
+        root = thread_of(event)
+        if root is None or event.origin == "history" or event.sender == self.me.user_id:
+            return None
+        question = await asyncio.to_thread(self.store.question, root)
+        if question is None or question.asker != event.sender or question.status != "new":
+            return None  # not the asker's, or answered since (by the bot or a person)
+        asked = detect_missing(question.text).kinds
+        text = question_text(event, self.me)
+        if not asked or not supplies_missing(asked, question.text, text):
+            return None
+        if not await asyncio.to_thread(self.store.bot_replied, root):
+            return None  # the bot never answered it, so it asked for nothing
+        if await asyncio.to_thread(self.store.bot_followed_up, root):
+            return None
+        return fuller_text(question.text, text)
+
+    async def _answer_again(self, event: RoomEvent, text: str) -> Outcome | None:
+        """Answer the follow-up on the fuller text, in the thread, as a request (a mention)."""
+        loop = asyncio.get_running_loop()
+        reply = await loop.run_in_executor(self.executor, self.answer, text)
+        body = reply.markdown if reply.would_reply else self._unsure_body(reply)
+        return await self.reply(event, body, confident=reply.would_reply, mentioned=True)
 
     async def _question(self, event: RoomEvent, *, mentioned: bool) -> tuple[str, Outcome | None]:
         """The question's text, and the outcome instead when the message asks nothing."""

@@ -227,6 +227,21 @@ class ReplyRecords(RoomStoreBase):
             counts[key] = counts.get(key, 0) + 1
         return counts
 
+    def bot_followed_up(self, thread_root: str) -> bool:
+        """Whether the bot already answered a follow-up in this question's thread (a sent
+        reply of its own there to anything but the question itself)."""
+        with self.db.session() as s:
+            found = s.scalar(
+                select(ReplyRow.question_event_id)
+                .where(
+                    ReplyRow.thread_root == thread_root,
+                    ReplyRow.question_event_id != thread_root,
+                    ReplyRow.posted_by == "bot",
+                )
+                .limit(1)
+            )
+        return found is not None
+
     def bot_replied(self, question_event_id: str) -> bool:
         reply = self.reply(question_event_id)
         return reply is not None and reply.state == "sent"

@@ -529,8 +529,8 @@ def test_an_unsure_reply_asks_for_what_would_decide_it() -> None:
     assert "traceback" in reply.missing and "version" in reply.missing
     ask = next(line for line in reply.markdown.splitlines() if line.startswith("To help, add:"))
     assert "the full traceback of the TypeError" in ask
-    # The room does not re-answer follow-ups yet, so the reply must not promise it.
-    assert "look again" not in reply.markdown
+    # The room answers the asker's reply in the thread once (tests/room/test_service_units.py).
+    assert "Reply in this thread with it and I'll look again." in reply.markdown
     assert reply.to_json()["missing"] == reply.missing
 
 

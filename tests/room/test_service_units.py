@@ -886,3 +886,65 @@ def test_maintainers_and_the_default_get_no_welcome(make_service: ServiceFactory
     handle(off, event("$q2", "keras-bot: how do I freeze layers?", sender=BOB, ts=2))
     assert [s.body for s in transport_of(maintainer).sent] == [ANSWER_MD]
     assert [s.body for s in transport_of(off).sent] == [ANSWER_MD]
+
+
+# --- asking for what is missing, then answering again once ---------------------------------------
+CRASH = "keras-bot: my training crashes with TypeError: unsupported operand type(s) for +"
+TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "train.py", line 12, in <module>\n'
+    "    model.fit(x, y)\n"
+    "TypeError: unsupported operand type(s) for +: 'int' and 'NoneType'"
+)
+
+
+def in_thread(event_id: str, body: str, *, sender: str = ALICE, ts: int = 2) -> RoomEvent:
+    return event(event_id, body, sender=sender, rel_type="m.thread", relates_to="$q1", ts=ts)
+
+
+def test_the_askers_traceback_in_the_thread_gets_one_more_answer(
+    make_service: ServiceFactory, store: RoomStore
+) -> None:
+    answer = FakeAnswer(confident=False)
+    service = make_service(answer=answer, user_cooldown_seconds=0)
+    outcomes = handle(
+        service,
+        event("$q1", CRASH, ts=1),
+        in_thread("$f1", f"here it is:\n```\n{TRACEBACK}\n```", ts=2),
+        in_thread("$f2", f"and again:\n```\n{TRACEBACK}\n```", ts=3),
+    )
+    assert outcomes == ["replied:unsure", "replied:unsure", "not-a-question"]
+    first, again = transport_of(service).sent
+    assert (first.reply_to, first.thread_root) == ("$q1", "$q1")
+    assert (again.reply_to, again.thread_root, again.mention) == ("$f1", "$q1", ALICE)
+    # The second answer is on the question and the traceback together.
+    assert (
+        answer.questions[1].startswith("my training crashes") and TRACEBACK in answer.questions[1]
+    )
+    assert store.bot_followed_up("$q1") and not store.bot_followed_up("$other")
+
+
+def test_no_second_answer_without_what_was_asked_or_from_someone_else(
+    make_service: ServiceFactory,
+) -> None:
+    service = make_service(answer=FakeAnswer(confident=False), user_cooldown_seconds=0)
+    outcomes = handle(
+        service,
+        event("$q1", CRASH, ts=1),
+        in_thread("$f1", "thanks, I'll try", ts=2),
+        in_thread("$f2", f"same here:\n```\n{TRACEBACK}\n```", sender=BOB, ts=3),
+    )
+    assert outcomes == ["replied:unsure", "not-a-question", "not-a-question"]
+    assert len(transport_of(service).sent) == 1
+
+
+def test_a_confident_answer_asked_for_nothing_so_a_follow_up_is_not_answered(
+    make_service: ServiceFactory,
+) -> None:
+    service = make_service(answer=FakeAnswer(confident=True), user_cooldown_seconds=0)
+    outcomes = handle(
+        service,
+        event("$q1", CRASH, ts=1),
+        in_thread("$f1", f"here it is:\n```\n{TRACEBACK}\n```", ts=2),
+    )
+    assert outcomes == ["replied", "not-a-question"]
