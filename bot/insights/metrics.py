@@ -75,6 +75,29 @@ class Acceptance:
 
 
 @dataclass(frozen=True)
+class GroupStats:
+    """One group of askers (first-time askers, or everyone else) over the window."""
+
+    questions: int
+    answered: int
+    first_answer_seconds: list[float]  # asked -> first answer (bot or person), when answered
+    days: int
+
+    @property
+    def per_week(self) -> float:
+        return self.questions * 7 / self.days
+
+    @property
+    def answered_share(self) -> float | None:
+        return self.answered / self.questions if self.questions else None
+
+    @property
+    def median_seconds(self) -> float | None:
+        s = self.first_answer_seconds
+        return statistics.median(s) if s else None
+
+
+@dataclass(frozen=True)
 class Insights:
     days: int
     start: datetime  # inclusive, UTC midnight
@@ -88,6 +111,9 @@ class Insights:
     acceptance: Acceptance
     # Low-confidence questions, in the order asked (input to ``group_doc_gaps``).
     doc_gap_candidates: list[QuestionRecord] = field(default_factory=list)
+    # First-time askers' questions next to everyone else's (None: not computed).
+    newcomers: GroupStats | None = None
+    returning: GroupStats | None = None
 
     @property
     def last_day(self) -> date:
@@ -324,6 +350,9 @@ class _Tally:
     )
     undecided: int = 0
     gaps: list[QuestionRecord] = field(default_factory=list)
+    # [asked, answered] and the seconds to a first answer, for first-time askers / the rest.
+    groups: dict[bool, list[int]] = field(default_factory=lambda: {True: [0, 0], False: [0, 0]})
+    group_seconds: dict[bool, list[float]] = field(default_factory=lambda: {True: [], False: []})
 
     @classmethod
     def for_days(cls, start: datetime, days: int) -> _Tally:
@@ -348,6 +377,7 @@ class _Tally:
         first = _first_person_answer(q, reply, answers, sent_posts, activity.bots)
         if first is not None:
             self.person_seconds.append(_seconds_between(asked_at, first))
+        self._add_to_group(q, asked_at, [t for t in (bot_answered, first) if t is not None])
 
         reason = classify_suggestion(
             q,
@@ -362,6 +392,18 @@ class _Tally:
 
         if q.status != "dismissed" and (q.confidence is None or q.confidence < reply_threshold):
             self.gaps.append(q)
+
+    def _add_to_group(self, q: QuestionRecord, asked_at: datetime, answers: list[datetime]) -> None:
+        counts = self.groups[q.first_question]
+        counts[0] += 1
+        if q.status in ANSWERED_STATUSES:
+            counts[1] += 1
+        if answers:
+            self.group_seconds[q.first_question].append(_seconds_between(asked_at, min(answers)))
+
+    def group(self, first: bool, days: int) -> GroupStats:
+        asked, answered = self.groups[first]
+        return GroupStats(asked, answered, self.group_seconds[first], days)
 
 
 def compute_insights(
@@ -396,6 +438,8 @@ def compute_insights(
         person_answer_seconds=tally.person_seconds,
         acceptance=Acceptance(by_reason=tally.reasons, undecided=tally.undecided),
         doc_gap_candidates=tally.gaps,
+        newcomers=tally.group(True, days),
+        returning=tally.group(False, days),
     )
 
 

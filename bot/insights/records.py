@@ -22,6 +22,7 @@ class QuestionRecord:
     has_sources: bool = False
     answered_at: datetime | None = None
     answered_by: str | None = None
+    first_question: bool = False  # the asker's first message in the room (``store.newcomers``)
 
     @property
     def href(self) -> str:

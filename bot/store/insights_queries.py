@@ -3,8 +3,8 @@ or judged them, read into ``bot.insights.records`` (blocking; run it in a thread
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, or_, select
@@ -25,6 +25,7 @@ from bot.store.models import (
     RoomEventRow,
     SuggestionVoteRow,
 )
+from bot.store.newcomers import first_questions
 from bot.timeutil import as_utc, utc_from_ms
 
 _IN_BATCH = 500  # SQLite caps bound parameters per statement
@@ -43,8 +44,10 @@ def _batches(values: Sequence[str]) -> list[list[str]]:
     return [list(values[i : i + _IN_BATCH]) for i in range(0, len(values), _IN_BATCH)]
 
 
-def load_rows(db: Database, since: datetime) -> LoadedRows:
-    """Questions asked since ``since`` and everything that answered or judged them (blocking)."""
+def load_rows(db: Database, since: datetime, *, regulars: Collection[str] = ()) -> LoadedRows:
+    """Questions asked since ``since`` and everything that answered or judged them (blocking).
+    Each question says whether it was its asker's first in the room; ``regulars`` (the bot,
+    the maintainers) never are."""
     since_ms = int(as_utc(since).timestamp() * 1000)
     with db.session() as s:
         questions = _questions(s, since_ms)
@@ -72,6 +75,8 @@ def load_rows(db: Database, since: datetime) -> LoadedRows:
                 and_(RoomEventRow.event_type == "m.reaction", RoomEventRow.relates_to.in_(batch)),
                 into=events,
             )
+    first = first_questions(db, [q.event_id for q in questions], regulars=regulars)
+    questions = [replace(q, first_question=q.event_id in first) for q in questions]
     return LoadedRows(questions, replies, posts, votes, list(events.values()))
 
 

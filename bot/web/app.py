@@ -10,12 +10,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from bot.settings import Settings
 from bot.store.auth_store import AuthStore
 from bot.store.dashboard_store import DashboardStore
 from bot.web import formatting
 from bot.web.auth import AUTH_STORE_KEY, add_auth_routes, auth_middleware
-from bot.web.context import CTX_KEY, WebContext, context_for
+from bot.web.context import CTX_KEY, WebContext, context_for, regulars
 from bot.web.dashboard import add_dashboard_routes
 from bot.web.health import add_health_routes, start_site
 from bot.web.origin import HostRules, make_host_origin_middleware
@@ -47,13 +46,6 @@ async def _insights(request: web.Request) -> web.StreamResponse:
     from bot.web.insights import insights_page
 
     return await insights_page(request)
-
-
-def regulars(settings: Settings) -> frozenset[str]:
-    """Users the queue never marks as first-time askers: the bot (both identities: a database
-    may hold events from the local room and from Matrix) and the configured maintainers."""
-    bots = (settings.matrix_user_id, settings.local_bot_user)
-    return frozenset(u for u in (*bots, *settings.maintainers) if u)
 
 
 def build_app(ctx: WebContext) -> web.Application:

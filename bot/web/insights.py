@@ -28,7 +28,7 @@ from bot.insights.metrics import (
 from bot.store.embedding_cache import cached_embeddings, store_embeddings
 from bot.store.insights_queries import load_rows
 from bot.web.charts import BarPoint, bar_chart_svg
-from bot.web.context import CTX_KEY, WebContext
+from bot.web.context import CTX_KEY, WebContext, regulars
 from bot.web.templating import render
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ async def insights_page(request: web.Request) -> web.StreamResponse:
     days = parse_days(request.query.get("days"))
     now = datetime.now(UTC)
     start, _ = window(now, days)
-    rows = await asyncio.to_thread(load_rows, ctx.db, start)
+    rows = await asyncio.to_thread(load_rows, ctx.db, start, regulars=regulars(ctx.settings))
     insights = compute_insights(
         rows.questions,
         rows.replies,

@@ -381,3 +381,61 @@ def test_doc_gap_embedding_runs_in_small_jobs(
     assert sizes == [2, 2, 1] and again is not None
     np.testing.assert_allclose(again, vectors)
     db.close()
+
+
+def _newcomers_table(page: str) -> dict[str, list[str]]:
+    table = page[page.index('id="newcomers"') :].split("</table>", 1)[0]
+    rows = re.findall(r"<tr>\s*<td>(.*?)</td>(.*?)</tr>", table, re.S)
+    return {label: re.findall(r"<td>(.*?)</td>", rest) for label, rest in rows}
+
+
+def test_insights_put_first_time_askers_next_to_everyone_else(
+    tmp_path: Path, database_url: str
+) -> None:
+    db = Database(database_url)
+    db.create_schema()
+    t = datetime.now(UTC) - timedelta(days=2)
+
+    def message(eid: str, sender: str, at: datetime, **kw: Any) -> RoomEventRow:
+        return RoomEventRow(
+            event_id=eid,
+            room_id="!r:x",
+            sender=sender,
+            origin_ts=ms(at),
+            event_type="m.room.message",
+            msgtype="m.text",
+            body=kw.pop("body", "hi"),
+            **kw,
+        )
+
+    def question(eid: str, asker: str, status: str) -> QuestionRow:
+        return QuestionRow(
+            event_id=eid, room_id="!r:x", asker=asker, text="how?", status=status, confidence=0.2
+        )
+
+    rows: list[Any] = [
+        message("$hello", "@ann:x", t - timedelta(days=40)),  # ann posted long before
+        message("$q1", "@ann:x", t, body="how do I save?"),
+        question("$q1", "@ann:x", "answered_person"),
+        message("$a1", "@maint:x", t + timedelta(minutes=40), in_reply_to="$q1"),
+        message("$q2", "@new:x", t + timedelta(hours=1), body="how do I load?"),
+        question("$q2", "@new:x", "answered_person"),
+        message("$a2", "@maint:x", t + timedelta(hours=1, minutes=10), in_reply_to="$q2"),
+        message("$q3", "@new2:x", t + timedelta(hours=2), body="why does it crash?"),
+        question("$q3", "@new2:x", "new"),
+    ]
+    with db.session() as s:
+        for row in rows:
+            s.add(row)
+            s.flush()
+
+    async def scenario() -> None:
+        async with TestClient(TestServer(_app(db, tmp_path))) as client:
+            page = await (await client.get("/insights?days=7")).text()
+            table = _newcomers_table(page)
+            # questions, per week, answered, median time to first answer
+            assert table["first-time askers"] == ["2", "2.0", "50%", "10 min"]
+            assert table["everyone else"] == ["1", "1.0", "100%", "40 min"]
+
+    asyncio.run(scenario())
+    db.close()
