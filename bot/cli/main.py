@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 from bot.cli.ask_cmd import cmd_ask
 from bot.cli.db_cmd import cmd_db_status, cmd_db_upgrade
+from bot.cli.digest_cmd import cmd_digest
 from bot.cli.eval_cmd import cmd_eval, cmd_eval_duplicates
 from bot.cli.index_cmd import cmd_index_build, cmd_index_status
 from bot.cli.models_cmd import HANDLERS as MODELS_HANDLERS
@@ -50,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("users", "add"): cmd_users_add,
         ("users", "list"): cmd_users_list,
         ("users", "remove"): cmd_users_remove,
+        ("digest", None): cmd_digest,
         **MODELS_HANDLERS,
     }
     handler = handlers[(args.command, getattr(args, f"{args.command}_command", None))]

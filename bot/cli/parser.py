@@ -4,6 +4,7 @@ group's flags and help texts are read in one place. Building it imports nothing 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from bot.cli.models_cmd import add_parser as add_models_commands
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threads_commands(sub)
     _add_db_commands(sub)
     _add_users_commands(sub)
+    _add_digest_command(sub)
     add_models_commands(sub, common=_add_common)
     return parser
 
@@ -118,6 +120,45 @@ def _add_index_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     status = index_sub.add_parser("status", help="show the published index")
     status.add_argument("--json", action="store_true", help="print the manifest as JSON")
     _add_common(status)
+
+
+def _between(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``, with a one-line error."""
+
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {raw!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, not {value}")
+        return value
+
+    return parse
+
+
+def _add_digest_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``digest [--days N] [--limit N]``."""
+    digest = sub.add_parser(
+        "digest",
+        help="print the maintainers' digest (Markdown): open questions, first-time askers, "
+        "doc gaps, this period against the one before",
+    )
+    digest.add_argument(
+        "--days",
+        type=_between(1, 90),
+        default=7,
+        metavar="N",
+        help="the period in days, compared with the N days before it (default 7)",
+    )
+    digest.add_argument(
+        "--limit",
+        type=_between(1, 200),
+        default=20,
+        metavar="N",
+        help="open questions listed, oldest first (default 20; the total is always given)",
+    )
+    _add_common(digest)
 
 
 def _add_ask_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -23,6 +23,7 @@ class QuestionRecord:
     answered_at: datetime | None = None
     answered_by: str | None = None
     first_question: bool = False  # the asker's first message in the room (``store.newcomers``)
+    room_id: str = ""
 
     @property
     def href(self) -> str:

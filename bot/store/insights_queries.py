@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from bot.insights.records import (
@@ -42,6 +42,32 @@ class LoadedRows:
 
 def _batches(values: Sequence[str]) -> list[list[str]]:
     return [list(values[i : i + _IN_BATCH]) for i in range(0, len(values), _IN_BATCH)]
+
+
+OPEN_STATUSES = ("new", "suggested")
+
+
+def open_questions(
+    db: Database, *, limit: int = 20, regulars: Collection[str] = ()
+) -> tuple[list[QuestionRecord], int]:
+    """The oldest questions nobody has answered or dismissed (at most ``limit``), each marked
+    first-time or not, and how many there are in all (blocking)."""
+    with db.session() as s:
+        total = s.scalar(
+            select(func.count())
+            .select_from(QuestionRow)
+            .where(QuestionRow.status.in_(OPEN_STATUSES))
+        )
+        oldest = s.execute(
+            select(QuestionRow, RoomEventRow.origin_ts)
+            .join(RoomEventRow, RoomEventRow.event_id == QuestionRow.event_id)
+            .where(QuestionRow.status.in_(OPEN_STATUSES))
+            .order_by(RoomEventRow.origin_ts, QuestionRow.event_id)
+            .limit(limit)
+        ).all()
+        questions = [_record(q, ts) for q, ts in oldest]
+    first = first_questions(db, [q.event_id for q in questions], regulars=regulars)
+    return [replace(q, first_question=q.event_id in first) for q in questions], int(total or 0)
 
 
 def load_rows(db: Database, since: datetime, *, regulars: Collection[str] = ()) -> LoadedRows:
@@ -86,21 +112,7 @@ def _questions(s: Session, since_ms: int) -> list[QuestionRecord]:
         .join(RoomEventRow, RoomEventRow.event_id == QuestionRow.event_id)
         .where(RoomEventRow.origin_ts >= since_ms)
     ).all()
-    return [
-        QuestionRecord(
-            event_id=q.event_id,
-            asker=q.asker,
-            text=q.text,
-            status=q.status,
-            asked_at=utc_from_ms(ts),
-            confidence=q.confidence,
-            suggestion=q.suggestion,
-            has_sources=bool(q.sources),
-            answered_at=as_utc(q.answered_at),
-            answered_by=q.answered_by,
-        )
-        for q, ts in rows
-    ]
+    return [_record(q, ts) for q, ts in rows]
 
 
 def _replies(s: Session, question_ids: list[str]) -> list[ReplyRecord]:
@@ -159,3 +171,19 @@ def _read_events(
             relates_to=e.relates_to,
             in_reply_to=e.in_reply_to,
         )
+
+
+def _record(q: QuestionRow, ts: int) -> QuestionRecord:
+    return QuestionRecord(
+        event_id=q.event_id,
+        asker=q.asker,
+        text=q.text,
+        status=q.status,
+        asked_at=utc_from_ms(ts),
+        confidence=q.confidence,
+        suggestion=q.suggestion,
+        has_sources=bool(q.sources),
+        answered_at=as_utc(q.answered_at),
+        answered_by=q.answered_by,
+        room_id=q.room_id,
+    )
