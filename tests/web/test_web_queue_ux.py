@@ -396,9 +396,9 @@ def ask(service: RoomService, room: LocalRoom, name: str, body: str, ts: int) ->
         body=body,
     )
     service.store.persist_batch([event], None)
-    outcome = asyncio.run(service._handle(event))
+    outcome = asyncio.run(service.handler.handle(event))
     assert outcome is not None
-    service.store.mark_handled(event_id, outcome)
+    service.store.mark_handled(event_id, outcome.code)
     return event_id
 
 
@@ -406,7 +406,7 @@ def test_the_queue_says_what_the_bot_did_with_each_question(
     tmp_path: Path, service: tuple[RoomService, LocalRoom]
 ) -> None:
     bot, room = service
-    bot.answer = answers(
+    bot.handler.answer = answers(
         {
             "how do I stop training early?": 0.4,
             "How do I freeze layers?": 0.9,
