@@ -335,6 +335,17 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'supportbot.db').resolve()}"
 
+    @property
+    def bot_user_ids(self) -> frozenset[str]:
+        """Both of the bot's identities: a database may hold events from the local room and
+        from Matrix."""
+        return frozenset(u for u in (self.matrix_user_id, self.local_bot_user) if u)
+
+    @property
+    def regular_users(self) -> frozenset[str]:
+        """Users never counted as first-time askers: the bot and the configured maintainers."""
+        return self.bot_user_ids | frozenset(self.maintainers)
+
 
 def read_access_token(settings: Settings) -> str:
     """The Matrix access token from the env or from a file only its owner can read."""

@@ -20,17 +20,15 @@ def cmd_digest(args: argparse.Namespace) -> int:
     from bot.insights.metrics import compute_insights, window
     from bot.store.database import Database
     from bot.store.insights_queries import load_rows, open_questions
-    from bot.web.context import regulars
 
     settings = settings_from_args(args)
     now, days = datetime.now(UTC), args.days
-    bots = {u for u in (settings.matrix_user_id, settings.local_bot_user) if u}
     db = Database(settings.resolved_database_url)
     try:
         db.create_schema()
         start_before, _ = window(now - timedelta(days=days), days)
-        rows = load_rows(db, start_before, regulars=regulars(settings))
-        waiting, total = open_questions(db, limit=args.limit, regulars=regulars(settings))
+        rows = load_rows(db, start_before, regulars=settings.regular_users)
+        waiting, total = open_questions(db, limit=args.limit, regulars=settings.regular_users)
     finally:
         db.close()
 
@@ -41,7 +39,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
             rows.posts,
             rows.votes,
             rows.events,
-            bot_users=bots,
+            bot_users=settings.bot_user_ids,
             now=at,
             days=days,
             reply_threshold=settings.reply_threshold,

@@ -198,9 +198,8 @@ class EventHandler:
         once at most. Maintainers (configured or by power level) and the bot never count."""
         if self.roles.is_trusted(event.room_id, event.sender):
             return False
-        regulars = {*self.settings.maintainers, self.me.user_id}
         first = await asyncio.to_thread(
-            first_questions, self.store.db, [event.event_id], regulars=regulars
+            first_questions, self.store.db, [event.event_id], regulars=self.settings.regular_users
         )
         return event.event_id in first
 

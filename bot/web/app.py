@@ -14,7 +14,7 @@ from bot.store.auth_store import AuthStore
 from bot.store.dashboard_store import DashboardStore
 from bot.web import formatting
 from bot.web.auth import AUTH_STORE_KEY, add_auth_routes, auth_middleware
-from bot.web.context import CTX_KEY, WebContext, context_for, regulars
+from bot.web.context import CTX_KEY, WebContext, context_for
 from bot.web.dashboard import add_dashboard_routes
 from bot.web.health import add_health_routes, start_site
 from bot.web.origin import HostRules, make_host_origin_middleware
@@ -55,7 +55,7 @@ def build_app(ctx: WebContext) -> web.Application:
     app = web.Application(middlewares=[host_check, auth_middleware], client_max_size=1024**2)
     app[CTX_KEY] = ctx
     app[AUTH_STORE_KEY] = AuthStore(ctx.db)
-    app[DASHBOARD_STORE_KEY] = DashboardStore(ctx.db, regulars=regulars(ctx.settings))
+    app[DASHBOARD_STORE_KEY] = DashboardStore(ctx.db, regulars=ctx.settings.regular_users)
     add_health_routes(app, ctx.metrics, ctx.ready)
     add_static_routes(app)
     app.router.add_get("/favicon.ico", _favicon)

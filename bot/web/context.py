@@ -75,10 +75,3 @@ def context_for(port: DashboardPort, *, local_room: LocalRoom | None = None) -> 
         local_room=local_room,
         past_answers_changed=port.past_answers_changed,
     )
-
-
-def regulars(settings: Settings) -> frozenset[str]:
-    """Users the queue never marks as first-time askers: the bot (both identities: a database
-    may hold events from the local room and from Matrix) and the configured maintainers."""
-    bots = (settings.matrix_user_id, settings.local_bot_user)
-    return frozenset(u for u in (*bots, *settings.maintainers) if u)

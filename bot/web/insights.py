@@ -28,7 +28,7 @@ from bot.insights.metrics import (
 from bot.store.embedding_cache import cached_embeddings, store_embeddings
 from bot.store.insights_queries import load_rows
 from bot.web.charts import BarPoint, bar_chart_svg
-from bot.web.context import CTX_KEY, WebContext, regulars
+from bot.web.context import CTX_KEY, WebContext
 from bot.web.templating import render
 
 log = logging.getLogger(__name__)
@@ -58,11 +58,6 @@ def questions_chart(insights: Insights) -> Markup:
         for d in insights.per_day
     ]
     return bar_chart_svg(points, title=f"Questions per day, last {insights.days} days (UTC)")
-
-
-def bot_users(ctx: WebContext) -> set[str]:
-    """Both identities: a database may hold events from the local room and from Matrix."""
-    return {u for u in (ctx.settings.matrix_user_id, ctx.settings.local_bot_user) if u}
 
 
 def parse_days(raw: str | None) -> int:
@@ -131,14 +126,14 @@ async def insights_page(request: web.Request) -> web.StreamResponse:
     days = parse_days(request.query.get("days"))
     now = datetime.now(UTC)
     start, _ = window(now, days)
-    rows = await asyncio.to_thread(load_rows, ctx.db, start, regulars=regulars(ctx.settings))
+    rows = await asyncio.to_thread(load_rows, ctx.db, start, regulars=ctx.settings.regular_users)
     insights = compute_insights(
         rows.questions,
         rows.replies,
         rows.posts,
         rows.votes,
         rows.events,
-        bot_users=bot_users(ctx),
+        bot_users=ctx.settings.bot_user_ids,
         now=now,
         days=days,
         reply_threshold=ctx.settings.reply_threshold,
