@@ -33,7 +33,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bot.answering.render import escape_markdown
+from bot.markdown_escape import escape_markdown
 from bot.retrieval.backends import detect_backend
 
 MissingKind = Literal["version", "traceback", "code", "shapes"]

@@ -9,8 +9,9 @@ from typing import Any
 
 from bot.answering.keras_versions import VersionNote, detect_legacy_apis, notes_markdown
 from bot.answering.missing_info import MissingInfo, detect_missing, render_ask
-from bot.answering.render import escape_markdown, inline_markdown, link_target
+from bot.answering.render import link_target
 from bot.answering.snippets import best_snippet, fenced
+from bot.markdown_escape import escape_markdown, inline_markdown
 from bot.retrieval.backends import detect_backend
 from bot.retrieval.search import Hit, SearchResult
 from bot.retrieval.text import lexical_tokens

@@ -13,10 +13,10 @@ from datetime import datetime
 from bot.insights.doc_gaps import DocGap
 from bot.insights.metrics import Insights, format_duration, format_share
 from bot.insights.records import QuestionRecord
+from bot.markdown_escape import escape_markdown
 from bot.timeutil import as_utc
 
 QUESTION_CHARS = 90  # a question's first line in a list: enough to recognise it
-_MARKUP = str.maketrans({c: f"\\{c}" for c in "\\`*_[]<>#|~"})
 
 
 def _line(text: str, limit: int = QUESTION_CHARS) -> str:
@@ -24,7 +24,7 @@ def _line(text: str, limit: int = QUESTION_CHARS) -> str:
     flat = " ".join(text.split())
     if len(flat) > limit:
         flat = flat[:limit].rsplit(" ", 1)[0] + "…"
-    return flat.translate(_MARKUP)
+    return escape_markdown(flat)
 
 
 def _age(asked: datetime, now: datetime) -> str:

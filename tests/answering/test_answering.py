@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from bot.answering.render import escape_markdown, inline_markdown, markdown_to_html
+from bot.answering.render import markdown_to_html
 from bot.answering.reply import SuggestedReply, best_excerpt, choose_sources, compose_reply
+from bot.markdown_escape import escape_markdown, inline_markdown
 from bot.retrieval.search import Hit, SearchResult
 
 # A Markdown link whose text may contain backslash-escaped characters.
