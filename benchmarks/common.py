@@ -12,7 +12,7 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -258,3 +258,14 @@ def write_json(path: Path | None, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     print(f"\n(results written to {path})", file=sys.stderr)
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """A benchmark script's entry point: the project's errors end it with one line, exit 2."""
+    from bot.errors import SupportBotError
+
+    try:
+        raise SystemExit(main())
+    except SupportBotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -28,6 +28,7 @@ from benchmarks.common import (  # noqa: E402
     machine_markdown,
     markdown_table,
     progress,
+    run_main,
     run_started,
     setup,
     summarize,
@@ -182,10 +183,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from bot.errors import SupportBotError
-
-    try:
-        raise SystemExit(main())
-    except SupportBotError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_main(main)
