@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from bot.cli.loaders import settings_from_args
 
@@ -17,7 +16,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
     from bot.corpus.past_answers import matrix_permalink
     from bot.insights.digest import build_digest
     from bot.insights.doc_gaps import doc_gaps_from_groups, group_doc_gaps
-    from bot.insights.metrics import compute_insights, window
+    from bot.insights.metrics import Insights, compute_insights, window
     from bot.store.database import Database
     from bot.store.insights_queries import load_rows, open_questions
 
@@ -32,7 +31,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
     finally:
         db.close()
 
-    def period(at: datetime) -> Any:
+    def period(at: datetime) -> Insights:
         return compute_insights(
             rows.questions,
             rows.replies,
