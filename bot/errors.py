@@ -53,6 +53,11 @@ class SchemaOutdatedError(FatalError):
     """The database schema is not the revision this version needs (``supportbot db upgrade``)."""
 
 
+class RoomForbiddenError(FatalError):
+    """The bot may not join or speak in a room: an operator must invite it or change the
+    room's settings."""
+
+
 class MessageRejectedError(SupportBotError):
     """The chat server refused one message (too large, bad content); others may still go."""
 

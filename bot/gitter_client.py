@@ -40,7 +40,7 @@ from nio import (
 
 from bot.chat.events import PowerLevels, RoomEvent, creators_of, parse_event
 from bot.chat.transport import OutgoingReply, SyncBatch
-from bot.errors import FatalError, MessageRejectedError, TransientError
+from bot.errors import FatalError, MessageRejectedError, RoomForbiddenError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class MatrixAuthError(FatalError):
     """The homeserver rejected the access token."""
 
 
-class MatrixForbiddenError(FatalError):
+class MatrixForbiddenError(RoomForbiddenError):
     """The bot may not join or speak in a configured room."""
 
 
@@ -302,6 +302,34 @@ class MatrixTransport:
         raise_for_error(resp, f"send to {reply.room_id}")
         assert isinstance(resp, RoomSendResponse)
         return str(resp.event_id)
+
+    async def post_notice(
+        self, room: str, body: str, formatted_body: str, txn_id: str
+    ) -> tuple[str, str]:
+        """Post a top-level notice to ``room`` (an id or alias), joining it first; for rooms
+        the bot does not serve (the maintainers' room), so their events never reach the sync
+        filter. Returns (room id, event id)."""
+        try:
+            room_id = room
+            if room.startswith("#"):
+                resolved = await self.client.room_resolve_alias(room)
+                raise_for_error(resolved, f"resolve {room}")
+                assert isinstance(resolved, RoomResolveAliasResponse)
+                room_id = resolved.room_id
+            joined = await self.client.join(room_id)  # a no-op when already in it
+            raise_for_error(joined, f"join {room}")
+            content = {
+                "msgtype": "m.notice",
+                "body": body,
+                "format": "org.matrix.custom.html",
+                "formatted_body": formatted_body,
+            }
+            resp = await self.client.room_send(room_id, "m.room.message", content, tx_id=txn_id)
+        except _NETWORK_ERRORS as exc:
+            raise TransientError(f"posting to {room} failed: {exc!r}") from exc
+        raise_for_error(resp, f"post to {room}")
+        assert isinstance(resp, RoomSendResponse)
+        return room_id, str(resp.event_id)
 
     async def close(self) -> None:
         if self._client is not None:

@@ -219,6 +219,21 @@ class Settings(BaseSettings):
         "17 3 * * *",
         description="Cron expression (UTC) for the running bot's full re-index; 'off' disables.",
     )
+    digest_schedule: str = Field(
+        "0 8 * * 1",
+        description=(
+            "Cron expression (UTC) for posting the maintainers' digest from `supportbot run` "
+            "(once per period, whatever the number of workers); 'off' disables."
+        ),
+    )
+    digest_days: int = Field(7, ge=1, le=366, description="Days one digest covers.")
+    maintainers_room: str | None = Field(
+        None,
+        description=(
+            "Matrix room (id or #alias) the digest is posted to; it is always on the "
+            "dashboard's Digests page too (the only place in the local room setup)."
+        ),
+    )
     index_watch_seconds: float = Field(
         30.0, ge=0, description="How often to look for an index published from outside; 0: never."
     )
@@ -260,7 +275,7 @@ class Settings(BaseSettings):
     queue_size: int = Field(100, ge=1)
     slow_handling_seconds: float = Field(5.0, gt=0)
 
-    @field_validator("reindex_schedule")
+    @field_validator("reindex_schedule", "digest_schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
         from croniter import croniter
@@ -271,6 +286,12 @@ class Settings(BaseSettings):
         if not croniter.is_valid(value):
             raise ValueError(f"{value!r} is not a cron expression (e.g. '17 3 * * *')")
         return value
+
+    @field_validator("maintainers_room", mode="before")
+    @classmethod
+    def _blank_room(cls, value: object) -> object:
+        # An empty SUPPORTBOT_MAINTAINERS_ROOM= in an env file means "none".
+        return (value.strip() or None) if isinstance(value, str) else value
 
     @field_validator("unsure_reply", mode="before")
     @classmethod
@@ -379,6 +400,11 @@ def read_access_token(settings: Settings) -> str:
     return token
 
 
+def is_room_reference(room: str) -> bool:
+    """Room ids are "!opaque" (with ":server" before room version 12); aliases "#name:server"."""
+    return (room.startswith("!") and len(room) > 1) or (room.startswith("#") and ":" in room)
+
+
 def check_room_settings(settings: Settings) -> None:
     """Everything ``supportbot run`` needs for a Matrix room; one clear line if not."""
     user = settings.matrix_user_id
@@ -387,11 +413,11 @@ def check_room_settings(settings: Settings) -> None:
     if not settings.matrix_rooms:
         raise ConfigError("SUPPORTBOT_MATRIX_ROOMS: name at least one room id or alias")
     for room in settings.matrix_rooms:
-        # Room ids are "!opaque" (with ":server" before room version 12); aliases "#name:server".
-        if not (room.startswith("!") and len(room) > 1) and not (
-            room.startswith("#") and ":" in room
-        ):
+        if not is_room_reference(room):
             raise ConfigError(f"SUPPORTBOT_MATRIX_ROOMS: {room!r} is not a room id or alias")
+    digest_room = settings.maintainers_room
+    if digest_room is not None and not is_room_reference(digest_room):
+        raise ConfigError(f"SUPPORTBOT_MAINTAINERS_ROOM: {digest_room!r} is not a room id or alias")
     if not settings.matrix_homeserver.startswith(("http://", "https://")):
         raise ConfigError("SUPPORTBOT_MATRIX_HOMESERVER must be an http(s) URL")
     read_access_token(settings)

@@ -138,18 +138,21 @@ def _between(low: int, high: int) -> Callable[[str], int]:
 
 
 def _add_digest_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``digest [--days N] [--limit N]``."""
+    """``digest [--days N] [--limit N] [--post]``."""
     digest = sub.add_parser(
         "digest",
-        help="print the maintainers' digest (Markdown): open questions, first-time askers, "
-        "doc gaps, this period against the one before",
+        help="print or post the maintainers' digest (Markdown): open questions, first-time "
+        "askers, doc gaps, this period against the one before",
+        description="Print the maintainers' digest. `supportbot run` also posts one on "
+        "SUPPORTBOT_DIGEST_SCHEDULE (default Mondays 08:00 UTC), once per period.",
     )
     digest.add_argument(
         "--days",
         type=_between(1, 90),
-        default=7,
+        default=None,
         metavar="N",
-        help="the period in days, compared with the N days before it (default 7)",
+        help="the period in days, compared with the N days before it "
+        "(default SUPPORTBOT_DIGEST_DAYS, 7)",
     )
     digest.add_argument(
         "--limit",
@@ -157,6 +160,12 @@ def _add_digest_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         default=20,
         metavar="N",
         help="open questions listed, oldest first (default 20; the total is always given)",
+    )
+    digest.add_argument(
+        "--post",
+        action="store_true",
+        help="also post it now: to SUPPORTBOT_MAINTAINERS_ROOM (a Matrix room) when set, and "
+        "to the dashboard's Digests page",
     )
     _add_common(digest)
 

@@ -64,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     db.create_schema()
     # A bad room id or token file fails here, before the model takes its time to load.
     room = _local_room(settings, db) if local else None
-    token = None if local else _access_token(settings)
+    token = None if local else redacted_access_token(settings)
     answerer = LiveAnswerer(settings, load_retriever(settings))  # model loaded before joining
     service = _room_service(settings, _transport(settings, room, token), db, answerer, room)
     _watch_index(service, answerer)
@@ -103,7 +103,7 @@ def _local_room(settings: Settings, db: Database) -> LocalRoom:
         raise ConfigError(f"SUPPORTBOT_LOCAL_ROOM_ID / _LOCAL_BOT_USER: {exc}") from None
 
 
-def _access_token(settings: Settings) -> str:
+def redacted_access_token(settings: Settings) -> str:
     """The Matrix access token, registered for redaction before any log line can show it."""
     from bot.settings import read_access_token
 
@@ -148,10 +148,17 @@ def _room_service(
     from functools import partial
 
     from bot.chat.local_transport import local_room_url
+    from bot.gitter_client import MatrixTransport
     from bot.room.service import RoomService
     from bot.store.room_store import RoomStore
     from bot.web.app import web_server_for
+    from bot.web.formatting import question_url
 
+    if room is not None and settings.maintainers_room:
+        log.warning(
+            "SUPPORTBOT_MAINTAINERS_ROOM is a Matrix room; the local room's digest is on the "
+            "dashboard's Digests page"
+        )
     return RoomService(
         settings,
         transport,
@@ -163,6 +170,9 @@ def _room_service(
         index=answerer,
         http=partial(web_server_for, local_room=room) if settings.serve_http else None,
         room_page=partial(local_room_url, settings.web_host) if room is not None else None,
+        digest_room=transport if isinstance(transport, MatrixTransport) else None,
+        # In the local setup the digest is a dashboard page: its questions link to theirs.
+        digest_link=(lambda q: question_url(q.event_id)) if room is not None else None,
     )
 
 

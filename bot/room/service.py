@@ -30,10 +30,12 @@ from typing import Protocol
 from bot.answering.policy import BotIdentity
 from bot.chat.events import RoomEvent
 from bot.chat.transport import ChatTransport
+from bot.corpus.past_answers import matrix_permalink
 from bot.errors import FatalError, MessageRejectedError
 from bot.metrics import Metrics
 from bot.room.claims import Claims
 from bot.room.dashboard_port import DashboardPort, ServedIndex
+from bot.room.digest_job import DigestJob, Link, RoomPoster
 from bot.room.handler import Answer, EventHandler
 from bot.room.index_jobs import Build, IndexJobs
 from bot.room.learning import Permalinks, RoomLearner
@@ -72,7 +74,8 @@ class RoomService:
     full re-index; ``reload``: pick up an index published by ``supportbot index build``
     outside; ``index``: the served index the dashboard may read; ``http``: builds the HTTP side
     on the dashboard port; ``room_page``: the local room's page for a bound port, where learnt
-    answers link to (none: matrix.to).
+    answers link to (none: matrix.to); ``digest_room``: posts the maintainers' digest to a
+    Matrix room; ``digest_link``: a question's link in the digest (default: matrix.to).
     """
 
     def __init__(
@@ -89,6 +92,8 @@ class RoomService:
         index: ServedIndex | None = None,
         http: Callable[[DashboardPort], HttpSide] | None = None,
         room_page: Callable[[int], str] | None = None,
+        digest_room: RoomPoster | None = None,
+        digest_link: Link | None = None,
     ) -> None:
         self.settings = settings
         self.transport = transport
@@ -125,6 +130,14 @@ class RoomService:
             republish=republish,
             reindex=reindex,
             reload=reload,
+        )
+        self.digest = DigestJob(
+            settings,
+            store.db,
+            self.stop,
+            worker_id=self.worker_id,
+            link=digest_link or (lambda q: matrix_permalink(q.room_id, q.event_id)),
+            room=digest_room,
         )
         self.dashboard = self._make_port(answer, index)
         self._http = http
@@ -207,6 +220,7 @@ class RoomService:
             asyncio.create_task(self.jobs.publish_loop(), name="publisher"),
             asyncio.create_task(self.jobs.reindex_loop(), name="reindex"),
             asyncio.create_task(self.jobs.watch_loop(), name="index-watch"),
+            asyncio.create_task(self.digest.schedule_loop(), name="digest"),
             # Its first pass queues what was persisted before this start and not yet handled.
             asyncio.create_task(self.claims.sweep_loop(), name="claim-sweep"),
         ]

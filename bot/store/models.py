@@ -306,3 +306,21 @@ class LocalRoomEventRow(Base):
     txn_id: Mapped[str | None] = mapped_column(String(255), nullable=True, unique=True)
     event: Mapped[dict[str, Any]] = mapped_column(JSON)
     origin_ts: Mapped[int] = mapped_column(BigInteger)
+
+
+class DigestRow(Base):
+    """One maintainers' digest: claimed by the worker that posts it, so a period gets one post
+    however many workers run (``bot/store/digests.py``). ``period`` is the scheduled time it
+    stands for ("2026-11-30T08:00Z"), or "manual:..." for ``supportbot digest --post``."""
+
+    __tablename__ = "digests"
+
+    period: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending/posted/failed
+    claimed_by: Mapped[str] = mapped_column(String(255))
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    room_id: Mapped[str | None] = mapped_column(String(255), nullable=True)  # None: dashboard
+    event_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -23,7 +23,7 @@ from bot.store.dashboard_store import (
     QueueFilters,
     QueueItem,
 )
-from bot.web import index_page, past_answers_page, questions, try_it
+from bot.web import digests_page, index_page, past_answers_page, questions, try_it
 from bot.web.queue_view import queue_row
 from bot.web.request_helpers import context, dashboard_store, flash, in_thread
 from bot.web.templating import environment, render
@@ -195,3 +195,4 @@ def add_dashboard_routes(app: web.Application) -> None:
     try_it.add_try_routes(app)
     index_page.add_index_routes(app)
     past_answers_page.add_past_answer_routes(app)
+    digests_page.add_digest_routes(app)

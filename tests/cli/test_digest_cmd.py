@@ -47,7 +47,7 @@ def test_digest_prints_the_waiting_questions_and_the_numbers(
     out = capsys.readouterr().out
     assert out.startswith("# Maintainers' digest, ")
     assert "## Still unanswered (1, oldest first)" in out
-    assert "- 3 h ago: [question 0?](https://matrix.to/#/!r:x/$q0) — **first question**" in out
+    assert "- 3 h ago: [question 0?](/questions/%24q0) — **first question**" in out
     assert "First-time askers waiting: 1." in out
     assert "- Questions: 2 (before: 0)" in out and "- Answered: 50% (before: —)" in out
 

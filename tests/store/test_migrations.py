@@ -26,9 +26,9 @@ from tests.fixtures import models_0001
 from tests.postgres_server import PostgresServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
-HEAD = "0004"
+HEAD = "0005"
 OUTDATED = (
-    'the database schema is at revision 0001, this version needs 0004: run "supportbot db upgrade"'
+    'the database schema is at revision 0001, this version needs 0005: run "supportbot db upgrade"'
 )
 
 
@@ -201,7 +201,8 @@ def test_an_unversioned_database_at_0002_is_stamped_and_upgraded(database_url: s
     db = Database(database_url)
     try:
         Base.metadata.create_all(db.engine)
-        with db.engine.begin() as conn:  # what 0003 and 0004 added, which it did not have
+        with db.engine.begin() as conn:  # what 0003 to 0005 added, which it did not have
+            conn.execute(text("DROP TABLE digests"))
             conn.execute(text("DROP INDEX ix_past_answers_review"))
             conn.execute(text("DROP INDEX ix_room_events_room_sender_ts"))
             for column in ("review", "reviewed_by", "reviewed_at"):
@@ -239,7 +240,7 @@ def test_a_newer_schema_is_refused(database_url: str) -> None:
             conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
         message = (
             "the database schema is at revision 0099, which this version does not know "
-            "(it needs 0004): it was upgraded by a newer supportbot; run that version"
+            "(it needs 0005): it was upgraded by a newer supportbot; run that version"
         )
         with pytest.raises(SchemaOutdatedError) as refused:
             db.create_schema()
@@ -386,7 +387,7 @@ def test_db_commands(
 
     code, out, _ = run_main(capsys, "db", "status")
     assert code == 1
-    assert f"schema revision: 0001 (this version needs 0004): {OUTDATED}" in out
+    assert f"schema revision: 0001 (this version needs 0005): {OUTDATED}" in out
 
     # Every other command that opens the database refuses with the one line.
     threads = tmp_path / "t.jsonl"
@@ -396,13 +397,13 @@ def test_db_commands(
     assert err == f"supportbot: error: {OUTDATED}\n"
 
     code, out, _ = run_main(capsys, "db", "upgrade")
-    assert (code, out) == (0, "upgraded the database schema from revision 0001 to 0004\n")
+    assert (code, out) == (0, "upgraded the database schema from revision 0001 to 0005\n")
     code, out, _ = run_main(capsys, "db", "upgrade")
-    assert (code, out) == (0, "the database schema is already at revision 0004\n")
+    assert (code, out) == (0, "the database schema is already at revision 0005\n")
     code, out, _ = run_main(capsys, "db", "status", "--json")
     assert code == 0
     status = json.loads(out)
-    assert (status["revision"], status["head"], status["up_to_date"]) == ("0004", "0004", True)
+    assert (status["revision"], status["head"], status["up_to_date"]) == ("0005", "0005", True)
     code, out, err = run_main(capsys, "threads", "import", str(threads))
     assert code == 0, err
 
@@ -426,11 +427,11 @@ def test_db_commands_and_run_from_the_shell(tmp_path: Path) -> None:
     fresh = tmp_path / "fresh"
     status = supportbot(fresh, "db", "status")
     assert status.returncode == 1, status.stderr
-    assert "schema revision: none (this version needs 0004): empty" in status.stdout
+    assert "schema revision: none (this version needs 0005): empty" in status.stdout
     assert f"sqlite:///{(fresh / 'supportbot.db').resolve()}" in status.stdout
     upgrade = supportbot(fresh, "db", "upgrade")
     assert upgrade.returncode == 0, upgrade.stderr
-    assert upgrade.stdout == "created the database schema at revision 0004\n"
+    assert upgrade.stdout == "created the database schema at revision 0005\n"
     status = supportbot(fresh, "db", "status")
     assert status.returncode == 0, status.stderr
     assert status.stdout.splitlines()[-1].endswith("up to date")
