@@ -654,6 +654,26 @@ class SynapseServer:
             content["m.relates_to"] = dict(relates_to)
         return self.send_event(user, room_id, "m.room.message", content, txn_id)
 
+    def edit_text(
+        self,
+        user: MatrixUser,
+        room_id: str,
+        event_id: str,
+        body: str,
+        *,
+        formatted_body: str | None = None,
+    ) -> str:
+        """An edit (``m.replace``) of ``event_id`` to ``body``, as clients send it: the new
+        text in ``m.new_content``, a ``* ...`` fallback for clients without edits."""
+        new: dict[str, Any] = {"msgtype": "m.text", "body": body}
+        content: dict[str, Any] = {"msgtype": "m.text", "body": f"* {body}"}
+        if formatted_body is not None:
+            new.update(format="org.matrix.custom.html", formatted_body=formatted_body)
+            content.update(format="org.matrix.custom.html", formatted_body=f"* {formatted_body}")
+        content["m.new_content"] = new
+        content["m.relates_to"] = {"rel_type": "m.replace", "event_id": event_id}
+        return self.send_event(user, room_id, "m.room.message", content)
+
     def messages(
         self,
         user: MatrixUser,

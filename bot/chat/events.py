@@ -219,10 +219,12 @@ def _parse_event(room_id: str, raw: Mapping[str, Any], *, origin: str) -> RoomEv
     mentions = content.get("m.mentions")
     user_ids = mentions.get("user_ids") if isinstance(mentions, Mapping) else None
     body = content.get("body")
+    formatted = content.get("formatted_body") if content.get("format") else None
     new_content = content.get("m.new_content")
     if relates.get("rel_type") == "m.replace" and isinstance(new_content, Mapping):
-        body = new_content.get("body", body)  # the edited text, not the "* ..." fallback
-    formatted = content.get("formatted_body") if content.get("format") else None
+        # The edited text, not the "* ..." fallback; its HTML with it (a code block in it).
+        body = new_content.get("body", body)
+        formatted = new_content.get("formatted_body") if new_content.get("format") else None
     return RoomEvent(
         room_id=room_id,
         event_id=event_id,

@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
-from bot.answering.missing_info import detect_missing, fuller_text, supplies_missing
+from bot.answering.missing_info import (
+    detect_missing,
+    fuller_text,
+    has_code_block,
+    supplies_missing,
+)
 from bot.answering.policy import BotIdentity, ignore_reason, looks_like_question, question_text
 from bot.answering.reply import SuggestedReply
 from bot.chat.events import RoomEvent, thread_of
@@ -82,6 +87,8 @@ class EventHandler:
         ):
             return MODERATOR_REDACTED
         reason = ignore_reason(event, self.me, self.ignore_users)
+        if reason == "edit":
+            return await self._edit(event)
         if reason:
             return Outcome.ignored(reason)
         await self.learner.note_person_reply(event)
@@ -89,7 +96,12 @@ class EventHandler:
         if existing is not None and existing.state == "sent":
             return ALREADY_REPLIED  # re-handled after a restart: keep its triage status
         mentioned = self.me.mentioned_in(event)
-        if not mentioned and (follow_up := await self._follow_up(event)) is not None:
+        root = thread_of(event)
+        if (
+            not mentioned
+            and root is not None
+            and (follow_up := await self._follow_up(root, event, edit=False)) is not None
+        ):
             return await self._answer_again(event, follow_up)
         text, not_a_question = await self._question(event, mentioned=mentioned)
         if not_a_question is not None:
@@ -105,32 +117,60 @@ class EventHandler:
                 return outcome
         return await self._answer(event, text, mentioned=mentioned)
 
-    async def _follow_up(self, event: RoomEvent) -> str | None:
+    async def _follow_up(self, root: str, event: RoomEvent, *, edit: bool) -> str | None:
         """The fuller question to answer again when ``event`` is the asker's reply in the
-        thread of a question the bot answered unsure with an ask ("To help, add: ..."), and
-        it supplies what was asked for; the bot does this once per question. None otherwise."""
-        root = thread_of(event)
-        if root is None or event.origin == "history" or event.sender == self.me.user_id:
+        thread of the question ``root`` (with ``edit``: their edit of it) that the bot answered
+        unsure with an ask ("To help, add: ..."), and it supplies what was asked for; the bot
+        does this once per question, whichever came first. None otherwise."""
+        if event.origin == "history" or event.sender == self.me.user_id:
             return None
         question = await asyncio.to_thread(self.store.question, root)
         if question is None or question.asker != event.sender or question.status != "new":
             return None  # not the asker's, or answered since (by the bot or a person)
         asked = detect_missing(question.text).kinds
         text = question_text(event, self.me)
-        if not asked or not supplies_missing(asked, question.text, text):
+        has_code = has_code_block(event.formatted_body)
+        if not asked or not supplies_missing(
+            asked, question.text, text, edit=edit, has_code=has_code
+        ):
             return None
         if not await asyncio.to_thread(self.store.bot_replied, root):
             return None  # the bot never answered it, so it asked for nothing
-        if await asyncio.to_thread(self.store.bot_followed_up, root):
+        if await asyncio.to_thread(self.store.bot_followed_up, root, besides=event.event_id):
             return None
-        return fuller_text(question.text, text)
+        return fuller_text(question.text, text, edit=edit)
 
-    async def _answer_again(self, event: RoomEvent, text: str) -> Outcome | None:
-        """Answer the follow-up on the fuller text, in the thread, as a request (a mention)."""
+    async def _edit(self, event: RoomEvent) -> Outcome | None:
+        """An edit is answered only as a follow-up: the asker's edit of their question that
+        adds what the bot asked for (``_follow_up``), answered in the question's thread. Any
+        other edit is ignored, as the message it now is would be (a notice, empty, ...)."""
+        now = replace(event, rel_type=None, relates_to=None)
+        if event.relates_to is None or ignore_reason(now, self.me, self.ignore_users):
+            return Outcome.ignored("edit")
+        existing = await asyncio.to_thread(self.store.reply, event.event_id)
+        if existing is not None and existing.state == "sent":
+            return ALREADY_REPLIED
+        question = await asyncio.to_thread(self.store.event, event.relates_to)
+        if question is None or thread_of(question) is not None:
+            # Asked inside someone else's thread: that thread is not the question's own.
+            return Outcome.ignored("edit")
+        text = await self._follow_up(question.event_id, event, edit=True)
+        if text is None:
+            return Outcome.ignored("edit")
+        outcome = await self._answer_again(event, text, question=question)
+        return None if outcome is None else outcome.for_edit()
+
+    async def _answer_again(
+        self, event: RoomEvent, text: str, *, question: RoomEvent | None = None
+    ) -> Outcome | None:
+        """Answer the follow-up on the fuller text, in the thread, as a request (a mention).
+        ``question``: the edited question, replied to instead of ``event`` (the edit)."""
         loop = asyncio.get_running_loop()
         reply = await loop.run_in_executor(self.executor, self.answer, text)
         body = reply.markdown if reply.would_reply else self._unsure_body(reply)
-        return await self.reply(event, body, confident=reply.would_reply, mentioned=True)
+        return await self.reply(
+            event, body, confident=reply.would_reply, mentioned=True, reply_to=question
+        )
 
     async def _question(self, event: RoomEvent, *, mentioned: bool) -> tuple[str, Outcome | None]:
         """The question's text, and the outcome instead when the message asks nothing."""
@@ -227,12 +267,19 @@ class EventHandler:
         return UNSURE_REPLY
 
     async def reply(
-        self, event: RoomEvent, body: str, *, confident: bool, mentioned: bool = False
+        self,
+        event: RoomEvent,
+        body: str,
+        *,
+        confident: bool,
+        mentioned: bool = False,
+        reply_to: RoomEvent | None = None,
     ) -> Outcome | None:
-        """Reply to ``event`` unless the rate limits hold it back (a first reply only)."""
+        """Reply to ``event`` (or ``reply_to``, see ``ReplySender.reply``) unless the rate
+        limits hold it back (a first reply only)."""
         existing = await asyncio.to_thread(self.store.reply, event.event_id)
         if existing is None:
             held_back, outcome = await self.holds.held_back(event, mentioned=mentioned)
             if held_back:
                 return outcome
-        return await self.replies.reply(event, body, confident=confident)
+        return await self.replies.reply(event, body, confident=confident, reply_to=reply_to)

@@ -3,7 +3,8 @@
 The database (``room_events.outcome``), the dashboard and the metrics read those strings, so
 ``Outcome.code`` gives exactly the string stored before outcomes were typed:
 ``kind[:detail[:detail]]``, e.g. ``replied``, ``suppressed:user-cooldown`` or
-``deferred:room-rate:2``.
+``deferred:room-rate:2``. The asker's edit of a question that the bot answered again
+records ``replied:edit`` (or ``replied:unsure:edit``); an edit that gets nothing, ``ignored:edit``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ class Outcome:
     @classmethod
     def replied(cls, *, confident: bool) -> Outcome:
         return cls(Kind.REPLIED) if confident else cls(Kind.REPLIED, ("unsure",))
+
+    def for_edit(self) -> Outcome:
+        """A reply's outcome as recorded on the asker's edit it answered (``replied:edit``,
+        ``replied:unsure:edit``); any other outcome as it is."""
+        return Outcome(self.kind, (*self.detail, "edit")) if self.kind is Kind.REPLIED else self
 
     @classmethod
     def ignored(cls, reason: str) -> Outcome:

@@ -72,9 +72,17 @@ class ReplySender:
         self.stop = stop
         self.sent = 0
 
-    async def reply(self, event: RoomEvent, body: str, *, confident: bool) -> Outcome | None:
+    async def reply(
+        self, event: RoomEvent, body: str, *, confident: bool, reply_to: RoomEvent | None = None
+    ) -> Outcome | None:
         """Answer a question: claimed in the database, sent, recorded; None when a stop came
-        first. A reply claimed before a restart is sent as it was claimed then."""
+        first. A reply claimed before a restart is sent as it was claimed then.
+
+        ``reply_to``: the question to answer, in its thread, when ``event`` (which keys the
+        record) is not a message to reply to: an edit of that question. The question's status
+        then follows this answer.
+        """
+        target = reply_to or event
         claim = await asyncio.to_thread(
             self.store.claim_reply,
             question_event_id=event.event_id,
@@ -82,13 +90,13 @@ class ReplySender:
             txn_id=txn_id_for(event.event_id),
             body=body,
             formatted_body=markdown_to_html(body),
-            thread_root=event.thread_root,
+            thread_root=target.thread_root,
         )
         if claim.state == "sent":
             return ALREADY_REPLIED
         outgoing = OutgoingReply(
             room_id=claim.room_id,
-            reply_to=event.event_id,
+            reply_to=target.event_id,
             thread_root=claim.thread_root,
             body=claim.body,
             formatted_body=claim.formatted_body,
@@ -105,9 +113,9 @@ class ReplySender:
             return None
         await asyncio.to_thread(self.store.mark_reply_sent, event.event_id, reply_id)
         if confident:
-            await asyncio.to_thread(self.dashboard.record_bot_answer, event.event_id)
+            await asyncio.to_thread(self.dashboard.record_bot_answer, target.event_id)
         else:
-            await asyncio.to_thread(self.store.set_question_status, event.event_id, "new")
+            await asyncio.to_thread(self.store.set_question_status, target.event_id, "new")
         self.sent += 1
         return Outcome.replied(confident=confident)
 

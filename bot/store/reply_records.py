@@ -227,15 +227,16 @@ class ReplyRecords(RoomStoreBase):
             counts[key] = counts.get(key, 0) + 1
         return counts
 
-    def bot_followed_up(self, thread_root: str) -> bool:
-        """Whether the bot already answered a follow-up in this question's thread (a sent
-        reply of its own there to anything but the question itself)."""
+    def bot_followed_up(self, thread_root: str, *, besides: str | None = None) -> bool:
+        """Whether the bot already answered a follow-up in this question's thread (a reply of
+        its own there, claimed or sent, to anything but the question itself). ``besides``: a
+        follow-up whose own claim does not count, so one a crash left pending is finished."""
         with self.db.session() as s:
             found = s.scalar(
                 select(ReplyRow.question_event_id)
                 .where(
                     ReplyRow.thread_root == thread_root,
-                    ReplyRow.question_event_id != thread_root,
+                    ReplyRow.question_event_id.not_in([thread_root, besides or thread_root]),
                     ReplyRow.posted_by == "bot",
                 )
                 .limit(1)

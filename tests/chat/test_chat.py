@@ -106,6 +106,39 @@ def test_edit_is_flagged() -> None:
     assert event.thread_root == event.event_id  # an edit is not a thread
 
 
+def test_an_edit_carries_the_new_contents_html_not_the_fallbacks() -> None:
+    def edit(new_content: dict[str, Any]) -> RoomEvent:
+        raw = raw_message(
+            content={
+                "msgtype": "m.text",
+                "body": " * fit fails",
+                "format": "org.matrix.custom.html",
+                "formatted_body": " * fit fails",
+                "m.new_content": new_content,
+                "m.relates_to": {"rel_type": "m.replace", "event_id": "$original"},
+            }
+        )
+        event = parse_event(ROOM, raw)
+        assert event is not None
+        return event
+
+    html = "fit fails:<pre><code>Traceback ...</code></pre>"
+    with_html = edit(
+        {
+            "msgtype": "m.text",
+            "body": "fit fails:\n```\nTraceback ...\n```",
+            "format": "org.matrix.custom.html",
+            "formatted_body": html,
+        }
+    )
+    assert (with_html.body, with_html.formatted_body) == (
+        "fit fails:\n```\nTraceback ...\n```",
+        html,
+    )
+    plain = edit({"msgtype": "m.text", "body": "fit fails with keras 3.4"})
+    assert (plain.body, plain.formatted_body) == ("fit fails with keras 3.4", None)
+
+
 def test_thread_root_variants() -> None:
     def with_relation(relates: Any) -> RoomEvent:
         event = parse_event(

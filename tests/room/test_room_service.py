@@ -843,3 +843,99 @@ def test_a_mention_is_a_request_closest_pages_and_deferred_across_a_restart(
     one, two = (datetime.fromisoformat(created[e]) for e in (first, second))
     assert two >= one + timedelta(seconds=4)
     assert len(bot_replies(synapse, alice, room_id, bot_user)) == 2
+
+
+# --- newcomers: a first-time asker's flow from question to clarification to answer ------------
+WELCOME = "Welcome to the Keras room! The docs are at https://keras.io/api/."
+ASK = "To help, add"
+TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "train.py", line 9, in <module>\n'
+    "    model.fit(x, y, epochs=3)\n"
+    '  File "/usr/lib/python3.11/site-packages/keras/src/trainers/trainer.py", line 120, in fit\n'
+    "ValueError: Invalid dtype: object"
+)
+
+
+def thread_of_reply(reply: dict[str, Any]) -> str:
+    relates = reply["content"]["m.relates_to"]
+    assert relates["rel_type"] == "m.thread"
+    return str(relates["event_id"])
+
+
+def test_a_first_time_askers_flow_from_question_to_clarification_to_answer(
+    synapse: SynapseServer, make_bot: Callable[..., tuple[Bot, MatrixUser]]
+) -> None:
+    """A newcomer's question lacking what decides it gets the welcome and the ask; their reply
+    in the thread with a traceback gets one more answer on the fuller text, and nothing after.
+    A second newcomer supplies it by editing the question instead: one more answer too."""
+    from bot.store.database import Database
+    from bot.store.newcomers import first_questions
+
+    room_id, bot_user, alice, bob = new_room(synapse)
+    carol = synapse.register(f"carol-{next(_users)}")
+    synapse.join(carol, room_id)
+    bot, _ = make_bot(
+        room_id,
+        bot_user,
+        SUPPORTBOT_WELCOME_NEWCOMERS="true",
+        SUPPORTBOT_WELCOME_LINE=WELCOME,
+        SUPPORTBOT_REPLY_THRESHOLD="1.0",  # never confident: every answer is the unsure one
+    )
+    bot.start()
+    settled = (room_messages(synapse, alice, room_id), handled_in(bot))
+
+    # Bob's first message: a question without the traceback or the version.
+    question = ask(
+        synapse, bob, room_id, bot_user, "my model.fit raises an error, how do I fix it?"
+    )
+    [first] = wait_replies(synapse, alice, room_id, bot_user, 1)
+    body = first["content"]["body"]
+    assert (thread_of_reply(first), replied_to(first)) == (question, question)
+    assert body.startswith(f"{WELCOME}\n\n") and body.count(WELCOME) == 1
+    assert f"{ASK}: your Keras version and backend" in body and "the full traceback" in body
+
+    # He adds the traceback in the thread: answered again, once, on question + traceback
+    # (whose keras frames name the version too), so nothing is asked for any more.
+    follow_up = in_thread(synapse, bob, room_id, question, f"here it is:\n```\n{TRACEBACK}\n```")
+    again = wait_replies(synapse, alice, room_id, bot_user, 2)[1]
+    assert (thread_of_reply(again), replied_to(again)) == (question, follow_up)
+    assert again["content"]["m.mentions"] == {"user_ids": [bob.user_id]}
+    assert ASK not in again["content"]["body"] and WELCOME not in again["content"]["body"]
+    more = in_thread(synapse, bob, room_id, question, f"still failing:\n```\n{TRACEBACK}\n```")
+    wait_settled(*settled)
+    assert len(bot_replies(synapse, alice, room_id, bot_user)) == 2
+
+    # Carol, new too, edits her question to add the traceback: one answer, to the question.
+    asked = f"{bot_user.localpart}: training stops with an error on the first epoch, any idea why?"
+    second = synapse.send_text(carol, room_id, asked, mentions=[bot_user.user_id])
+    welcomed = wait_replies(synapse, alice, room_id, bot_user, 3)[2]
+    assert replied_to(welcomed) == second and welcomed["content"]["body"].startswith(WELCOME)
+    assert ASK in welcomed["content"]["body"]
+    edit = synapse.edit_text(carol, room_id, second, f"{asked}\n```\n{TRACEBACK}\n```")
+    answered = wait_replies(synapse, alice, room_id, bot_user, 4)[3]
+    assert (thread_of_reply(answered), replied_to(answered)) == (second, second)
+    assert answered["content"]["m.mentions"] == {"user_ids": [carol.user_id]}
+    assert ASK not in answered["content"]["body"] and WELCOME not in answered["content"]["body"]
+    again_edit = synapse.edit_text(carol, room_id, second, f"{asked}\n```\n{TRACEBACK}\n```\n?")
+    wait_settled(*settled)
+    assert len(bot_replies(synapse, alice, room_id, bot_user)) == 4
+
+    assert bot.stop() == 0
+    with contextlib.closing(bot.db()) as db:
+        outcomes = dict(db.execute("SELECT event_id, outcome FROM room_events"))
+    assert [outcomes[e] for e in (question, follow_up, more)] == [
+        "replied:unsure",
+        "replied:unsure",
+        "not-a-question",
+    ]
+    assert [outcomes[e] for e in (second, edit, again_edit)] == [
+        "replied:unsure",
+        "replied:unsure:edit",
+        "ignored:edit",
+    ]
+    store = Database(f"sqlite:///{bot.data_dir / 'supportbot.db'}")
+    try:
+        assert first_questions(store, [question, second]) == {question, second}
+    finally:
+        store.close()

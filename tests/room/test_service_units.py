@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -948,3 +949,138 @@ def test_a_confident_answer_asked_for_nothing_so_a_follow_up_is_not_answered(
         in_thread("$f1", f"here it is:\n```\n{TRACEBACK}\n```", ts=2),
     )
     assert outcomes == ["replied", "not-a-question"]
+
+
+# --- an edit of the question that adds what was asked: answered again, once ---------------------
+def edit_of(
+    event_id: str,
+    body: str,
+    *,
+    sender: str = ALICE,
+    question: str = "$q1",
+    ts: int = 3,
+    formatted_body: str | None = None,
+    origin: str = "live",
+) -> RoomEvent:
+    """The asker's ``m.replace`` of ``question``; ``body`` is the new text (m.new_content)."""
+    edit = event(event_id, body, sender=sender, rel_type="m.replace", relates_to=question, ts=ts)
+    return replace(edit, formatted_body=formatted_body, origin=origin)
+
+
+EDITED = f"{CRASH}\n```\n{TRACEBACK}\n```"
+
+
+def test_the_askers_edit_that_adds_the_traceback_gets_one_more_answer(
+    make_service: ServiceFactory, store: RoomStore
+) -> None:
+    answer = FakeAnswer(confident=False)
+    service = make_service(answer=answer, user_cooldown_seconds=0)
+    outcomes = handle(
+        service,
+        event("$q1", CRASH, ts=1),
+        edit_of("$e1", EDITED, ts=2),
+        edit_of("$e2", f"{EDITED}\nplease help", ts=3),
+        in_thread("$f1", f"here it is again:\n```\n{TRACEBACK}\n```", ts=4),
+    )
+    assert outcomes == ["replied:unsure", "replied:unsure:edit", "ignored:edit", "not-a-question"]
+    first, again = transport_of(service).sent
+    # In the question's thread, in reply to the question (an edit is not a message to quote).
+    assert (again.reply_to, again.thread_root, again.mention) == ("$q1", "$q1", ALICE)
+    assert again.txn_id == txn_id_for("$e1") != first.txn_id
+    # On the edited text alone: it replaces the question, so nothing is there twice.
+    assert answer.questions[1].startswith("my training crashes")
+    assert answer.questions[1].count("unsupported operand") == 2  # the line, the traceback's end
+    assert store.bot_followed_up("$q1")
+    record = store.reply("$e1")
+    assert record is not None and (record.thread_root, record.state) == ("$q1", "sent")
+    question = store.question("$q1")
+    assert question is not None and question.status == "new"  # still unsure: still queued
+
+
+def test_a_confident_answer_to_the_edit_marks_the_question_answered(
+    make_service: ServiceFactory, store: RoomStore
+) -> None:
+    answers = iter([FakeAnswer(confident=False), FakeAnswer(confident=True)])
+    service = make_service(answer=lambda text: next(answers)(text), user_cooldown_seconds=0)
+    outcomes = handle(service, event("$q1", CRASH, ts=1), edit_of("$e1", EDITED, ts=2))
+    assert outcomes == ["replied:unsure", "replied:edit"]
+    question = store.question("$q1")
+    assert question is not None and question.status == "answered_bot"
+
+
+def test_after_a_thread_follow_up_an_edit_gets_nothing(make_service: ServiceFactory) -> None:
+    service = make_service(answer=FakeAnswer(confident=False), user_cooldown_seconds=0)
+    outcomes = handle(
+        service,
+        event("$q1", CRASH, ts=1),
+        in_thread("$f1", f"here it is:\n```\n{TRACEBACK}\n```", ts=2),
+        edit_of("$e1", EDITED, ts=3),
+    )
+    assert outcomes == ["replied:unsure", "replied:unsure", "ignored:edit"]
+    assert len(transport_of(service).sent) == 2
+
+
+@pytest.mark.parametrize(
+    ("edit", "outcome"),
+    [
+        (edit_of("$e1", f"{CRASH}\nthanks in advance"), "ignored:edit"),  # nothing asked for
+        (edit_of("$e1", EDITED, sender=BOB), "ignored:edit"),  # not the asker's edit
+        (edit_of("$e1", EDITED, sender=BOT), "ignored:own-message"),
+        (edit_of("$e1", EDITED, origin="history"), "ignored:edit"),
+        (edit_of("$e1", EDITED, question="$unknown"), "ignored:edit"),
+        (replace(edit_of("$e1", EDITED), msgtype="m.notice"), "ignored:edit"),
+    ],
+    ids=["adds-nothing", "someone-else", "the-bot", "history", "not-a-question", "notice"],
+)
+def test_other_edits_get_no_answer(
+    make_service: ServiceFactory, edit: RoomEvent, outcome: str
+) -> None:
+    service = make_service(answer=FakeAnswer(confident=False), user_cooldown_seconds=0)
+    assert handle(service, event("$q1", CRASH, ts=1), edit) == ["replied:unsure", outcome]
+    assert len(transport_of(service).sent) == 1
+
+
+def test_an_edit_after_a_confident_answer_gets_nothing(make_service: ServiceFactory) -> None:
+    service = make_service(answer=FakeAnswer(confident=True), user_cooldown_seconds=0)
+    outcomes = handle(service, event("$q1", CRASH, ts=1), edit_of("$e1", EDITED, ts=2))
+    assert outcomes == ["replied", "ignored:edit"]
+
+
+STUCK = "keras-bot: my accuracy is stuck at 0.5 with keras 3.4, why?"
+CODE_HTML = "<p>this is what I run:</p><pre><code>model.fit(x, y, epochs=10)\n</code></pre>"
+
+
+@pytest.mark.parametrize("how", ["thread", "edit"])
+def test_a_code_block_only_in_the_html_counts_as_the_code_asked_for(
+    make_service: ServiceFactory, how: str
+) -> None:
+    """A client's rich-text body may hold the code block that its plain body lost."""
+    answer = FakeAnswer(confident=False)
+    service = make_service(answer=answer, user_cooldown_seconds=0)
+    if how == "thread":
+        follow = replace(in_thread("$f1", "this is what I run:"), formatted_body=CODE_HTML)
+    else:
+        follow = edit_of("$e1", f"{STUCK}\nthis is what I run:", formatted_body=CODE_HTML)
+    outcomes = handle(service, event("$q1", STUCK, ts=1), follow)
+    assert outcomes[1] in ("replied:unsure", "replied:unsure:edit")
+    assert len(transport_of(service).sent) == 2
+
+
+def test_an_edits_reply_left_pending_by_a_crash_is_sent_after_the_restart(
+    make_service: ServiceFactory, store: RoomStore
+) -> None:
+    crashing = make_service(answer=FakeAnswer(confident=False), user_cooldown_seconds=0)
+    question, edit = event("$q1", CRASH, ts=1), edit_of("$e1", EDITED, ts=2)
+    store.persist_batch([question, edit], None)
+    assert run(outcome_of(crashing, question)) == "replied:unsure"
+    # Killed while sending the answer to the edit: its claim is left pending.
+    transport_of(crashing).failures = [RuntimeError("killed mid-send")]
+    with pytest.raises(RuntimeError, match="killed mid-send"):
+        run(outcome_of(crashing, edit))
+    assert [r.question_event_id for r in store.pending_replies()] == ["$e1"]
+
+    restarted = make_service(answer=FakeAnswer(confident=False), user_cooldown_seconds=0)
+    assert run(outcome_of(restarted, edit)) == "replied:unsure:edit"
+    [resent] = transport_of(restarted).sent
+    assert (resent.reply_to, resent.txn_id) == ("$q1", txn_id_for("$e1"))
+    assert run(outcome_of(restarted, edit)) == "already-replied"
