@@ -102,7 +102,7 @@ class EventHandler:
             and root is not None
             and (follow_up := await self._follow_up(root, event, edit=False)) is not None
         ):
-            return await self._answer_again(event, follow_up)
+            return await self._answer_again(event, follow_up, root=root)
         text, not_a_question = await self._question(event, mentioned=mentioned)
         if not_a_question is not None:
             return not_a_question
@@ -157,19 +157,25 @@ class EventHandler:
         text = await self._follow_up(question.event_id, event, edit=True)
         if text is None:
             return Outcome.ignored("edit")
-        outcome = await self._answer_again(event, text, question=question)
+        outcome = await self._answer_again(event, text, root=question.event_id, question=question)
         return None if outcome is None else outcome.for_edit()
 
     async def _answer_again(
-        self, event: RoomEvent, text: str, *, question: RoomEvent | None = None
+        self, event: RoomEvent, text: str, *, root: str, question: RoomEvent | None = None
     ) -> Outcome | None:
-        """Answer the follow-up on the fuller text, in the thread, as a request (a mention).
+        """Answer the follow-up on the fuller text, in the thread, as a request (a mention);
+        the question ``root`` counts as answered by the bot when the answer is confident.
         ``question``: the edited question, replied to instead of ``event`` (the edit)."""
         loop = asyncio.get_running_loop()
         reply = await loop.run_in_executor(self.executor, self.answer, text)
         body = reply.markdown if reply.would_reply else self._unsure_body(reply)
         return await self.reply(
-            event, body, confident=reply.would_reply, mentioned=True, reply_to=question
+            event,
+            body,
+            confident=reply.would_reply,
+            mentioned=True,
+            reply_to=question,
+            question_id=root,
         )
 
     async def _question(self, event: RoomEvent, *, mentioned: bool) -> tuple[str, Outcome | None]:
@@ -274,12 +280,15 @@ class EventHandler:
         confident: bool,
         mentioned: bool = False,
         reply_to: RoomEvent | None = None,
+        question_id: str | None = None,
     ) -> Outcome | None:
-        """Reply to ``event`` (or ``reply_to``, see ``ReplySender.reply``) unless the rate
-        limits hold it back (a first reply only)."""
+        """Reply to ``event`` (or ``reply_to``; ``question_id``: see ``ReplySender.reply``)
+        unless the rate limits hold it back (a first reply only)."""
         existing = await asyncio.to_thread(self.store.reply, event.event_id)
         if existing is None:
             held_back, outcome = await self.holds.held_back(event, mentioned=mentioned)
             if held_back:
                 return outcome
-        return await self.replies.reply(event, body, confident=confident, reply_to=reply_to)
+        return await self.replies.reply(
+            event, body, confident=confident, reply_to=reply_to, question_id=question_id
+        )

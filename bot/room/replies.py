@@ -73,16 +73,24 @@ class ReplySender:
         self.sent = 0
 
     async def reply(
-        self, event: RoomEvent, body: str, *, confident: bool, reply_to: RoomEvent | None = None
+        self,
+        event: RoomEvent,
+        body: str,
+        *,
+        confident: bool,
+        reply_to: RoomEvent | None = None,
+        question_id: str | None = None,
     ) -> Outcome | None:
         """Answer a question: claimed in the database, sent, recorded; None when a stop came
         first. A reply claimed before a restart is sent as it was claimed then.
 
         ``reply_to``: the question to answer, in its thread, when ``event`` (which keys the
         record) is not a message to reply to: an edit of that question. The question's status
-        then follows this answer.
+        then follows this answer. ``question_id``: the question whose status follows it
+        otherwise (the thread's root, for an answer to a follow-up in the thread).
         """
         target = reply_to or event
+        question = question_id or target.event_id
         claim = await asyncio.to_thread(
             self.store.claim_reply,
             question_event_id=event.event_id,
@@ -113,9 +121,9 @@ class ReplySender:
             return None
         await asyncio.to_thread(self.store.mark_reply_sent, event.event_id, reply_id)
         if confident:
-            await asyncio.to_thread(self.dashboard.record_bot_answer, target.event_id)
+            await asyncio.to_thread(self.dashboard.record_bot_answer, question)
         else:
-            await asyncio.to_thread(self.store.set_question_status, target.event_id, "new")
+            await asyncio.to_thread(self.store.set_question_status, question, "new")
         self.sent += 1
         return Outcome.replied(confident=confident)
 

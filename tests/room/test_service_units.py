@@ -925,6 +925,21 @@ def test_the_askers_traceback_in_the_thread_gets_one_more_answer(
     assert store.bot_followed_up("$q1") and not store.bot_followed_up("$other")
 
 
+def test_a_confident_answer_to_the_thread_follow_up_marks_the_question_answered(
+    make_service: ServiceFactory, store: RoomStore
+) -> None:
+    answers = iter([FakeAnswer(confident=False), FakeAnswer(confident=True)])
+    service = make_service(answer=lambda text: next(answers)(text), user_cooldown_seconds=0)
+    outcomes = handle(
+        service,
+        event("$q1", CRASH, ts=1),
+        in_thread("$f1", f"here it is:\n```\n{TRACEBACK}\n```", ts=2),
+    )
+    assert outcomes == ["replied:unsure", "replied"]
+    question = store.question("$q1")
+    assert question is not None and question.status == "answered_bot"
+
+
 def test_no_second_answer_without_what_was_asked_or_from_someone_else(
     make_service: ServiceFactory,
 ) -> None:
