@@ -11,6 +11,7 @@ from bot.answering.missing_info import (
     detect_missing,
     fuller_text,
     has_code_block,
+    render_ask,
     supplies_missing,
 )
 from bot.answering.policy import BotIdentity, ignore_reason, looks_like_question, question_text
@@ -270,7 +271,10 @@ class EventHandler:
         if self.settings.unsure_reply == "closest" and reply.sources:
             # compose_reply's unsure text already says so ("I'm not sure..."): keep it honest.
             return f"{reply.markdown}\n\n{UNSURE_QUEUED}"
-        return UNSURE_REPLY
+        # The note alone still says what would decide it, as ``_follow_up`` reads it: a reply
+        # in the thread that adds it is answered again, so the asker must have been asked.
+        ask = render_ask(detect_missing(reply.question), again=True)
+        return f"{UNSURE_REPLY}\n\n{ask}" if ask else UNSURE_REPLY
 
     async def reply(
         self,

@@ -925,6 +925,26 @@ def test_the_askers_traceback_in_the_thread_gets_one_more_answer(
     assert store.bot_followed_up("$q1") and not store.bot_followed_up("$other")
 
 
+def test_the_note_alone_also_asks_and_its_follow_up_is_answered(
+    make_service: ServiceFactory,
+) -> None:
+    service = make_service(
+        answer=FakeAnswer(confident=False), unsure_reply="note", user_cooldown_seconds=0
+    )
+    outcomes = handle(
+        service,
+        event("$q1", CRASH, ts=1),
+        in_thread("$f1", f"here it is:\n```\n{TRACEBACK}\n```", ts=2),
+    )
+    assert outcomes == ["replied:unsure", "replied:unsure"]
+    first, _again = transport_of(service).sent
+    assert first.body.startswith(UNSURE_REPLY)
+    assert (
+        "\n\nTo help, add: " in first.body and "the full traceback of the TypeError" in first.body
+    )
+    assert first.body.endswith("Reply in this thread with it and I'll look again.")
+
+
 def test_a_confident_answer_to_the_thread_follow_up_marks_the_question_answered(
     make_service: ServiceFactory, store: RoomStore
 ) -> None:
