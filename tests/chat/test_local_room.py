@@ -991,6 +991,17 @@ def test_supportbot_run_serves_the_local_room(tmp_path: Path, index_dir: Path) -
         match = re.search(r"Local room: (http://127\.0\.0\.1:\d+/room)\n", printed)
         assert match, printed + (tmp_path / "stderr").read_text()
         url = match.group(1)
+
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(url.removesuffix("/room") + "/readyz") as r:
+                    return bool(r.status == 200)
+            except OSError:
+                return False
+
+        # Ready = the first /sync is done: a message posted before it would be read as the
+        # room's history, which the bot triages but never answers late.
+        wait_until(ready, "the first sync", timeout=120)
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
         page = opener.open(url).read().decode()
         token = re.search(r'name="csrf" value="([^"]+)"', page)
