@@ -55,3 +55,24 @@ def test_digest_prints_the_waiting_questions_and_the_numbers(
         main(["digest", "--days", "0", "--data-dir", str(data)])
     assert exited.value.code == 2
     assert "--days: must be from 1 to 90, not 0" in capsys.readouterr().err
+
+
+def test_digest_post_in_the_local_setup_goes_to_the_dashboard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.store.digests import DigestStore
+
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    assert main(["digest", "--post", "--days", "3", "--data-dir", str(data)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("# Maintainers' digest, ")
+    assert "posted on the dashboard's Digests page" in captured.err
+    db = Database(f"sqlite:///{(data / 'supportbot.db').resolve()}")
+    try:
+        [digest] = DigestStore(db).recent()
+    finally:
+        db.close()
+    assert digest.period.startswith("manual:") and digest.state == "posted"
+    assert (digest.text, digest.room_id) == (captured.out, None)
