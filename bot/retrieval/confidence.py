@@ -267,15 +267,18 @@ def fit_confidence(
     signals: Sequence[str] = SIGNALS,
     weight: np.ndarray | None = None,
     standardise: bool = False,
+    monotone: bool = False,
 ) -> ConfidenceModel:
     """Logistic regression of "the top page is right" on the signals (L2-regularised).
 
     ``standardise``: fit on standardised columns (so one L2 strength suits signals of any
     scale) and fold the scaling back into the weights, so the model applies to raw signals
-    (the shipped model was fitted without). Deterministic: lbfgs has no randomness.
+    (the shipped model was fitted without). ``monotone``: no weight below zero, for signals
+    that by construction can only speak for the top page (a higher score, a wider lead, a
+    closer cosine); a negative weight there comes from signals standing in for each other on
+    the training questions, not from anything that carries over. Deterministic: lbfgs has no
+    randomness.
     """
-    from sklearn.linear_model import LogisticRegression
-
     if len(set(y.tolist())) < 2:
         raise ValueError("fitting a confidence needs both right and wrong top pages")
     if x.shape[1] != len(signals):
@@ -284,16 +287,49 @@ def fit_confidence(
     if standardise:
         mean, scale = x.mean(axis=0), x.std(axis=0)
         scale[scale < 1e-9] = 1.0
-    model = LogisticRegression(C=1.0 / l2, max_iter=5000)
-    model.fit((x - mean) / scale, y.astype(int), sample_weight=weight)
-    coef = np.asarray(model.coef_[0], dtype=np.float64) / scale
-    bias = float(model.intercept_[0]) - float(np.dot(coef, mean))
+    w = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=np.float64)
+    fit = _fit_monotone if monotone else _fit_logistic
+    raw, intercept = fit((x - mean) / scale, y.astype(np.float64), w, l2)
+    coef = raw / scale
+    bias = intercept - float(np.dot(coef, mean))
     return ConfidenceModel(
         bias=bias,
         weights=tuple(float(w) for w in coef),
         info=(("l2", l2), ("n", len(y)), ("positives", int(y.sum()))),
         signals=tuple(signals),
     )
+
+
+def _fit_logistic(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float
+) -> tuple[np.ndarray, float]:
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=1.0 / l2, max_iter=5000)
+    model.fit(x, y.astype(int), sample_weight=w)
+    return np.asarray(model.coef_[0], dtype=np.float64), float(model.intercept_[0])
+
+
+def _fit_monotone(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float
+) -> tuple[np.ndarray, float]:
+    """The same objective as ``_fit_logistic`` (weighted log-loss + l2/2·|coef|², intercept
+    free), with every coefficient bounded below by zero (L-BFGS-B)."""
+    from scipy.optimize import minimize
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        coef, b = theta[:-1], theta[-1]
+        z = x @ coef + b
+        # log(1 + e^z) - y·z, computed without overflow
+        value = float(np.sum(w * (np.logaddexp(0.0, z) - y * z)) + 0.5 * l2 * coef @ coef)
+        residual = w * (1.0 / (1.0 + np.exp(-z)) - y)
+        grad = np.append(x.T @ residual + l2 * coef, residual.sum())
+        return value, grad
+
+    start = np.zeros(x.shape[1] + 1)
+    bounds = [(0.0, None)] * x.shape[1] + [(None, None)]
+    result = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds)
+    return np.asarray(result.x[:-1], dtype=np.float64), float(result.x[-1])
 
 
 def auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:

@@ -146,6 +146,7 @@ def test_held_out_scores_come_from_models_that_did_not_see_the_fold() -> None:
         signals=SIGNALS,
         weight=np.array([confidence_training.REMOVED_WEIGHT if r.removed else 1.0 for r in others]),
         standardise=True,
+        monotone=confidence_training.MONOTONE,
     )
     first = next(i for i, r in enumerate(rows) if r.fold == 0)
     assert held[first] == pytest.approx(model.probability(rows[first].features))

@@ -162,3 +162,34 @@ def test_consensus_is_the_top_page_and_a_runner_up_naming_each_other() -> None:
     # Short API names ("Add") match too much prose to count.
     add = replace(stop, title="keras.layers.Add", doc_id="keras.layers.Add")
     assert consensus([replace(faq, excerpt="Add a layer."), add], frozenset()) == 0.0
+
+
+def test_a_monotone_fit_matches_the_plain_one_when_no_bound_binds() -> None:
+    """The bounded fit minimises the same objective: where every plain weight is positive
+    it finds the same model (the plain fit is the oracle)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 3))
+    z = 1.5 * x[:, 0] + 0.8 * x[:, 1] + 0.3 * x[:, 2] - 0.2
+    y = rng.random(400) < 1.0 / (1.0 + np.exp(-z))
+    w = np.where(rng.random(400) < 0.3, 0.5, 1.0)
+    signals = ("top_score", "lead", "cosine")
+    plain = fit_confidence(x, y, signals=signals, weight=w, standardise=True)
+    bounded = fit_confidence(x, y, signals=signals, weight=w, standardise=True, monotone=True)
+    assert min(plain.weights) > 0
+    np.testing.assert_allclose(bounded.weights, plain.weights, atol=1e-4)
+    assert abs(bounded.bias - plain.bias) < 1e-4
+
+
+def test_a_monotone_fit_keeps_a_signal_from_counting_against_the_top_page() -> None:
+    """A signal that only stands in for another on the training rows gets a negative plain
+    weight; bounded, it gets none, and the other signals still fit."""
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=500)
+    b = a + 0.3 * rng.normal(size=500)  # b follows a; only a decides
+    y = rng.random(500) < 1.0 / (1.0 + np.exp(-(2.0 * a - 1.2 * b)))
+    x = np.column_stack([a, b])
+    signals = ("top_score", "cosine")
+    plain = fit_confidence(x, y, signals=signals, standardise=True)
+    bounded = fit_confidence(x, y, signals=signals, standardise=True, monotone=True)
+    assert plain.weights[1] < 0
+    assert bounded.weights[1] == 0.0 and bounded.weights[0] > 0
