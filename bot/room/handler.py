@@ -290,7 +290,9 @@ class EventHandler:
         unless the rate limits hold it back (a first reply only)."""
         existing = await asyncio.to_thread(self.store.reply, event.event_id)
         if existing is None:
-            held_back, outcome = await self.holds.held_back(event, mentioned=mentioned)
+            held_back, outcome = await self.holds.held_back(
+                event, mentioned=mentioned, reply_to=reply_to
+            )
             if held_back:
                 return outcome
         return await self.replies.reply(

@@ -63,13 +63,17 @@ class MentionHolds:
         )
         self._wakers: set[asyncio.Task[None]] = set()  # timers of this worker's deferred mentions
 
-    async def held_back(self, event: RoomEvent, *, mentioned: bool) -> tuple[bool, Outcome | None]:
-        """(True, outcome) when the limits hold this reply back, (False, None) when it may go."""
+    async def held_back(
+        self, event: RoomEvent, *, mentioned: bool, reply_to: RoomEvent | None = None
+    ) -> tuple[bool, Outcome | None]:
+        """(True, outcome) when the limits hold this reply back, (False, None) when it may go.
+        ``reply_to``: where a notice goes when ``event`` is not a message to reply to (an
+        edit: its question)."""
         held = (
             await asyncio.to_thread(self.store.held_outcome, event.event_id) if mentioned else None
         )
         if held and held.startswith("notice:"):  # decided before a restart: keep to it
-            return True, await self._send_notice(event, Outcome.parse(held))
+            return True, await self._send_notice(event, Outcome.parse(held), reply_to)
         if held and held.startswith("deferred:") and await self._answered_meanwhile(event.event_id):
             return True, ANSWERED_MEANWHILE  # while it waited, a person answered it
         limit = await asyncio.to_thread(self.limiter.limit, event.room_id, event.sender)
@@ -77,7 +81,7 @@ class MentionHolds:
             return False, None
         if not mentioned:
             return True, Outcome.suppressed(limit.reason)
-        return True, await self._hold_mention(event, limit, held)
+        return True, await self._hold_mention(event, limit, held, reply_to)
 
     def cancel_wakers(self) -> None:
         """At stop: the deferred mentions wait in the database for the next sweep."""
@@ -89,7 +93,7 @@ class MentionHolds:
         return question is not None and question.status not in ("new", "suggested")
 
     async def _hold_mention(
-        self, event: RoomEvent, limit: Limit, held: str | None
+        self, event: RoomEvent, limit: Limit, held: str | None, reply_to: RoomEvent | None
     ) -> Outcome | None:
         """Defer a mention until ``limit`` passes, or tell the asker in one line why not.
 
@@ -120,9 +124,11 @@ class MentionHolds:
         told = await asyncio.to_thread(self.limiter.notice_limit, event.room_id, event.sender)
         if told:
             return Outcome.suppressed(limit.reason, told)
-        return await self._send_notice(event, Outcome.notice(action))
+        return await self._send_notice(event, Outcome.notice(action), reply_to)
 
-    async def _send_notice(self, event: RoomEvent, outcome: Outcome) -> Outcome | None:
+    async def _send_notice(
+        self, event: RoomEvent, outcome: Outcome, reply_to: RoomEvent | None = None
+    ) -> Outcome | None:
         """The one line saying why a mention is not answered; recorded before it is sent."""
         assert outcome.kind is Kind.NOTICE
         await asyncio.to_thread(
@@ -130,7 +136,7 @@ class MentionHolds:
         )
         text = MENTION_NOTICES.get(":".join(outcome.detail), MENTION_NOTICES["room-busy"])
         try:
-            sent = await self.replies.notice(event, text)
+            sent = await self.replies.notice(event, text, reply_to=reply_to)
         except MessageRejectedError as exc:
             log.error("the homeserver refused the notice to %s: %s", event.event_id, exc)
             return NOTICE_REJECTED

@@ -127,10 +127,14 @@ class ReplySender:
         self.sent += 1
         return Outcome.replied(confident=confident)
 
-    async def notice(self, event: RoomEvent, text: str) -> str | None:
+    async def notice(
+        self, event: RoomEvent, text: str, *, reply_to: RoomEvent | None = None
+    ) -> str | None:
         """Send a one-line notice to the asker (the caller records its decision first); its
-        event id, or None when a stop came first. ``MessageRejectedError`` when refused."""
-        return await self._send(_message_to(event, text, notice_txn_id_for(event.event_id)))
+        event id, or None when a stop came first. ``MessageRejectedError`` when refused.
+        ``reply_to``: the question's thread it goes to when ``event`` is an edit of it."""
+        target = reply_to or event
+        return await self._send(_message_to(target, text, notice_txn_id_for(event.event_id)))
 
     async def post(
         self, question_event_id: str, markdown: str, maintainer: str

@@ -1005,6 +1005,20 @@ def edit_of(
 EDITED = f"{CRASH}\n```\n{TRACEBACK}\n```"
 
 
+def test_an_edit_held_back_by_the_limits_is_told_why_in_the_questions_thread(
+    make_service: ServiceFactory,
+) -> None:
+    service = make_service(
+        answer=FakeAnswer(confident=False),
+        user_cooldown_seconds=30.0,
+        deferred_mentions_per_user=0,
+    )
+    outcomes = handle(service, event("$q1", CRASH, ts=1), edit_of("$e1", EDITED, ts=2))
+    assert outcomes == ["replied:unsure", "notice:too-many-waiting"]
+    _first, notice = transport_of(service).sent
+    assert (notice.reply_to, notice.thread_root, notice.mention) == ("$q1", "$q1", ALICE)
+
+
 def test_the_askers_edit_that_adds_the_traceback_gets_one_more_answer(
     make_service: ServiceFactory, store: RoomStore
 ) -> None:
