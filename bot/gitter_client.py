@@ -182,18 +182,7 @@ class MatrixTransport:
                 f"the access token belongs to {who.user_id}, not SUPPORTBOT_MATRIX_USER_ID "
                 f"{self.user_id}"
             )
-        room_ids = []
-        for room in self._configured_rooms:
-            room_id = room
-            if room.startswith("#"):
-                resolved = await self.client.room_resolve_alias(room)
-                raise_for_error(resolved, f"resolve {room}")
-                assert isinstance(resolved, RoomResolveAliasResponse)
-                room_id = resolved.room_id
-            joined = await self.client.join(room_id)
-            raise_for_error(joined, f"join {room}")
-            assert isinstance(joined, JoinResponse)
-            room_ids.append(joined.room_id)
+        room_ids = [await self._join(room) for room in self._configured_rooms]
         self.room_ids = room_ids
         for room_id in room_ids:
             state = await self.client.room_get_state(room_id)
@@ -208,6 +197,20 @@ class MatrixTransport:
         if isinstance(name, ProfileGetDisplayNameResponse):
             self.display_name = name.displayname
         log.info("connected to %s as %s; rooms %s", self.homeserver, self.user_id, room_ids)
+
+    async def _join(self, room: str) -> str:
+        """Resolve ``room`` (an id or an alias) and join it (a no-op when already in it); its
+        room id."""
+        room_id = room
+        if room.startswith("#"):
+            resolved = await self.client.room_resolve_alias(room)
+            raise_for_error(resolved, f"resolve {room}")
+            assert isinstance(resolved, RoomResolveAliasResponse)
+            room_id = resolved.room_id
+        joined = await self.client.join(room_id)
+        raise_for_error(joined, f"join {room}")
+        assert isinstance(joined, JoinResponse)
+        return str(joined.room_id)
 
     async def sync(self, since: str | None) -> SyncBatch:
         """One long-poll. The first call (``since=None``) returns recent history, not live."""
@@ -310,14 +313,7 @@ class MatrixTransport:
         the bot does not serve (the maintainers' room), so their events never reach the sync
         filter. Returns (room id, event id)."""
         try:
-            room_id = room
-            if room.startswith("#"):
-                resolved = await self.client.room_resolve_alias(room)
-                raise_for_error(resolved, f"resolve {room}")
-                assert isinstance(resolved, RoomResolveAliasResponse)
-                room_id = resolved.room_id
-            joined = await self.client.join(room_id)  # a no-op when already in it
-            raise_for_error(joined, f"join {room}")
+            room_id = await self._join(room)
             content = {
                 "msgtype": "m.notice",
                 "body": body,
