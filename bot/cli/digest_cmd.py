@@ -89,17 +89,10 @@ async def _maintainers_room(settings: Settings) -> MatrixTransport | None:
     """The Matrix transport, connected, when a maintainers' room is set for a Matrix setup."""
     if settings.uses_local_room or not settings.maintainers_room:
         return None
-    from bot.cli.run import redacted_access_token
-    from bot.gitter_client import MatrixTransport
+    from bot.cli.run import matrix_transport, redacted_access_token
     from bot.settings import check_room_settings
 
     check_room_settings(settings)
-    assert settings.matrix_user_id is not None
-    transport = MatrixTransport(
-        settings.matrix_homeserver,
-        settings.matrix_user_id,
-        redacted_access_token(settings),
-        settings.matrix_rooms,
-    )
+    transport = matrix_transport(settings, redacted_access_token(settings))
     await transport.connect()
     return transport

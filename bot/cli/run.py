@@ -14,6 +14,7 @@ from bot.settings import Settings
 
 if TYPE_CHECKING:
     from bot.chat.transport import ChatTransport
+    from bot.gitter_client import MatrixTransport
     from bot.room.answerer import LiveAnswerer
     from bot.room.service import RoomService
     from bot.store.database import Database
@@ -115,7 +116,6 @@ def redacted_access_token(settings: Settings) -> str:
 def _transport(settings: Settings, room: LocalRoom | None, token: str | None) -> ChatTransport:
     """The local room's transport when there is one, the Matrix one otherwise."""
     from bot.chat.local_transport import LocalTransport
-    from bot.gitter_client import MatrixTransport
 
     if room is not None:
         return LocalTransport(
@@ -124,7 +124,15 @@ def _transport(settings: Settings, room: LocalRoom | None, token: str | None) ->
             history_depth=settings.history_depth,
             timeline_limit=settings.sync_timeline_limit,
         )
-    assert settings.matrix_user_id is not None and token is not None
+    assert token is not None
+    return matrix_transport(settings, token)
+
+
+def matrix_transport(settings: Settings, token: str) -> MatrixTransport:
+    """The Matrix transport the settings describe (checked by ``check_room_settings``)."""
+    from bot.gitter_client import MatrixTransport
+
+    assert settings.matrix_user_id is not None
     return MatrixTransport(
         settings.matrix_homeserver,
         settings.matrix_user_id,

@@ -188,7 +188,7 @@ class DigestJob:
             room = self.settings.maintainers_room if self.room is not None else None
             await asyncio.to_thread(self.digests.set_text, period, text, room)
         event_id = await self._send(period, text, tries=tries)
-        if event_id is None and self.room is not None:
+        if event_id is None:  # refused (recorded) or stopped: not posted
             return await asyncio.to_thread(self.digests.get, period)
         await asyncio.to_thread(self.digests.mark_posted, period, event_id or None)
         where = f"to {self.settings.maintainers_room}" if self.room else "on the dashboard"
