@@ -20,7 +20,7 @@ from typing import Protocol
 from bot.errors import MessageRejectedError, RoomForbiddenError, TransientError
 from bot.insights.digest import build_digest
 from bot.insights.doc_gaps import doc_gaps_from_groups, group_doc_gaps
-from bot.insights.metrics import Insights, compute_insights, window
+from bot.insights.metrics import Insights, window
 from bot.insights.records import QuestionRecord
 from bot.room.timing import Backoff, StopSignal
 from bot.settings import Settings
@@ -67,17 +67,7 @@ def compose_digest(
     waiting, total = open_questions(db, limit=limit, regulars=settings.regular_users)
 
     def period(at: datetime) -> Insights:
-        return compute_insights(
-            rows.questions,
-            rows.replies,
-            rows.posts,
-            rows.votes,
-            rows.events,
-            bot_users=settings.bot_user_ids,
-            now=at,
-            days=days,
-            reply_threshold=settings.reply_threshold,
-        )
+        return rows.insights(settings, now=at, days=days)
 
     this, before = period(now), period(now - timedelta(days=days))
     candidates = this.doc_gap_candidates

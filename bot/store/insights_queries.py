@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from bot.insights.metrics import Insights, compute_insights
 from bot.insights.records import (
     EventRecord,
     PostRecord,
@@ -17,6 +18,7 @@ from bot.insights.records import (
     ReplyRecord,
     VoteRecord,
 )
+from bot.settings import Settings
 from bot.store.database import Database
 from bot.store.models import (
     DashboardPostRow,
@@ -38,6 +40,21 @@ class LoadedRows:
     posts: list[PostRecord]
     votes: list[VoteRecord]
     events: list[EventRecord]
+
+    def insights(self, settings: Settings, *, now: datetime, days: int) -> Insights:
+        """The numbers of the ``days`` before ``now``, as the Insights page and the digest
+        count them (the bot's own accounts, the reply threshold: from ``settings``)."""
+        return compute_insights(
+            self.questions,
+            self.replies,
+            self.posts,
+            self.votes,
+            self.events,
+            bot_users=settings.bot_user_ids,
+            now=now,
+            days=days,
+            reply_threshold=settings.reply_threshold,
+        )
 
 
 def _batches(values: Sequence[str]) -> list[list[str]]:

@@ -20,7 +20,6 @@ from bot.insights.metrics import (
     DEFAULT_DAYS,
     SIMILAR_POST_RATIO,
     Insights,
-    compute_insights,
     format_duration,
     format_share,
     window,
@@ -127,17 +126,7 @@ async def insights_page(request: web.Request) -> web.StreamResponse:
     now = datetime.now(UTC)
     start, _ = window(now, days)
     rows = await asyncio.to_thread(load_rows, ctx.db, start, regulars=ctx.settings.regular_users)
-    insights = compute_insights(
-        rows.questions,
-        rows.replies,
-        rows.posts,
-        rows.votes,
-        rows.events,
-        bot_users=ctx.settings.bot_user_ids,
-        now=now,
-        days=days,
-        reply_threshold=ctx.settings.reply_threshold,
-    )
+    insights = rows.insights(ctx.settings, now=now, days=days)
     candidates = insights.doc_gap_candidates[-DOC_GAP_MAX_TEXTS:]
     texts = [q.text for q in candidates]
     vectors = await _embed(ctx, texts)
