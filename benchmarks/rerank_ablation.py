@@ -48,6 +48,8 @@ class Variant:
     cut: int = 30
     crossed: bool = False  # + each continuous feature × each page kind (45 more weights)
     extra: tuple[str, ...] = ()  # + features of EXTRA_FEATURES
+    # which mined sentences of the link family it learns from (reranker_training's origins)
+    origins: tuple[str, ...] = ("link", "heading", "symbol")
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -63,6 +65,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("+ all section headings", train=qf.FAMILIES),
     Variant("+ section-heading overlap feature", extra=("section_overlap",)),
     Variant("+ class-member page feature", extra=("member",)),
+    Variant("link and FAQ sentences only (no backticked-symbol ones)", origins=("link", "heading")),
     Variant("page-kind × feature crosses", crossed=True),
     Variant(
         "page-kind crosses + intro, summary, 300 sections",
@@ -194,6 +197,7 @@ def fit(questions: Sequence[Question], variant: Variant, held_out_fold: int) -> 
             q
             for q in questions
             if q.family == family and q.fold != held_out_fold and not q.y[: variant.cut].all()
+            if family != "link" or q.query.origin in variant.origins
         ]
         usable = [q for q in usable if q.y[: variant.cut].any()]
         if (limit := limits.get(family)) and len(usable) > limit:
@@ -206,7 +210,7 @@ def fit(questions: Sequence[Question], variant: Variant, held_out_fold: int) -> 
 def cross_validate(
     questions: Sequence[Question], variant: Variant
 ) -> tuple[dict[str, Scores], Reranker]:
-    scores = {f: Scores() for f in qf.FAMILIES}
+    scores = {f: Scores() for f in COLUMNS}
     shipped: Reranker | None = None
     for k in range(FOLDS):
         model = fit(questions, variant, k)
@@ -215,12 +219,25 @@ def cross_validate(
             if q.fold != k:
                 continue
             ranked = reorder(q.y, model.score(variant_features(q, variant)), variant.cut)
-            s = scores[q.family]
-            s.first.append(reciprocal_rank(q.y))
-            s.reranked.append(reciprocal_rank(ranked))
-            s.top1.append(bool(ranked[0]))
+            for column in (q.family, _part(q)):
+                s = scores[column]
+                s.first.append(reciprocal_rank(q.y))
+                s.reranked.append(reciprocal_rank(ranked))
+                s.top1.append(bool(ranked[0]))
     assert shipped is not None
     return scores, shipped
+
+
+#: The families, and the link family's two parts: sentences that describe the task and link
+#: its page or are the FAQ's questions ("prose", the way users ask), and sentences that name
+#: their answer in backticks ("symbol").
+COLUMNS: tuple[str, ...] = (*qf.FAMILIES, "link: prose", "link: symbol")
+
+
+def _part(q: Question) -> str:
+    if q.family != "link":
+        return q.family
+    return "link: symbol" if q.query.origin == "symbol" else "link: prose"
 
 
 def dev_metrics(
@@ -271,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, required=True, help="a data dir with an index")
     parser.add_argument("--docs-dir", type=Path, required=True, help="the docs it was built from")
     parser.add_argument("--dev", type=Path, help="labelled questions, looked at after the choice")
+    parser.add_argument(
+        "--only",
+        metavar="TEXT",
+        help="run only the variants whose name contains TEXT (and the first)",
+    )
     args = parser.parse_args(argv)
 
     from bot.settings import load_settings
@@ -285,20 +307,22 @@ def main(argv: list[str] | None = None) -> int:
     print("mined: " + ", ".join(f"{f} {len(q)}" for f, q in mined.items()), file=sys.stderr)
     questions = first_stages(index, mined, encoder.encode, params)
 
-    head = ["variant"] + [f"{f} MRR (R@1)" for f in qf.FAMILIES] + ["mean MRR"]
+    head = ["variant"] + [f"{f} MRR (R@1)" for f in COLUMNS] + ["mean MRR"]
     if args.dev:
         head += ["dev R@1", "dev R@3", "dev R@5", "dev MRR@10"]
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for i, variant in enumerate(VARIANTS):
+        if i and args.only and args.only not in variant.name:
+            continue
         scores, model = cross_validate(questions, variant)
         row = [variant.name]
         if i == 0:
-            first = [f"{np.mean(scores[f].first):.3f}" for f in qf.FAMILIES]
+            first = [f"{np.mean(scores[f].first):.3f}" for f in COLUMNS]
             mean_first = np.mean([np.mean(scores[f].first) for f in qf.FAMILIES])
             print(
                 "| first stage only | " + " | ".join(first) + f" | {mean_first:.3f} |", flush=True
             )
-        for f in qf.FAMILIES:
+        for f in COLUMNS:
             s = scores[f]
             row.append(f"{np.mean(s.reranked):.3f} ({np.mean(s.top1):.3f})")
         row.append(f"{np.mean([np.mean(scores[f].reranked) for f in qf.FAMILIES]):.3f}")

@@ -89,11 +89,11 @@ class Settings(BaseSettings):
     )
 
     # --- retrieval & answering -------------------------------------------------------------
-    # 0.5: the threshold that replies most while the top page is right >= 90 % of the time
+    # 0.55: the threshold that replies most while the top page is right >= 90 % of the time
     # and >= 80 % of unanswerable questions stay under it, on the dev questions scored by the
     # confidence learnt at index build (never fitted on them; BENCHMARKS.md).
     reply_threshold: float = Field(
-        0.5, ge=0.0, le=1.0, description="Minimum confidence for the bot to suggest a reply."
+        0.55, ge=0.0, le=1.0, description="Minimum confidence for the bot to suggest a reply."
     )
     max_sources: int = Field(3, ge=1, le=10)
     rerank_candidates: int = Field(

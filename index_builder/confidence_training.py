@@ -50,6 +50,7 @@ from bot.retrieval.text import clean_query
 from index_builder.reranker_training import (
     TrainingQuery,
     _plain,
+    learning_queries,
     mine_queries,
     training_groups,
 )
@@ -57,7 +58,7 @@ from index_builder.reranker_training import (
 log = logging.getLogger(__name__)
 
 #: Bump when the rows, the signals or the fit change, so a copied confidence is not reused.
-CONFIDENCE_VERSION = "3"
+CONFIDENCE_VERSION = "4"
 #: The signals the learnt model uses: the shipped model's. Each extra signal tried (softmax
 #: share, lead over the third, title overlap, dense / lexical rank, API page) moved the held-out
 #: AUC by less than one question's worth (BENCHMARKS.md), so none was added.
@@ -66,7 +67,7 @@ LEARNT_SIGNALS: tuple[str, ...] = SIGNALS
 #: they name their answer ("use `keras.ops.sum` to ..."), so their top page is right 93 % of
 #: the time and a model fitted on them learns to trust symbol mentions, which users seldom
 #: write; the link sentences and the FAQ's questions describe the task like a user does.
-#: (The fold rerankers still learn from every mined question, as the served one does.)
+#: (The fold rerankers learn from the questions the served one learns from.)
 ROW_ORIGINS: tuple[str, ...] = ("link", "heading")
 FOLDS = 5
 L2 = 1.0
@@ -161,12 +162,14 @@ def confidence_rows(
 ) -> list[ConfidenceRow]:
     """One row per distinct mined question of ``origins`` whose answers are in the index
     (plus, with ``removed``, one per question with its answers taken out), each searched
-    with the reranker of its fold: learnt from every mined question of the other folds.
+    with the reranker of its fold: learnt from the other folds' questions of the origins the
+    served reranker learns from (``reranker_training.learning_queries``).
 
     Left out of each question's results, as its source page is: the pages in
     ``copies[question text]`` (see ``verbatim_copies``)."""
     encode = _cached_encoder(encode)
-    rerankers = fold_rerankers(index, queries, encode, params, folds=folds, seed=seed)
+    learn = learning_queries(queries)  # what the served reranker learns from
+    rerankers = fold_rerankers(index, learn, encode, params, folds=folds, seed=seed)
     usable = [
         q
         for q in queries

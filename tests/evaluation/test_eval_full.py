@@ -65,8 +65,8 @@ def test_dev_questions_meet_the_bars(encoder: object) -> None:
     hybrid = reports["hybrid"]
     assert index.reranker is not None  # the full docs give enough links to learn one
     assert hybrid.recall_at_5 >= 0.85
-    assert hybrid.recall_at_1 >= 0.6
-    assert hybrid.mrr_at_10 >= 0.72
+    assert hybrid.recall_at_1 >= 0.65
+    assert hybrid.mrr_at_10 >= 0.745
     assert hybrid.mrr_at_10 > reports["dense"].mrr_at_10
     assert hybrid.mrr_at_10 > reports["lexical"].mrr_at_10
     # The second stage earns its place: the fusion alone, on the same index, ranks worse.

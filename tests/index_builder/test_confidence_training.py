@@ -193,6 +193,35 @@ def test_folds_follow_the_source_page() -> None:
     assert len({fold_of(f"guides/{i}") for i in range(50)}) == confidence_training.FOLDS
 
 
+def test_the_fold_rerankers_learn_from_what_the_served_one_learns_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from index_builder.reranker_training import TrainingQuery
+
+    seen: list[str] = []
+
+    def fold_rerankers(_index: object, queries: list[TrainingQuery], *_a: object, **_k: object):
+        seen.extend(q.origin for q in queries)
+        return {}  # no fold can be scored: no rows
+
+    monkeypatch.setattr(confidence_training, "fold_rerankers", fold_rerankers)
+    monkeypatch.setattr(reranker_training, "MIN_QUERIES", 2)  # enough prose sentences
+    queries = [
+        TrainingQuery("use the callback that stops training early", ("b",), "a", "link"),
+        TrainingQuery("How can I save a model?", ("c",), "a", "heading"),
+        TrainingQuery("keras.ops.sum adds up a tensor along an axis", ("d",), "a", "symbol"),
+    ]
+    rows = confidence_training.confidence_rows(
+        object(),  # type: ignore[arg-type]
+        queries,
+        lambda texts: np.zeros((len(texts), 3)),
+        SearchParams(),
+        origins=("link", "heading", "symbol"),
+    )
+    assert rows == []
+    assert sorted(seen) == ["heading", "link"]
+
+
 def test_a_small_corpus_keeps_the_shipped_model_and_says_so(
     tmp_path: Path, encoder: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:

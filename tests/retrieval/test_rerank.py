@@ -23,7 +23,7 @@ from bot.retrieval.rerank import (
 )
 from bot.retrieval.search import SearchParams, first_stage, rerank, search
 from index_builder import reranker_training
-from index_builder.reranker_training import corpus_key, mine_queries
+from index_builder.reranker_training import corpus_key, learning_queries, mine_queries
 
 
 def test_candidate_features_match_a_by_hand_computation() -> None:
@@ -164,6 +164,25 @@ def test_mine_queries_turns_linking_sentences_into_queries() -> None:
     # The bare list item and the short back-link only repeat a title: not queries.
     assert not [q for q in queries if q.source == "guides/b"]
     assert sum(q.origin == "link" for q in queries) == 1
+
+
+def test_the_reranker_learns_from_prose_sentences_unless_there_are_too_few(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from index_builder.reranker_training import TrainingQuery
+
+    prose = [
+        TrainingQuery(f"to do task {i} use the page that shows it", ("b",), "a", "link")
+        for i in range(3)
+    ] + [TrainingQuery("How can I save a model?", ("c",), "a", "heading")]
+    named = [TrainingQuery("keras.ops.sum adds up a tensor along an axis", ("d",), "a", "symbol")]
+    # Users name the API of the code they are stuck with: sentences that name their answer
+    # in backticks are not learnt from ...
+    monkeypatch.setattr(reranker_training, "MIN_QUERIES", 4)
+    assert learning_queries(prose + named) == prose
+    # ... unless the corpus has too few others (the keras API alone): then every one is.
+    monkeypatch.setattr(reranker_training, "MIN_QUERIES", 5)
+    assert learning_queries(prose + named) == prose + named
 
 
 def _linked_corpus(root: Path) -> Path:
