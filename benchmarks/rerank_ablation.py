@@ -53,7 +53,7 @@ class Variant:
 
 
 VARIANTS: tuple[Variant, ...] = (
-    Variant("shipped: link/symbol/FAQ sentences, L2 1, cut 30"),
+    Variant("before: link/symbol/FAQ sentences, L2 1, cut 30 (the rows below change this)"),
     Variant("L2 10", l2=10.0),
     Variant("cut 15", cut=15),
     Variant("+ intro and summary lines", train=("link", "intro", "summary")),
@@ -65,7 +65,20 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("+ all section headings", train=qf.FAMILIES),
     Variant("+ section-heading overlap feature", extra=("section_overlap",)),
     Variant("+ class-member page feature", extra=("member",)),
-    Variant("link and FAQ sentences only (no backticked-symbol ones)", origins=("link", "heading")),
+    Variant(
+        "shipped: link and FAQ sentences only (no backticked-symbol ones)",
+        origins=("link", "heading"),
+    ),
+    Variant(
+        "prose sentences only, + section-heading overlap feature",
+        extra=("section_overlap",),
+        origins=("link", "heading"),
+    ),
+    Variant(
+        "prose sentences only, + intro and summary lines",
+        train=("link", "intro", "summary"),
+        origins=("link", "heading"),
+    ),
     Variant("page-kind × feature crosses", crossed=True),
     Variant(
         "page-kind crosses + intro, summary, 300 sections",
