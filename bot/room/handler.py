@@ -32,8 +32,8 @@ from bot.room.outcome import (
 from bot.room.replies import ReplySender
 from bot.room.roles import RoomRoles
 from bot.settings import Settings
-from bot.store.dashboard_store import MODERATOR_REDACTION
 from bot.store.newcomers import first_questions
+from bot.store.question_thread import MODERATOR_REDACTION
 from bot.store.room_store import RoomStore
 
 Answer = Callable[[str], SuggestedReply]

@@ -1,4 +1,5 @@
-"""The triage dashboard's queries: the queue, one question in its thread, actions, votes, posts.
+"""The triage dashboard's queries: the queue, one question (its thread: ``question_thread``),
+actions, votes, posts.
 
 Each method is one need of a page, returning plain frozen dataclasses, so the web handlers
 never hold a database session. Times come back as aware UTC datetimes whatever the backend.
@@ -11,13 +12,11 @@ import json
 import secrets
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, func, select, update
 
-from bot.chat.events import thread_of
 from bot.store.database import Database
 from bot.store.models import (
     DashboardPostRow,
@@ -29,13 +28,15 @@ from bot.store.models import (
     utcnow,
 )
 from bot.store.newcomers import first_question
+from bot.store.question_thread import (
+    ThreadMessage,
+    read_thread,
+)
 from bot.timeutil import as_utc, utc_from_ms
 
 # JSON in sync_state: when, trigger, ok, version or error, seconds (written by the service).
 LAST_BUILD_KEY = "index.last_build"
 
-# The outcome the service records for a redaction sent by a moderator (by power level).
-MODERATOR_REDACTION = "redaction:moderator"
 STATUSES = ("new", "suggested", "answered_bot", "answered_person", "dismissed")
 OPEN_STATUSES = ("new", "suggested")
 ANSWERED_STATUSES = ("answered_bot", "answered_person")
@@ -108,19 +109,6 @@ class QuestionDetail:
 
 
 @dataclass(frozen=True)
-class ThreadMessage:
-    event_id: str
-    sender: str
-    body: str
-    sent_at: datetime | None
-    is_question: bool = False
-    edited: bool = False
-    deleted: bool = False
-    note: str | None = None  # e.g. "the bot's reply (not seen back from the room yet)"
-    by_bot: bool = False  # the bot's reply or a dashboard post: Markdown the bot sent
-
-
-@dataclass(frozen=True)
 class VoteTally:
     up: int = 0
     down: int = 0
@@ -171,10 +159,6 @@ def _item(
     )
 
 
-def _posted_note(post: DashboardPostRow) -> str:
-    return f"posted by {post.posted_by} from the dashboard"
-
-
 def _post(row: DashboardPostRow) -> DashboardPost:
     return DashboardPost(
         id=row.id,
@@ -188,103 +172,6 @@ def _post(row: DashboardPostRow) -> DashboardPost:
         created_at=as_utc(row.created_at),
         sent_at=as_utc(row.sent_at),
     )
-
-
-def _thread_rows(s: Session, question: RoomEventRow) -> list[RoomEventRow]:
-    """The messages of the question's thread: its root, the question, the messages in the
-    thread and the replies to the question (edits are not messages of their own)."""
-    event_id = question.event_id
-    root = thread_of(question) or event_id
-    return list(
-        s.scalars(
-            select(RoomEventRow).where(
-                RoomEventRow.event_type == "m.room.message",
-                or_(RoomEventRow.rel_type.is_(None), RoomEventRow.rel_type != "m.replace"),
-                or_(
-                    RoomEventRow.event_id.in_({root, event_id}),
-                    and_(
-                        RoomEventRow.rel_type == "m.thread",
-                        RoomEventRow.relates_to == root,
-                    ),
-                    RoomEventRow.in_reply_to == event_id,
-                ),
-            )
-        )
-    )
-
-
-def _latest_edits(s: Session, sender_of: dict[str, str]) -> dict[str, str]:
-    """The latest text of each edited message, by its event id."""
-    edits: dict[str, str] = {}
-    for edit in s.scalars(
-        select(RoomEventRow)
-        .where(RoomEventRow.rel_type == "m.replace", RoomEventRow.relates_to.in_(sorted(sender_of)))
-        .order_by(RoomEventRow.origin_ts)
-    ):
-        # Only the author's own edits count (as in Matrix clients); the last one wins.
-        if edit.relates_to and sender_of.get(edit.relates_to) == edit.sender:
-            edits[edit.relates_to] = edit.body
-    return edits
-
-
-def _redacted(s: Session, sender_of: dict[str, str]) -> set[str]:
-    """The messages whose redaction counts."""
-    # Anyone may send a redaction; it counts from the message's sender, or from a
-    # moderator (the service records that outcome when it handles the redaction).
-    return {
-        target
-        for target, by, outcome in s.execute(
-            select(RoomEventRow.relates_to, RoomEventRow.sender, RoomEventRow.outcome).where(
-                RoomEventRow.event_type == "m.room.redaction",
-                RoomEventRow.relates_to.in_(sorted(sender_of)),
-            )
-        )
-        if target and (by == sender_of.get(target) or outcome == MODERATOR_REDACTION)
-    }
-
-
-def _sent_posts(s: Session, event_id: str) -> dict[str | None, DashboardPostRow]:
-    """The replies posted from the dashboard to this question, by their reply event id."""
-    return {
-        post.reply_event_id: post
-        for post in s.scalars(
-            select(DashboardPostRow).where(
-                DashboardPostRow.question_event_id == event_id,
-                DashboardPostRow.state == "sent",
-            )
-        )
-    }
-
-
-def _not_echoed_yet(
-    reply: ReplyRow | None, posts: dict[str | None, DashboardPostRow], seen: set[str]
-) -> list[ThreadMessage]:
-    """What the bot sent that the room has not echoed back through /sync yet (shown at once)."""
-    messages: list[ThreadMessage] = []
-    if reply is not None and reply.state == "sent" and reply.reply_event_id not in seen:
-        messages.append(
-            ThreadMessage(
-                event_id=reply.reply_event_id or "",
-                sender="the bot",
-                body=reply.body,
-                sent_at=as_utc(reply.sent_at),
-                note="the bot's reply, not yet seen back from the room",
-                by_bot=True,
-            )
-        )
-    for reply_id, post in posts.items():
-        if reply_id not in seen:
-            messages.append(
-                ThreadMessage(
-                    event_id=reply_id or "",
-                    sender="the bot",
-                    body=post.body,
-                    sent_at=as_utc(post.sent_at),
-                    note=_posted_note(post),
-                    by_bot=True,
-                )
-            )
-    return messages
 
 
 class DashboardStore:
@@ -388,40 +275,9 @@ class DashboardStore:
             )
 
     def thread(self, event_id: str) -> list[ThreadMessage]:
-        """The question with its thread, in time order: the thread root, messages in the
-        thread, replies to the question, and the bot's or the dashboard's replies even before
-        the room echoes them back. Edits show their latest text; redactions blank a message."""
+        """The question with its thread, in time order (``question_thread.read_thread``)."""
         with self.db.session() as s:
-            question = s.get(RoomEventRow, event_id)
-            if question is None:
-                return []
-            rows = _thread_rows(s, question)
-            sender_of = {r.event_id: r.sender for r in rows}
-            edits = _latest_edits(s, sender_of)
-            redacted = _redacted(s, sender_of)
-            posts = _sent_posts(s, event_id)
-            # What the bot sent: its reply to this question and the posts made from here.
-            reply = s.get(ReplyRow, event_id)
-            bot_sent = set(posts)
-            if reply is not None and reply.reply_event_id:
-                bot_sent.add(reply.reply_event_id)
-            messages = [
-                ThreadMessage(
-                    event_id=r.event_id,
-                    sender=r.sender,
-                    body="" if r.event_id in redacted else edits.get(r.event_id, r.body),
-                    sent_at=utc_from_ms(r.origin_ts) if r.origin_ts else None,
-                    is_question=r.event_id == event_id,
-                    edited=r.event_id in edits,
-                    deleted=r.event_id in redacted,
-                    note=_posted_note(posts[r.event_id]) if r.event_id in posts else None,
-                    by_bot=r.event_id in bot_sent,
-                )
-                for r in rows
-            ]
-            messages += _not_echoed_yet(reply, posts, set(sender_of))
-        far_future = datetime.max.replace(tzinfo=UTC)
-        return sorted(messages, key=lambda m: m.sent_at or far_future)
+            return read_thread(s, event_id)
 
     # --- triage actions ------------------------------------------------------------------------
     def _set(self, event_id: str, **values: Any) -> bool:
