@@ -201,8 +201,8 @@ def timed_build(settings: Any, encoder: Any) -> tuple[Any, float, dict[str, floa
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from bot.retrieval.encoder import Encoder
     from bot.settings import load_settings
-    from index_builder.build import collect_documents
     from index_builder.chunking import chunk_documents
+    from index_builder.collect import collect_documents
 
     docs_dir = args.docs_dir.resolve()
     copied = None

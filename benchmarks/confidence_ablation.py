@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bot.retrieval.search import Retriever, SearchParams
     from bot.settings import load_settings
     from index_builder import confidence_training as ct
-    from index_builder.build import collect_documents
+    from index_builder.collect import collect_documents
     from index_builder.reranker_training import mine_queries
 
     index = load_index(args.data_dir / "indexes")

@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bot.retrieval.encoder import Encoder, resolve_model_path
     from bot.retrieval.index import load_index
     from bot.settings import load_settings
-    from index_builder.build import collect_documents
+    from index_builder.collect import collect_documents
     from index_builder.reranker_training import mine_queries
 
     base = load_index(args.base_data_dir / "indexes")

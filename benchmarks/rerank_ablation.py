@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from bot.settings import load_settings
-    from index_builder.build import collect_documents
+    from index_builder.collect import collect_documents
 
     settings = load_settings(data_dir=args.data_dir, docs_dir=args.docs_dir)
     documents, _ = collect_documents(settings)

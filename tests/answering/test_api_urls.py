@@ -15,7 +15,7 @@ import pytest
 
 from bot.corpus.documents import Document
 from bot.settings import load_settings
-from index_builder.build import collect_documents
+from index_builder.collect import collect_documents
 from index_builder.sources.site_map import SiteMap, find_site_map, master_dicts_from_scripts
 from tests.conftest import SHARED
 
