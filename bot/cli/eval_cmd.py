@@ -60,7 +60,13 @@ def _print_eval_tables(
     reports: Sequence[Any], retriever: Any, questions: int, settings: Settings
 ) -> None:
     """The metrics table, then hybrid mode's coverage curve over reply thresholds."""
-    from bot.evaluation.questions import coverage_curve, iter_curve, iter_table
+    from bot.evaluation.questions import (
+        choose_threshold,
+        coverage_curve,
+        iter_curve,
+        iter_table,
+        rule_line,
+    )
 
     rows = list(iter_table(reports))
     print_table(rows)
@@ -77,6 +83,7 @@ def _print_eval_tables(
             [(q["confidence"], q["rank"], not q.get("unanswerable")) for q in r.per_question]
         )
         print_table(list(iter_curve(curve)))
+        print(rule_line(choose_threshold(curve)))
 
 
 def _confidence_line(retriever: Any, rows: Sequence[dict[str, Any]]) -> str:
@@ -88,7 +95,7 @@ def _confidence_line(retriever: Any, rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _fit_confidence(args: argparse.Namespace, questions: Sequence[Any], retriever: Any) -> int:
-    from bot.evaluation.questions import fit_confidence_cv, iter_curve
+    from bot.evaluation.questions import fit_confidence_cv, iter_curve, rule_line
 
     fit = fit_confidence_cv(
         questions,
@@ -123,13 +130,7 @@ def _fit_confidence(args: argparse.Namespace, questions: Sequence[Any], retrieve
         f"from a model that did not see that question; AUC {fit.auc or 0:.3f}"
     )
     print_table(list(iter_curve(fit.curve)))
-    if fit.chosen:
-        print(
-            f"threshold {fit.chosen.threshold:.2f} keeps top-1 precision >= 0.90 and unanswerable "
-            f"quiet >= 0.80 while replying to {fit.chosen.replied:.0%} of answerable questions"
-        )
-    else:
-        print("no threshold keeps top-1 precision >= 0.90 and unanswerable quiet >= 0.80")
+    print(rule_line(fit.chosen))
     if args.save_confidence:
         print(f"model fitted on all {len(questions)} questions written to {args.save_confidence}")
     return 0

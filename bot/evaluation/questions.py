@@ -277,6 +277,19 @@ def choose_threshold(
     return max(ok, key=lambda p: (p.replied, -p.threshold)) if ok else None
 
 
+def rule_line(chosen: CurvePoint | None) -> str:
+    """The threshold ``choose_threshold`` picked, in one line for the operator."""
+    if chosen is None:
+        return (
+            "no threshold keeps top-1 precision >= 0.90 and unanswerable quiet >= 0.80 on "
+            "these questions"
+        )
+    return (
+        f"threshold {chosen.threshold:.2f} keeps top-1 precision >= 0.90 and unanswerable "
+        f"quiet >= 0.80 while replying to {chosen.replied:.0%} of answerable questions"
+    )
+
+
 def iter_curve(curve: Sequence[CurvePoint]) -> Iterator[list[str]]:
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{x:.2f}"

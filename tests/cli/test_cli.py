@@ -154,6 +154,8 @@ def test_eval_json(data_dir: Path, tmp_path: Path) -> None:
     assert report["n"] == 2 and report["recall@1"] == 1.0 and report["mrr@10"] == 1.0
     table = run_cli("eval", str(questions), "--mode", "all", data_dir=data_dir).stdout
     assert all(mode in table for mode in ("hybrid", "dense", "lexical"))
+    # The curve ends with the threshold the rule picks (or says that none keeps the bars).
+    assert "keeps top-1 precision >= 0.90 and unanswerable quiet >= 0.80" in table
 
 
 def test_errors_are_one_clear_line(tmp_path: Path) -> None:

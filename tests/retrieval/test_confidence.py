@@ -15,6 +15,7 @@ from bot.evaluation.questions import (
     choose_threshold,
     coverage_curve,
     fit_confidence_cv,
+    rule_line,
 )
 from bot.retrieval.confidence import (
     SIGNALS,
@@ -117,6 +118,11 @@ def test_choose_threshold_replies_most_within_the_bars() -> None:
     assert choose_threshold(curve) == curve[1]
     assert choose_threshold(curve, min_precision=0.99) == curve[2]
     assert choose_threshold(curve[:1]) is None
+    assert rule_line(curve[1]) == (
+        "threshold 0.50 keeps top-1 precision >= 0.90 and unanswerable quiet >= 0.80 while "
+        "replying to 60% of answerable questions"
+    )
+    assert rule_line(None).startswith("no threshold keeps")
 
 
 def test_fit_confidence_cv_on_labelled_questions() -> None:
