@@ -136,11 +136,6 @@ def learning_queries(queries: Sequence[TrainingQuery]) -> list[TrainingQuery]:
     return prose if len(prose) >= MIN_QUERIES else list(queries)
 
 
-def reranker_queries(documents: Sequence[Document]) -> list[TrainingQuery]:
-    """The mined questions the reranker learns from (``learning_queries``)."""
-    return learning_queries(mine_queries(documents))
-
-
 def _question_headings(d: Document, by_path: dict[str, list[Document]]) -> list[TrainingQuery]:
     """A heading that asks a question (the FAQ's) answered by the pages its section links."""
     text = _FENCE.sub("\n", d.text)
@@ -259,7 +254,7 @@ def train_reranker(
 ) -> Reranker | None:
     """Mine queries, learn the reranker, report held-out MRR; None when the corpus is too thin."""
     p = params or SearchParams()
-    queries = reranker_queries(documents)
+    queries = learning_queries(mine_queries(documents))
     groups = training_groups(index, queries, encoder.encode, p)
     if len(groups.train) < MIN_QUERIES:
         return None
