@@ -191,6 +191,25 @@ def machine_markdown(info: dict[str, Any]) -> str:
     return markdown_table(("machine", ""), rows)
 
 
+# -- the corpus ----------------------------------------------------------------------------------
+
+
+def corpus_documents(docs_dir: Path) -> list[Any]:
+    """The documents a full build collects from the installed keras API and ``docs_dir`` (no
+    past answers: a scratch data dir), sorted by id as the build sorts them."""
+    import tempfile
+
+    from bot.settings import load_settings
+    from index_builder.collect import collect_documents
+
+    with tempfile.TemporaryDirectory() as scratch:
+        settings = load_settings(
+            data_dir=Path(scratch), docs_dir=docs_dir, include_past_answers=False
+        )
+        documents, _ = collect_documents(settings)
+    return sorted(documents, key=lambda d: d.doc_id)
+
+
 # -- statistics ----------------------------------------------------------------------------------
 
 

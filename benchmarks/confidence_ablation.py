@@ -34,6 +34,7 @@ from benchmarks.common import (  # noqa: E402
     SHARED,
     HelpFormatter,
     add_common_args,
+    corpus_documents,
     machine_info,
     machine_markdown,
     markdown_table,
@@ -90,8 +91,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup(args)
     started = run_started()
 
-    import tempfile
-
     from bot.evaluation.questions import (
         choose_threshold,
         coverage_curve,
@@ -102,18 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bot.retrieval.encoder import Encoder
     from bot.retrieval.index import load_index
     from bot.retrieval.search import Retriever, SearchParams
-    from bot.settings import load_settings
     from index_builder import confidence_training as ct
-    from index_builder.collect import collect_documents
     from index_builder.reranker_training import mine_queries
 
     index = load_index(args.data_dir / "indexes")
-    with tempfile.TemporaryDirectory() as scratch:
-        settings = load_settings(
-            data_dir=Path(scratch), docs_dir=args.docs_dir, include_past_answers=False
-        )
-        documents, _ = collect_documents(settings)
-    documents.sort(key=lambda d: d.doc_id)
+    documents = corpus_documents(args.docs_dir)
     encoder = Encoder(index.model, device=args.device)
     params = SearchParams()
     progress(args, "mining and scoring the corpus' questions")

@@ -43,6 +43,7 @@ from benchmarks.common import (  # noqa: E402
     SHARED,
     HelpFormatter,
     add_common_args,
+    corpus_documents,
     machine_info,
     machine_markdown,
     markdown_table,
@@ -138,42 +139,34 @@ def build(model: Path, data_dir: Path, docs_dir: Path) -> float:
 
 
 def measure(data_dir: Path, questions: Sequence[Any], device: str | None) -> dict[str, Any]:
-    """Dense and hybrid retrieval, the confidence's AUC and rule point, the README example."""
-    from bot.evaluation.questions import (
-        choose_threshold,
-        coverage_curve,
-        first_hit_rank,
-        mean_reciprocal_rank,
-        recall_at,
-    )
-    from bot.retrieval.confidence import auc
+    """Dense and hybrid retrieval, the confidence's AUC and rule point, the README example
+    (the same ``evaluate`` as ``supportbot eval``)."""
+    from bot.evaluation.questions import choose_threshold, evaluate, recall_at
     from bot.retrieval.encoder import Encoder
     from bot.retrieval.index import load_index
-    from bot.retrieval.search import Retriever
+    from bot.retrieval.search import Mode, Retriever
 
     index = load_index(data_dir / "indexes")
     retriever = Retriever(index, Encoder(index.model, device=device or "auto"))
     out: dict[str, Any] = {"index": index.version}
     for mode in ("dense", "hybrid"):
-        ranks, rows = [], []
-        for q in questions:
-            result = retriever.search(q.question, mode=mode, k=10)
-            answerable = bool(q.answerable and q.relevant)
-            relevant = tuple(index.canonical_id(r) for r in q.relevant)
-            rank = first_hit_rank([h.doc_id for h in result.hits], relevant) if answerable else None
-            if answerable:
-                ranks.append(rank)
-            rows.append((result.confidence, rank, answerable))
+
+        def ask(q: str, mode: Mode = mode) -> tuple[list[str], float]:
+            result = retriever.search(q, mode=mode, k=10)
+            return [h.doc_id for h in result.hits], result.confidence
+
+        # The threshold only sets the report's replied share, unused here: the rule point
+        # comes from the whole curve.
+        report = evaluate(questions, ask, mode=mode, threshold=1.0, canonical=index.canonical_id)
+        ranks = [q["rank"] for q in report.per_question if not q.get("unanswerable")]
         out[mode] = {
-            "R@1": recall_at(ranks, 1),
+            "R@1": report.recall_at_1,
             "R@3": recall_at(ranks, 3),
-            "MRR@10": mean_reciprocal_rank(ranks),
+            "MRR@10": report.mrr_at_10,
         }
         if mode == "hybrid":
-            # over all questions, an unanswerable one counting as a wrong top page (as in
-            # ``supportbot eval`` and ``confidence_ablation.py``)
-            out["auc"] = auc([r[0] for r in rows], [r[1] == 1 for r in rows])
-            point = choose_threshold(coverage_curve(rows))
+            out["auc"] = report.confidence_auc()
+            point = choose_threshold(report.curve())
             out["rule"] = (
                 None
                 if point is None
@@ -203,22 +196,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup(args)
     started = run_started()
 
-    import tempfile
-
     from bot.evaluation.questions import load_questions
     from bot.retrieval.encoder import Encoder, resolve_model_path
     from bot.retrieval.index import load_index
-    from bot.settings import load_settings
-    from index_builder.collect import collect_documents
     from index_builder.reranker_training import mine_queries
 
     base = load_index(args.base_data_dir / "indexes")
-    with tempfile.TemporaryDirectory() as scratch:
-        settings = load_settings(
-            data_dir=Path(scratch), docs_dir=args.docs_dir, include_past_answers=False
-        )
-        documents, _ = collect_documents(settings)
-    documents.sort(key=lambda d: d.doc_id)
+    documents = corpus_documents(args.docs_dir)
     queries = mine_queries(documents)
     encoder = Encoder(base.model, device=args.device or "auto")
     triples = training_triples(base, queries, encoder.encode)

@@ -60,13 +60,7 @@ def _print_eval_tables(
     reports: Sequence[Any], retriever: Any, questions: int, settings: Settings
 ) -> None:
     """The metrics table, then hybrid mode's coverage curve over reply thresholds."""
-    from bot.evaluation.questions import (
-        choose_threshold,
-        coverage_curve,
-        iter_curve,
-        iter_table,
-        rule_line,
-    )
+    from bot.evaluation.questions import choose_threshold, iter_curve, iter_table, rule_line
 
     rows = list(iter_table(reports))
     print_table(rows)
@@ -77,20 +71,18 @@ def _print_eval_tables(
     for r in reports:
         if r.mode != "hybrid":
             continue  # the bot answers in hybrid mode: its curve is the one to choose by
-        print(_confidence_line(retriever, r.per_question))
+        print(_confidence_line(retriever, r))
         print(f"\n{r.mode}: what the bot would do at each reply threshold")
-        curve = coverage_curve(
-            [(q["confidence"], q["rank"], not q.get("unanswerable")) for q in r.per_question]
-        )
+        curve = r.curve()
         print_table(list(iter_curve(curve)))
         print(rule_line(choose_threshold(curve)))
 
 
-def _confidence_line(retriever: Any, rows: Sequence[dict[str, Any]]) -> str:
-    from bot.retrieval.confidence import auc, model_origin
+def _confidence_line(retriever: Any, report: Any) -> str:
+    from bot.retrieval.confidence import model_origin
 
     origin = model_origin(retriever.params.confidence_model, retriever.index.confidence)
-    score = auc([q["confidence"] for q in rows], [q["rank"] == 1 for q in rows])
+    score = report.confidence_auc()
     return f"confidence: {origin}; AUC of 'the top page is right' on this file {score or 0:.3f}"
 
 

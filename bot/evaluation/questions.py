@@ -117,6 +117,22 @@ class EvalReport:
     reply_precision: float | None = None
     per_question: list[dict[str, Any]] = field(default_factory=list)
 
+    def curve(self) -> list[CurvePoint]:
+        """What the bot would do at each reply threshold on these questions."""
+        return coverage_curve(
+            [(q["confidence"], q["rank"], not q.get("unanswerable")) for q in self.per_question]
+        )
+
+    def confidence_auc(self) -> float | None:
+        """AUC of "the top page is right" over every question (an unanswerable one counts as
+        a wrong top page)."""
+        from bot.retrieval.confidence import auc
+
+        return auc(
+            [q["confidence"] for q in self.per_question],
+            [q["rank"] == 1 for q in self.per_question],
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "mode": self.mode,

@@ -11,6 +11,7 @@ import pytest
 
 from bot.errors import ConfigError
 from bot.evaluation.questions import (
+    CurvePoint,
     EvalReport,
     LabelledQuestion,
     evaluate,
@@ -121,6 +122,11 @@ def test_metrics_by_hand() -> None:
     assert rows["u1"]["unanswerable"] is True
     assert rows["q2"]["top"] == ["x1", "x2", "B"]
     assert rows["q1"]["confidence"] == 0.9
+    # Only q1's top page is right: it outscores 6 of the 7 others and ties u2 (0.9).
+    assert report.confidence_auc() == pytest.approx(6.5 / 7)
+    at_half = {p.threshold: p for p in report.curve()}[0.5]
+    # q1, q2, q5 replied (one right on top, all three right in the top 3); u1 alone quiet.
+    assert at_half == CurvePoint(0.5, 3 / 5, 1 / 3, 1.0, 1 / 3)
 
 
 def test_recall_is_success_at_k_not_fraction_of_relevant() -> None:
