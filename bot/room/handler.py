@@ -137,7 +137,9 @@ class EventHandler:
             return None
         if not await asyncio.to_thread(self.store.bot_replied, root):
             return None  # the bot never answered it, so it asked for nothing
-        if await asyncio.to_thread(self.store.bot_followed_up, root, besides=event.event_id):
+        if await asyncio.to_thread(
+            self.store.bot_followed_up, root, question.asker, besides=event.event_id
+        ):
             return None
         return fuller_text(question.text, text, edit=edit)
 
@@ -152,8 +154,7 @@ class EventHandler:
         if existing is not None and existing.state == "sent":
             return ALREADY_REPLIED
         question = await asyncio.to_thread(self.store.event, event.relates_to)
-        if question is None or thread_of(question) is not None:
-            # Asked inside someone else's thread: that thread is not the question's own.
+        if question is None:
             return Outcome.ignored("edit")
         text = await self._follow_up(question.event_id, event, edit=True)
         if text is None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.chat.events import RoomEvent
@@ -227,17 +227,25 @@ class ReplyRecords(RoomStoreBase):
             counts[key] = counts.get(key, 0) + 1
         return counts
 
-    def bot_followed_up(self, thread_root: str, *, besides: str | None = None) -> bool:
-        """Whether the bot already answered a follow-up in this question's thread (a reply of
-        its own there, claimed or sent, to anything but the question itself). ``besides``: a
-        follow-up whose own claim does not count, so one a crash left pending is finished."""
+    def bot_followed_up(self, question: str, asker: str, *, besides: str | None = None) -> bool:
+        """Whether the bot already answered one of ``asker``'s follow-ups to ``question``: a
+        reply of its own (claimed or sent) to the asker's message in the question's thread or
+        to the asker's edit of it. Replies to other people's questions asked in that thread do
+        not count, so they never use up the asker's one follow-up. ``besides``: a follow-up
+        whose own claim does not count, so one a crash left pending is finished."""
         with self.db.session() as s:
             found = s.scalar(
                 select(ReplyRow.question_event_id)
+                .join(RoomEventRow, RoomEventRow.event_id == ReplyRow.question_event_id)
                 .where(
-                    ReplyRow.thread_root == thread_root,
-                    ReplyRow.question_event_id.not_in([thread_root, besides or thread_root]),
+                    ReplyRow.question_event_id.not_in([question, besides or question]),
                     ReplyRow.posted_by == "bot",
+                    RoomEventRow.sender == asker,
+                    or_(
+                        ReplyRow.thread_root == question,
+                        (RoomEventRow.rel_type == "m.replace")
+                        & (RoomEventRow.relates_to == question),
+                    ),
                 )
                 .limit(1)
             )

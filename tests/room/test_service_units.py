@@ -922,7 +922,58 @@ def test_the_askers_traceback_in_the_thread_gets_one_more_answer(
     assert (
         answer.questions[1].startswith("my training crashes") and TRACEBACK in answer.questions[1]
     )
-    assert store.bot_followed_up("$q1") and not store.bot_followed_up("$other")
+    assert store.bot_followed_up("$q1", ALICE) and not store.bot_followed_up("$other", ALICE)
+    assert not store.bot_followed_up("$q1", BOB)  # only the asker's follow-ups count
+
+
+def test_an_answer_to_someone_elses_question_in_the_thread_leaves_the_askers_follow_up(
+    make_service: ServiceFactory, store: RoomStore
+) -> None:
+    """Bob asks the bot his own question inside Alice's thread: answering him is not Alice's
+    one follow-up, so her traceback afterwards still gets its second answer."""
+    service = make_service(answer=FakeAnswer(confident=False), user_cooldown_seconds=0)
+    outcomes = handle(
+        service,
+        event("$q1", CRASH, ts=1),
+        in_thread("$b1", "keras-bot: how do I freeze layers for fine-tuning?", sender=BOB, ts=2),
+        in_thread("$f1", f"here it is:\n```\n{TRACEBACK}\n```", ts=3),
+        in_thread("$f2", f"and again:\n```\n{TRACEBACK}\n```", ts=4),
+    )
+    assert outcomes == ["replied:unsure", "replied:unsure", "replied:unsure", "not-a-question"]
+    _first, to_bob, again = transport_of(service).sent
+    assert (to_bob.reply_to, to_bob.thread_root, to_bob.mention) == ("$b1", "$q1", BOB)
+    assert (again.reply_to, again.thread_root, again.mention) == ("$f1", "$q1", ALICE)
+    assert store.bot_followed_up("$q1", ALICE) and not store.bot_followed_up("$b1", BOB)
+
+
+def test_an_edit_of_a_question_asked_in_someone_elses_thread_is_answered_once(
+    make_service: ServiceFactory, store: RoomStore
+) -> None:
+    """Bob's question lives in Alice's thread; his edit that adds the traceback is answered
+    there, in reply to his question, once; Alice's own follow-up is still hers."""
+    answer = FakeAnswer(confident=False)
+    service = make_service(answer=answer, user_cooldown_seconds=0)
+    bobs = in_thread("$b1", CRASH, sender=BOB, ts=2)
+    outcomes = handle(
+        service,
+        event("$q1", CRASH, ts=1),
+        bobs,
+        edit_of("$e1", EDITED, sender=BOB, question="$b1", ts=3),
+        edit_of("$e2", f"{EDITED}\nplease", sender=BOB, question="$b1", ts=4),
+        in_thread("$f1", f"here it is:\n```\n{TRACEBACK}\n```", ts=5),
+    )
+    assert outcomes == [
+        "replied:unsure",
+        "replied:unsure",
+        "replied:unsure:edit",
+        "ignored:edit",
+        "replied:unsure",
+    ]
+    _first, _to_bob, bob_again, alice_again = transport_of(service).sent
+    assert (bob_again.reply_to, bob_again.thread_root, bob_again.mention) == ("$b1", "$q1", BOB)
+    assert (alice_again.reply_to, alice_again.mention) == ("$f1", ALICE)
+    assert TRACEBACK in answer.questions[2]
+    assert store.bot_followed_up("$b1", BOB) and store.bot_followed_up("$q1", ALICE)
 
 
 def test_the_note_alone_also_asks_and_its_follow_up_is_answered(
@@ -1039,7 +1090,7 @@ def test_the_askers_edit_that_adds_the_traceback_gets_one_more_answer(
     # On the edited text alone: it replaces the question, so nothing is there twice.
     assert answer.questions[1].startswith("my training crashes")
     assert answer.questions[1].count("unsupported operand") == 2  # the line, the traceback's end
-    assert store.bot_followed_up("$q1")
+    assert store.bot_followed_up("$q1", ALICE)
     record = store.reply("$e1")
     assert record is not None and (record.thread_root, record.state) == ("$q1", "sent")
     question = store.question("$q1")

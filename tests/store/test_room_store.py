@@ -307,6 +307,43 @@ def test_claim_reply_state_machine(store: RoomStore) -> None:
     assert row.posted_by == "bot"
 
 
+def test_a_follow_up_is_the_askers_message_in_the_thread_or_edit(store: RoomStore) -> None:
+    """``bot_followed_up(question, asker)``: a bot reply to the asker's message in the
+    question's thread, or to the asker's edit of it; not to the question itself, not to
+    someone else's question in that thread (on SQLite and PostgreSQL alike)."""
+    alice, bob = "@alice:example.org", "@bob:example.org"
+    thread = {"rel_type": "m.thread", "relates_to": "$root"}
+    store.persist_batch(
+        [
+            ev("$root", 1),
+            ev("$bob", 2, sender=bob, **thread),
+            ev("$bob-edit", 3, sender=bob, rel_type="m.replace", relates_to="$bob"),
+            ev("$alice", 4, **thread),
+        ],
+        None,
+    )
+
+    def reply_to(qid: str, root: str) -> None:
+        store.claim_reply(
+            question_event_id=qid,
+            room_id=ROOM,
+            txn_id=f"txn{qid}",
+            body="B",
+            formatted_body="<p>B</p>",
+            thread_root=root,
+        )
+
+    reply_to("$root", "$root")
+    reply_to("$bob", "$root")
+    assert not store.bot_followed_up("$root", alice)  # the question itself, Bob's question
+    reply_to("$bob-edit", "$root")
+    assert store.bot_followed_up("$bob", bob)  # his edit of his in-thread question
+    assert not store.bot_followed_up("$root", alice) and not store.bot_followed_up("$bob", alice)
+    reply_to("$alice", "$root")
+    assert store.bot_followed_up("$root", alice)
+    assert not store.bot_followed_up("$root", alice, besides="$alice")  # its own claim
+
+
 def test_reply_event_ids_only_sent(store: RoomStore) -> None:
     for i in range(3):
         claim(store, f"$q{i}", f"txn-{i}")
