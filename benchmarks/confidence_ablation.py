@@ -54,6 +54,8 @@ class Variant:
     signals: tuple[str, ...]
     removed_weight: float  # 0: no "answers removed" rows
     monotone: bool = False  # every weight >= 0
+    #: a top page that names an answer (or is named by one) counts as right
+    named_right: bool = False
 
 
 def variants() -> list[Variant]:
@@ -76,6 +78,19 @@ def variants() -> list[Variant]:
         Variant("link + heading, weights >= 0", lh, SIGNALS, 0.5, monotone=True),
         Variant("link + heading, all signals, weights >= 0", lh, ALL_SIGNALS, 0.5, True),
         Variant("all mined questions, weights >= 0", every, SIGNALS, 0.5, monotone=True),
+    ]
+    with_consensus = (*SIGNALS, "consensus")
+    out += [
+        Variant("link + heading, weights >= 0, naming pages right", lh, SIGNALS, 0.5, True, True),
+        Variant("link + heading, + consensus, weights >= 0", lh, with_consensus, 0.5, True),
+        Variant(
+            "link + heading, + consensus, weights >= 0, naming pages right",
+            lh,
+            with_consensus,
+            0.5,
+            True,
+            True,
+        ),
     ]
     return out
 
@@ -164,7 +179,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for v in variants():
         cols = [conf.ALL_SIGNALS.index(s) for s in v.signals]
         sub = [
-            ct.ConfidenceRow(r.features[cols], r.right, r.rank, r.fold, r.removed, r.origin)
+            ct.ConfidenceRow(
+                r.features[cols],
+                r.right or (v.named_right and r.names_answer),
+                r.rank,
+                r.fold,
+                r.removed,
+                r.origin,
+            )
             for r in rows
             if r.origin in v.origins and (v.removed_weight > 0 or not r.removed)
         ]

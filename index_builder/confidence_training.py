@@ -41,11 +41,12 @@ from bot.retrieval.confidence import (
     confidence_features,
     fit_confidence,
     load_index_confidence,
+    name_each_other,
 )
 from bot.retrieval.encoder import Encoder
 from bot.retrieval.index import LoadedIndex
 from bot.retrieval.rerank import Reranker, fit_pairwise
-from bot.retrieval.search import THREAD_KIND, SearchParams, dense_query_text, search
+from bot.retrieval.search import THREAD_KIND, Hit, SearchParams, dense_query_text, search
 from bot.retrieval.text import clean_query
 from index_builder.reranker_training import (
     TrainingQuery,
@@ -92,6 +93,9 @@ class ConfidenceRow:
     fold: int
     removed: bool  # its answers were removed: a "not in the docs" question
     origin: str  # the mined question's kind: link, symbol, heading
+    #: the top page is not one of its answers, but it and an answer in the results name each
+    #: other (``confidence.name_each_other``): the docs themselves point from one to the other
+    names_answer: bool = False
 
 
 def fold_of(source: str, folds: int = FOLDS) -> int:
@@ -195,6 +199,7 @@ def confidence_rows(
                 continue  # a thread or nothing on top: the first-stage confidence applies
             ranked = [index.doc_rows[h.doc_id] for h in result.hits]
             rank = next((i for i, d in enumerate(ranked, start=1) if d in answers), None)
+            named = names_an_answer(result.hits, [d in answers for d in ranked])
             terms = _query_terms(q.text)
             rows.append(
                 ConfidenceRow(
@@ -204,9 +209,20 @@ def confidence_rows(
                     fold=f,
                     removed=is_removed,
                     origin=q.origin,
+                    names_answer=named,
                 )
             )
     return rows
+
+
+def names_an_answer(hits: Sequence[Hit], is_answer: Sequence[bool]) -> bool:
+    """Whether the top hit is not an answer but it and an answer below it name each other
+    (``confidence.name_each_other``): the FAQ entry that says "use an `EarlyStopping`
+    callback" on top of a question whose labelled answer is the EarlyStopping page. A
+    measured alternative label (``benchmarks/confidence_ablation.py``), not the shipped one."""
+    if not hits or is_answer[0]:
+        return False
+    return any(name_each_other(hits[0], h) for h, a in zip(hits, is_answer, strict=True) if a)
 
 
 def verbatim_copies(

@@ -129,16 +129,17 @@ def _mentions(text: str, name: str | None) -> bool:
     return bool(name) and re.search(rf"(?<![\w.]){re.escape(name or '')}(?!\w)", text) is not None
 
 
+def name_each_other(a: Hit, b: Hit) -> bool:
+    """Whether one hit's matching text names the other, an API page, by its short name (the
+    FAQ entry that says "use an `EarlyStopping` callback" and the EarlyStopping page)."""
+    return _mentions(a.excerpt, _api_name(b)) or _mentions(b.excerpt, _api_name(a))
+
+
 def _consensus(hits: Sequence[Hit], _terms: frozenset[str]) -> float:
-    """1 when the top page and a close runner-up point at each other: the top page's matching
-    text names a runner-up API page or a runner-up's names the top one (the FAQ entry that says
-    "use an `EarlyStopping` callback" above the EarlyStopping page). Two right pages then
-    split the lead between them, which is not doubt about the answer."""
+    """1 when the top page and a close runner-up point at each other (``name_each_other``).
+    Two right pages then split the lead between them, which is not doubt about the answer."""
     top, runners = hits[0], hits[1:CONSENSUS_DEPTH]
-    for h in runners:
-        if _mentions(top.excerpt, _api_name(h)) or _mentions(h.excerpt, _api_name(top)):
-            return 1.0
-    return 0.0
+    return 1.0 if any(name_each_other(top, h) for h in runners) else 0.0
 
 
 def _reciprocal(rank: int | None) -> float:

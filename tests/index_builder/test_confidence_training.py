@@ -188,6 +188,35 @@ def test_pages_that_repeat_a_question_word_for_word_are_its_copies() -> None:
     assert confidence_training.verbatim_copies([q], docs) == {q.text: ("guides/loop_torch",)}
 
 
+def test_a_top_page_that_names_an_answer_is_marked_not_counted_right() -> None:
+    from bot.retrieval.search import Hit
+
+    def hit(doc_id: str, kind: str, excerpt: str) -> Hit:
+        return Hit(
+            doc_id=doc_id,
+            title=doc_id,
+            url=f"https://keras.io/{doc_id}",
+            kind=kind,
+            score=0.5,
+            dense=0.5,
+            lexical=None,
+            symbol=None,
+            dense_rank=1,
+            lexical_rank=None,
+            section="",
+            excerpt=excerpt,
+        )
+
+    faq = hit("getting_started/faq", "page", "You can use an `EarlyStopping` callback.")
+    guide = hit("guides/training", "page", "Callbacks run during training.")
+    stop = hit("keras.callbacks.EarlyStopping", "api", "Stop training when it stops improving.")
+    names = confidence_training.names_an_answer
+    assert names([faq, guide, stop], [False, False, True])
+    assert not names([faq, guide, stop], [False, True, False])  # the guide names nothing
+    assert not names([stop, faq], [True, False])  # right on top: nothing to mark
+    assert not names([], [])
+
+
 def test_folds_follow_the_source_page() -> None:
     assert fold_of("guides/a") == fold_of("guides/a")
     assert len({fold_of(f"guides/{i}") for i in range(50)}) == confidence_training.FOLDS
