@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from bot.answering.excerpts import best_excerpt
 from bot.answering.keras_versions import VersionNote, detect_legacy_apis, notes_markdown
 from bot.answering.missing_info import MissingInfo, detect_missing, render_ask
 from bot.answering.render import link_target
@@ -14,13 +14,7 @@ from bot.answering.snippets import best_snippet, fenced
 from bot.markdown_escape import escape_markdown, inline_markdown
 from bot.retrieval.backends import detect_backend
 from bot.retrieval.search import Hit, SearchResult
-from bot.retrieval.text import lexical_tokens
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z`\[(])")
-_FENCE_BLOCK = re.compile(r"```.*?(?:```|\Z)", re.S)
-# Link targets may hold one level of parentheses (Wikipedia-style URLs).
-_MD_LINK = re.compile(r"\[([^\]]*)\]\((?:[^()]|\([^()]*\))*\)")
-_EXCERPT_CHARS = 200
 # Secondary sources must score at least this share of the top one to be worth a click.
 _SECONDARY_SHARE = 0.5
 
@@ -68,24 +62,6 @@ def _title(s: Source) -> str:
     return escape_markdown(s.title) if s.kind == "thread" else inline_markdown(s.title)
 
 
-def best_excerpt(chunk_text: str, question: str, *, limit: int = _EXCERPT_CHARS) -> str:
-    """The sentence of a chunk that shares the most terms with the question, one line."""
-    body = chunk_text.split("\n", 1)[1] if "\n" in chunk_text else chunk_text
-    body = _FENCE_BLOCK.sub(" ", body)
-    body = _MD_LINK.sub(r"\1", body)
-    body = re.sub(r"^#+\s*", "", body, flags=re.M)
-    body = re.sub(r"\s+", " ", body).strip()
-    if not body:
-        return ""
-    wanted = set(lexical_tokens(question))
-    sentences = [s.strip() for s in _SENTENCE.split(body) if len(s.strip()) > 20] or [body]
-    best = max(
-        enumerate(sentences),
-        key=lambda item: (len(wanted & set(lexical_tokens(item[1]))), -item[0]),
-    )[1]
-    return best if len(best) <= limit else best[: limit - 1].rsplit(" ", 1)[0] + "…"
-
-
 def choose_sources(hits: list[Hit], max_sources: int) -> list[Hit]:
     if not hits:
         return []
@@ -95,12 +71,13 @@ def choose_sources(hits: list[Hit], max_sources: int) -> list[Hit]:
     ]
 
 
-def _source(h: Hit, question: str) -> Source:
+def _source(h: Hit, question: str, chunks: Callable[[str], Sequence[str]] | None) -> Source:
     meta = dict(h.meta)
     if h.kind == "thread" and meta.get("answer"):
         excerpt = best_excerpt("answer\n" + meta["answer"], question)
     else:
-        excerpt = best_excerpt(h.excerpt, question) or best_excerpt(h.intro, question)
+        page = chunks(h.doc_id) if chunks else ()
+        excerpt = best_excerpt(h.excerpt, question, page=page, intro=h.intro)
     return Source(
         doc_id=h.doc_id,
         title=h.title,
@@ -154,7 +131,7 @@ def compose_reply(
     chosen = choose_sources(result.hits, max_sources)
     # An earlier answer from the room leads: it speaks to this exact problem; docs follow.
     chosen.sort(key=lambda h: h.kind != "thread")
-    sources = [_source(h, result.query) for h in chosen]
+    sources = [_source(h, result.query, chunks) for h in chosen]
     if snippet:
         sources = _with_snippet(sources, chosen, result.query, chunks)
     confident = bool(sources) and result.confidence >= threshold

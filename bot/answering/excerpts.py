@@ -1,0 +1,208 @@
+"""The one line under each source: the passage of its page that speaks to the question.
+
+A passage is a sentence of the page's prose, or one documented argument of an API page
+("dropout: Float between 0 and 1. Fraction of the units to drop ..."), kept whole so the
+line says what the argument does. The passage sharing the most terms with the question
+wins, the chunk search matched read first (it wins ties). A question that writes a
+documented argument as code ("what does `from_logits` do?", "LSTM(64, dropout=0.2)",
+"restore_best_weights") gets that argument's entry, from anywhere on the page when its
+chunks are given: the matched chunk of an API page is often its signature or its call
+arguments, while the argument the question is about sits in another chunk.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from bot.retrieval.text import lexical_tokens
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z`\[(])")
+_FENCE_BLOCK = re.compile(r"```.*?(?:```|\Z)", re.S)
+# Link targets may hold one level of parentheses (Wikipedia-style URLs).
+_MD_LINK = re.compile(r"\[([^\]]*)\]\((?:[^()]|\([^()]*\))*\)")
+# A docstring argument entry: an indented "name: text" line; its description goes on in
+# the lines indented deeper than the name.
+_ARGUMENT = re.compile(r"^(?P<indent>[ \t]{2,})(?P<name>[A-Za-z_]\w*):[ \t]+\S")
+EXCERPT_CHARS = 200
+_MIN_SENTENCE = 20  # shorter fragments ("Default: 0.") say nothing alone
+
+
+@dataclass(frozen=True)
+class _Passage:
+    text: str
+    argument: str | None = None  # the documented argument's name, for an argument entry
+    cut: bool = False  # an argument entry the chunk ends inside (the next chunk goes on)
+
+
+def _depth(line: str) -> int:
+    return len(line.expandtabs()) - len(line.expandtabs().lstrip())
+
+
+# The end of a chunk's first paragraph when the chunker carried an argument entry's head over
+# from the chunk before (flattened onto one line): "... restore_best_weights: Whether to".
+# The head is cut mid-sentence (no closing full stop): a whole sentence there is prose.
+_CARRIED_HEAD = re.compile(r"(?:^|(?<=[.!?`]) )(?P<name>[A-Za-z_]\w*): (?P<head>[^:]*[^:.!?])$")
+
+
+def _arguments(lines: list[str]) -> tuple[list[_Passage], list[str]]:
+    """The argument entries among ``lines``, and the lines left (the prose)."""
+    entries: list[_Passage] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(lines):
+        m = _ARGUMENT.match(lines[i])
+        if m is None:
+            rest.append(lines[i])
+            i += 1
+            continue
+        depth = _depth(lines[i])
+        body = [lines[i].strip()]
+        i += 1
+        while i < len(lines) and lines[i].strip() and _depth(lines[i]) > depth:
+            body.append(lines[i].strip())
+            i += 1
+        cut = not any(line.strip() for line in lines[i:])
+        entries.append(_Passage(" ".join(body), m.group("name"), cut=cut))
+    return entries, rest
+
+
+def _carried_over(paragraphs: list[str]) -> tuple[_Passage | None, list[str]]:
+    """An entry whose head the chunker carried over from the chunk before: the first
+    paragraph ends with "name: head" and the next one is the entry's indented rest."""
+    if len(paragraphs) < 2 or not paragraphs[1][:1].isspace():
+        return None, paragraphs
+    m = _CARRIED_HEAD.search(paragraphs[0].strip())
+    if m is None:
+        return None, paragraphs
+    tail: list[str] = []
+    lines = paragraphs[1].split("\n")
+    depth = _depth(lines[0])
+    while lines and (not lines[0].strip() or _depth(lines[0]) >= depth):
+        tail.append(lines.pop(0).strip())
+    entry = _Passage(" ".join([m.group(0).strip(), *tail]).strip(), m.group("name"))
+    first = paragraphs[0].strip()[: m.start()]
+    return entry, [first, "\n".join(lines), *paragraphs[2:]]
+
+
+def _flat(text: str) -> str:
+    text = _MD_LINK.sub(r"\1", text)
+    text = re.sub(r"^#+\s*", "", text, flags=re.M)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _sentences(text: str) -> list[_Passage]:
+    prose = _flat(text)
+    found = [s.strip() for s in _SENTENCE.split(prose) if len(s.strip()) > _MIN_SENTENCE]
+    return [_Passage(s) for s in found]
+
+
+def _parse(chunk_text: str) -> tuple[str, list[_Passage]]:
+    """(the indented lines the chunk starts with, when they go on an entry the chunk before
+    cut; the chunk's passages after them)."""
+    body = chunk_text.split("\n", 1)[1] if "\n" in chunk_text else chunk_text
+    body = _FENCE_BLOCK.sub("\n", body)
+    carried, paragraphs = _carried_over(re.split(r"\n[ \t]*\n", body.strip("\n")))
+    lead: list[str] = []
+    lines = "\n\n".join(paragraphs).split("\n")
+    if carried is None and lines and lines[0][:1].isspace() and not _ARGUMENT.match(lines[0]):
+        depth = _depth(lines[0])
+        while lines and lines[0].strip() and _depth(lines[0]) >= depth:
+            lead.append(lines.pop(0).strip())
+    entries, rest = _arguments(lines)
+    if carried is not None:
+        entries.insert(0, carried)
+    found = [_Passage(_flat(e.text), e.argument, e.cut) for e in entries]
+    # A chunk with no sentence of its own (a returns line: "A model instance.") has no
+    # passage, so the page's intro speaks for it.
+    return " ".join(lead), [*found, *_sentences("\n".join(rest))]
+
+
+def passages(chunk_text: str) -> list[_Passage]:
+    """A chunk's passages in reading order: argument entries whole, the prose by sentence.
+    The chunk's first line (its title / breadcrumb) and code blocks are not passages."""
+    lead, found = _parse(chunk_text)
+    return [*_sentences(lead), *found]
+
+
+def page_passages(page: Sequence[str]) -> list[list[_Passage]]:
+    """The passages of a page's chunks (in page order), an argument entry that one chunk
+    ends inside completed with the indented lines the next chunk starts with."""
+    out: list[list[_Passage]] = []
+    for text in page:
+        lead, found = _parse(text)
+        before = out[-1] if out else []
+        # Entries come before the prose in a chunk's list: a cut one is its last entry.
+        cut = [i for i, p in enumerate(before) if p.cut]
+        if lead and cut:
+            entry = before[cut[-1]]
+            before[cut[-1]] = _Passage(f"{entry.text} {_flat(lead)}", entry.argument)
+        elif lead:
+            found = [*_sentences(lead), *found]
+        out.append(found)
+    return out
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CODE_SPAN = re.compile(r"`([^`\n]+)`")
+_KEYWORD_ARG = re.compile(r"\b([A-Za-z_]\w*)\s*=(?!=)")
+
+
+def named_in_code(question: str) -> dict[str, int]:
+    """The argument names a question writes as code, each with where it first appears:
+    snake_case identifiers (``restore_best_weights``), names in backticks, and ``name=``
+    keyword arguments. Plain words ("precision", "tensor", "x") match too many argument
+    names to say which one the question is about; an exception class ("ValueError") is not
+    an argument."""
+    words = list(_IDENTIFIER.finditer(question))
+    found = [(m.start(), m.group()) for m in words if "_" in m.group().strip("_")]
+    for span in _CODE_SPAN.finditer(question):
+        found += [(span.start(1) + m.start(), m.group()) for m in _IDENTIFIER.finditer(span[1])]
+    found += [(m.start(1), m.group(1)) for m in _KEYWORD_ARG.finditer(question)]
+    first: dict[str, int] = {}
+    for at, word in sorted(found):
+        if len(word) > 1 and word == word.lower():
+            first.setdefault(word, at)
+    return first
+
+
+def best_excerpt(
+    chunk_text: str,
+    question: str,
+    *,
+    page: Sequence[str] = (),
+    intro: str = "",
+    limit: int = EXCERPT_CHARS,
+) -> str:
+    """The passage of ``chunk_text`` that shares the most terms with ``question``, as one
+    line of at most ``limit`` characters. ``page``: all the page's chunks in order; the
+    entries of the arguments the question writes as code compete from all of them (read
+    whole across chunk boundaries). ``intro``: the page's first chunk, whose best passage
+    stands in when ``chunk_text`` has no prose (only code)."""
+    wanted = set(lexical_tokens(question))
+    named = named_in_code(question)
+
+    def is_named(p: _Passage) -> bool:
+        return p.argument is not None and p.argument in named
+
+    def score(p: _Passage) -> tuple[bool, int, int, bool]:
+        # Of several named arguments, the one the question names first: its title's.
+        where = -named[p.argument] if p.argument in named else 0
+        return is_named(p), where, len(wanted & set(lexical_tokens(p.text))), not p.cut
+
+    def best_of(found: Iterable[_Passage]) -> _Passage | None:
+        # max() keeps the first of equals: the earlier passage wins a tie.
+        return max(found, key=score, default=None)
+
+    own, elsewhere = passages(chunk_text), []
+    if named and page:  # only then is the rest of the page worth reading
+        whole = page_passages(page)
+        at = page.index(chunk_text) if chunk_text in page else -1
+        own = whole[at] if at >= 0 else own
+        elsewhere = [p for i, found in enumerate(whole) if i != at for p in found if is_named(p)]
+    best = best_of([*own, *elsewhere]) or best_of(passages(intro))
+    if best is None:
+        return ""
+    text = best.text
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"

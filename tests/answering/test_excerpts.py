@@ -1,0 +1,132 @@
+"""bot.answering.excerpts: argument entries whole, named arguments from anywhere on the page."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.answering.excerpts import best_excerpt, named_in_code, page_passages, passages
+from bot.corpus.documents import Document
+from index_builder.chunking import chunk_document
+from index_builder.sources.python_api import (
+    docstring_to_markdown,
+    find_package_dir,
+    scan_package,
+)
+
+ARGS = """keras.layers.LSTM > Args
+
+    units: Positive integer, dimensionality of the output space.
+    dropout: Float between 0 and 1. Fraction of the units to drop for the
+        linear transformation of the inputs. Default: 0.
+    recurrent_dropout: Float between 0 and 1. Fraction of the units to drop
+        for the linear transformation of the recurrent state. Default: 0.
+"""
+CALL = """keras.layers.LSTM > Call arguments
+
+    inputs: A 3D tensor, with shape `(batch, timesteps, feature)`.
+    training: Python boolean indicating whether the layer should behave in
+        training mode or in inference mode. This is only relevant if `dropout` or
+        `recurrent_dropout` is used (optional). Defaults to `None`.
+"""
+
+
+def test_an_argument_entry_is_one_passage_with_its_continuation_lines() -> None:
+    found = passages(ARGS)
+    assert [p.argument for p in found] == ["units", "dropout", "recurrent_dropout"]
+    assert found[1].text == (
+        "dropout: Float between 0 and 1. Fraction of the units to drop for the linear "
+        "transformation of the inputs. Default: 0."
+    )
+    # A bare sentence list still splits by sentence, and the title line is not a passage.
+    prose = passages("Guide > Section\n\nFirst sentence of the section. The second one, here.")
+    assert [p.text for p in prose] == ["First sentence of the section.", "The second one, here."]
+
+
+def test_before_an_entry_is_never_glued_the_end_of_the_one_above() -> None:
+    # The old sentence splitter read "Defaults to `None`. training: ..." as one sentence.
+    assert best_excerpt(CALL, "training mode").startswith("training: Python boolean")
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("LSTM(64, dropout=0.2) overfits, what else?", "dropout: Float"),
+        ("what does `recurrent_dropout` change?", "recurrent_dropout: Float"),
+        ("is recurrent_dropout slower on GPU?", "recurrent_dropout: Float"),
+    ],
+)
+def test_an_argument_written_as_code_comes_from_another_chunk_of_the_page(
+    question: str, expected: str
+) -> None:
+    assert best_excerpt(CALL, question, page=[ARGS, CALL]).startswith(expected)
+
+
+def test_plain_words_and_exception_names_do_not_name_an_argument() -> None:
+    # "dropout" as a word is not the argument: the matched chunk keeps its best sentence.
+    assert best_excerpt(CALL, "how to add dropout", page=[ARGS, CALL]).startswith("training:")
+    assert named_in_code("Precision and recall for a tensor x") == {}
+    assert list(named_in_code("ValueError: `ValueError` raised by fit(x, y, epochs=3)")) == [
+        "epochs"
+    ]
+    assert named_in_code("use `dropout` or recurrent_dropout=0.1") == {
+        "dropout": 5,
+        "recurrent_dropout": 17,
+    }
+
+
+def test_of_several_named_arguments_the_first_the_question_names_wins() -> None:
+    question = "recurrent_dropout vs `dropout`: which one?"
+    assert best_excerpt(ARGS, question).startswith("recurrent_dropout:")
+    assert best_excerpt(ARGS, "`dropout` vs recurrent_dropout").startswith("dropout:")
+
+
+def test_a_chunk_of_code_only_falls_back_to_the_intro() -> None:
+    code_only = "keras.layers.LSTM > Example\n\n```python\nlstm = keras.layers.LSTM(4)\n```"
+    intro = "keras.layers.LSTM\n\nLong Short-Term Memory layer - Hochreiter 1997."
+    assert best_excerpt(code_only, "lstm layer", intro=intro) == (
+        "Long Short-Term Memory layer - Hochreiter 1997."
+    )
+    assert best_excerpt(code_only, "lstm layer") == ""
+
+
+def test_an_entry_the_chunker_cut_is_read_whole_from_the_next_chunk() -> None:
+    """The installed keras' docstring of ``keras.callbacks.EarlyStopping``, chunked as the
+    index does: small chunks cut its argument list, and a chunk starts with the carried-over
+    head of an entry flattened onto one line, its rest indented below."""
+    [symbol] = [
+        s
+        for s in scan_package(find_package_dir("keras") / "src" / "callbacks")
+        if s.name == "keras.callbacks.EarlyStopping"
+    ]
+    doc = Document(
+        doc_id="keras.callbacks.EarlyStopping",
+        title="keras.callbacks.EarlyStopping",
+        url="https://keras.io/api/callbacks/early_stopping/",
+        source="test",
+        source_version="0",
+        text=docstring_to_markdown(symbol.docstring),
+        kind="api",
+    )
+    chunks = [c.text for c in chunk_document(doc, max_words=60, overlap_words=12)]
+    assert len(chunks) > 3
+    question = "Why is restore_best_weights not the default?"
+    shown = best_excerpt(chunks[0], question, page=chunks, limit=1000)
+    assert shown.startswith("restore_best_weights: Whether to restore model weights")
+    assert "Defaults to `False`." in shown  # the entry's end, past the chunk boundary
+    # Read chunk by chunk, that entry is cut at the chunk's end.
+    alone = [p for c in chunks for p in passages(c) if p.argument == "restore_best_weights"]
+    stitched = [p for f in page_passages(chunks) for p in f if p.argument == "restore_best_weights"]
+    assert [p.cut for p in alone] == [True] and [p.cut for p in stitched] == [False]
+
+
+def test_long_entries_are_cut_at_a_word_with_an_ellipsis() -> None:
+    shown = best_excerpt(ARGS, "`recurrent_dropout`", limit=60)
+    assert shown.endswith("…") and len(shown) <= 60 and shown.startswith("recurrent_dropout:")
+
+
+def test_a_returns_line_alone_gives_way_to_the_intro() -> None:
+    returns = "keras.applications.ResNet50 > Returns\n\n    A model instance."
+    intro = "keras.applications.ResNet50\n\nInstantiates the ResNet50 architecture."
+    assert best_excerpt(returns, "ResNet50 model", intro=intro) == (
+        "Instantiates the ResNet50 architecture."
+    )
