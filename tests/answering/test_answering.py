@@ -558,3 +558,25 @@ def test_a_code_block_the_text_does_not_show_silences_the_code_ask() -> None:
     )
     assert "code" in bare.missing
     assert "code" not in with_code.missing
+
+
+def test_the_reply_shows_the_entry_of_the_argument_the_question_writes_as_code() -> None:
+    """compose_reply hands each source's page to the excerpt: the asked-about argument's
+    entry comes from another chunk than the one search matched (bot/answering/excerpts.py)."""
+    call = "keras.layers.LSTM > Call arguments\n\n    inputs: A 3D tensor, with shape `(b, t, f)`."
+    args = (
+        "keras.layers.LSTM > Args\n\n    recurrent_dropout: Float between 0 and 1. Fraction of"
+        " the units to drop\n        for the linear transformation of the recurrent state."
+    )
+    top = hit("keras.layers.LSTM", 1.0, kind="api", title="keras.layers.LSTM", excerpt=call)
+    question = "Is LSTM(32, recurrent_dropout=0.2) slow?"
+    reply = compose_reply(
+        result([top], 0.2, query=question),
+        threshold=0.5,
+        chunks=lambda doc_id: [call, args] if doc_id == "keras.layers.LSTM" else [],
+    )
+    assert reply.sources[0].excerpt.startswith("recurrent_dropout: Float between 0 and 1.")
+    assert "recurrent_dropout: Float between 0 and 1." in reply.markdown
+    # Without the page, the matched chunk's own line.
+    alone = compose_reply(result([top], 0.2, query=question), threshold=0.5)
+    assert alone.sources[0].excerpt.startswith("inputs: A 3D tensor")
