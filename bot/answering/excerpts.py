@@ -126,22 +126,24 @@ def passages(chunk_text: str) -> list[_Passage]:
     return [*_sentences(lead), *found]
 
 
+def stitched_passages(page: Sequence[str], at: int) -> list[_Passage]:
+    """The passages of ``page[at]`` (a page's chunks in order), an argument entry the chunk
+    ends inside completed with the indented lines the next chunk of the same section (the
+    same first line) starts with."""
+    lead, found = _parse(page[at])
+    found = [*_sentences(lead), *found]
+    cut = [i for i, p in enumerate(found) if p.cut]
+    after = page[at + 1] if at + 1 < len(page) else ""
+    same_section = after.split("\n", 1)[0] == page[at].split("\n", 1)[0]
+    if cut and same_section and (rest := _parse(after)[0]):
+        entry = found[cut[-1]]
+        found[cut[-1]] = _Passage(f"{entry.text} {_flat(rest)}", entry.argument)
+    return found
+
+
 def page_passages(page: Sequence[str]) -> list[list[_Passage]]:
-    """The passages of a page's chunks (in page order), an argument entry that one chunk
-    ends inside completed with the indented lines the next chunk starts with."""
-    out: list[list[_Passage]] = []
-    for text in page:
-        lead, found = _parse(text)
-        before = out[-1] if out else []
-        # Entries come before the prose in a chunk's list: a cut one is its last entry.
-        cut = [i for i, p in enumerate(before) if p.cut]
-        if lead and cut:
-            entry = before[cut[-1]]
-            before[cut[-1]] = _Passage(f"{entry.text} {_flat(lead)}", entry.argument)
-        elif lead:
-            found = [*_sentences(lead), *found]
-        out.append(found)
-    return out
+    """``stitched_passages`` of every chunk of a page."""
+    return [stitched_passages(page, i) for i in range(len(page))]
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -197,10 +199,11 @@ def best_excerpt(
 
     own, elsewhere = passages(chunk_text), []
     if named and page:  # only then is the rest of the page worth reading
-        whole = page_passages(page)
         at = page.index(chunk_text) if chunk_text in page else -1
-        own = whole[at] if at >= 0 else own
-        elsewhere = [p for i, found in enumerate(whole) if i != at for p in found if is_named(p)]
+        own = stitched_passages(page, at) if at >= 0 else own
+        # Only the chunks that hold a named argument's entry ("name:") are parsed.
+        holding = [i for i, t in enumerate(page) if i != at and any(f"{n}:" in t for n in named)]
+        elsewhere = [p for i in holding for p in stitched_passages(page, i) if is_named(p)]
     best = best_of([*own, *elsewhere]) or best_of(passages(intro))
     if best is None:
         return ""
