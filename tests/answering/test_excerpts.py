@@ -130,3 +130,13 @@ def test_a_returns_line_alone_gives_way_to_the_intro() -> None:
     assert best_excerpt(returns, "ResNet50 model", intro=intro) == (
         "Instantiates the ResNet50 architecture."
     )
+
+
+def test_an_entry_is_not_completed_from_another_section() -> None:
+    """The last entry of an Args chunk looks cut (nothing follows it in the chunk); the next
+    chunk's indented first line belongs to its own section (Returns), not to that entry."""
+    args = "keras.Model.predict > Args\n\n    verbose: Verbosity mode, 0 or 1."
+    returns = "keras.Model.predict > Returns\n\n    NumPy array(s) of predictions."
+    [verbose] = page_passages([args, returns])[0]
+    assert verbose.text == "verbose: Verbosity mode, 0 or 1."
+    assert [p.text for p in page_passages([args, returns])[1]] == ["NumPy array(s) of predictions."]
