@@ -137,8 +137,9 @@ def compose_reply(
     confident = bool(sources) and result.confidence >= threshold
     # The error the asker quoted is itself a Keras 3 change: the note is the answer.
     version_answer = bool(sources) and not confident and any(n.from_error for n in notes)
+    note_lines = notes_markdown(notes)
     if version_answer:
-        lead = "This error comes from a change in Keras 3 (see the note below); these may help:"
+        lead = "This error comes from a change in Keras 3:"
     elif not sources:
         lead = "I couldn't find anything in the docs about this; a maintainer will take a look."
     elif confident and sources[0].kind == "thread":
@@ -148,6 +149,8 @@ def compose_reply(
     else:
         lead = "I'm not sure the docs answer this; these are the closest pages I found:"
     lines = [lead, ""]
+    if version_answer:  # the note is the answer: it comes first, the pages after it
+        lines += [*note_lines, "", "These pages may help too:", ""]
     for n, s in enumerate(sources, start=1):
         line = f"{n}. [{_title(s)}]({link_target(s.url)})"
         if s.kind == "thread" and s.answered_by:
@@ -167,7 +170,7 @@ def compose_reply(
     # The room answers the asker's reply in the thread again, once (bot.room.handler).
     if ask := render_ask(missing, again=True):
         lines += ["", ask]
-    if note_lines := notes_markdown(notes):
+    if note_lines and not version_answer:
         lines += ["", *note_lines]
     if sources:
         lines += ["", f"Confidence: {result.confidence:.0%}"]

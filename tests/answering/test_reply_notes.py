@@ -53,7 +53,13 @@ def test_note_is_there_when_retrieval_is_unsure_or_empty() -> None:
     from_error = compose_reply(result([hit("a", 0.01)], 0.1, query=FIT_GENERATOR), threshold=0.5)
     assert from_error.would_reply
     assert from_error.markdown.startswith("This error comes from a change in Keras 3")
-    assert "**Keras 3:** `fit_generator`" in from_error.markdown
+    # The note is the answer: right under the lead, once, the pages after it.
+    lines = from_error.markdown.splitlines()
+    assert lines[2].startswith("**Keras 3:** `fit_generator`")
+    assert lines.index("These pages may help too:") < lines.index(
+        next(x for x in lines if x.startswith("1. "))
+    )
+    assert from_error.markdown.count("**Keras 3:**") == 1
     empty = compose_reply(result([], 0.0, query=FIT_GENERATOR), threshold=0.5)
     assert empty.markdown.splitlines()[0].startswith("I couldn't find anything")
     assert "**Keras 3:** `fit_generator`" in empty.markdown

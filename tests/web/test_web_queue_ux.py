@@ -143,7 +143,7 @@ def test_only_a_confident_suggestion_is_confident() -> None:
     # The unsure text never is, even above a threshold lowered since.
     assert not is_confident(confidence=0.9, threshold=0.5, suggestion=UNSURE)
     # A confident reply went out below the number (a Keras 3 note answering an error).
-    note = "This error comes from a change in Keras 3 (see the note below); these may help:"
+    note = "This error comes from a change in Keras 3:"
     assert is_confident(confidence=0.3, threshold=0.75, suggestion=note, outcome="replied")
     assert is_confident(confidence=0.3, threshold=0.75, suggestion=note, status="answered_bot")
 
