@@ -99,8 +99,8 @@ def _sentences(text: str) -> list[_Passage]:
 
 
 def _parse(chunk_text: str) -> tuple[str, list[_Passage]]:
-    """(the indented lines the chunk starts with, when they go on an entry the chunk before
-    cut; the chunk's passages after them)."""
+    """(the indented lines the chunk starts with: the rest of an entry the chunk before may
+    have cut; the chunk's passages after them)."""
     body = chunk_text.split("\n", 1)[1] if "\n" in chunk_text else chunk_text
     body = _FENCE_BLOCK.sub("\n", body)
     carried, paragraphs = _carried_over(re.split(r"\n[ \t]*\n", body.strip("\n")))
@@ -139,11 +139,6 @@ def stitched_passages(page: Sequence[str], at: int) -> list[_Passage]:
         entry = found[cut[-1]]
         found[cut[-1]] = _Passage(f"{entry.text} {_flat(rest)}", entry.argument)
     return found
-
-
-def page_passages(page: Sequence[str]) -> list[list[_Passage]]:
-    """``stitched_passages`` of every chunk of a page."""
-    return [stitched_passages(page, i) for i in range(len(page))]
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.answering.excerpts import best_excerpt, named_in_code, page_passages, passages
+from bot.answering.excerpts import best_excerpt, named_in_code, passages, stitched_passages
 from bot.corpus.documents import Document
 from index_builder.chunking import chunk_document
 from index_builder.sources.python_api import (
@@ -115,7 +115,12 @@ def test_an_entry_the_chunker_cut_is_read_whole_from_the_next_chunk() -> None:
     assert "Defaults to `False`." in shown  # the entry's end, past the chunk boundary
     # Read chunk by chunk, that entry is cut at the chunk's end.
     alone = [p for c in chunks for p in passages(c) if p.argument == "restore_best_weights"]
-    stitched = [p for f in page_passages(chunks) for p in f if p.argument == "restore_best_weights"]
+    stitched = [
+        p
+        for i in range(len(chunks))
+        for p in stitched_passages(chunks, i)
+        if p.argument == "restore_best_weights"
+    ]
     assert [p.cut for p in alone] == [True] and [p.cut for p in stitched] == [False]
 
 
@@ -137,6 +142,8 @@ def test_an_entry_is_not_completed_from_another_section() -> None:
     chunk's indented first line belongs to its own section (Returns), not to that entry."""
     args = "keras.Model.predict > Args\n\n    verbose: Verbosity mode, 0 or 1."
     returns = "keras.Model.predict > Returns\n\n    NumPy array(s) of predictions."
-    [verbose] = page_passages([args, returns])[0]
+    [verbose] = stitched_passages([args, returns], 0)
     assert verbose.text == "verbose: Verbosity mode, 0 or 1."
-    assert [p.text for p in page_passages([args, returns])[1]] == ["NumPy array(s) of predictions."]
+    assert [p.text for p in stitched_passages([args, returns], 1)] == [
+        "NumPy array(s) of predictions."
+    ]
