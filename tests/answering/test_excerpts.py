@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bot.answering.excerpts import best_excerpt, named_in_code, passages, stitched_passages
 from bot.corpus.documents import Document
@@ -147,3 +149,35 @@ def test_an_entry_is_not_completed_from_another_section() -> None:
     assert [p.text for p in stitched_passages([args, returns], 1)] == [
         "NumPy array(s) of predictions."
     ]
+
+
+# Text made of what the parser keys on: indentation, newlines, colons, backticks, fences.
+_PIECES = st.sampled_from(
+    [
+        "\n",
+        "\n\n",
+        "    ",
+        "        ",
+        "name: ",
+        "x_y: ",
+        "```",
+        "`",
+        ". ",
+        "Word",
+        "a_b=",
+        ":",
+        "…",
+    ]
+)
+_TEXT = st.lists(st.one_of(_PIECES, st.text(max_size=8)), max_size=40).map("".join)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chunks=st.lists(_TEXT, min_size=1, max_size=4), question=_TEXT, limit=st.integers(2, 300))
+def test_any_text_gives_a_line_no_longer_than_the_limit(
+    chunks: list[str], question: str, limit: int
+) -> None:
+    shown = best_excerpt(chunks[0], question, page=chunks, intro=chunks[-1], limit=limit)
+    assert isinstance(shown, str) and len(shown) <= limit and "\n" not in shown
+    for i in range(len(chunks)):
+        assert all(p.text for p in stitched_passages(chunks, i))
