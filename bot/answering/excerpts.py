@@ -203,4 +203,6 @@ def best_excerpt(
     if best is None:
         return ""
     text = best.text
+    if best.argument and text.startswith(f"{best.argument}:"):
+        text = f"`{best.argument}`{text[len(best.argument) :]}"  # the name as the docs show it
     return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"

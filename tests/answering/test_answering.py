@@ -575,8 +575,8 @@ def test_the_reply_shows_the_entry_of_the_argument_the_question_writes_as_code()
         threshold=0.5,
         chunks=lambda doc_id: [call, args] if doc_id == "keras.layers.LSTM" else [],
     )
-    assert reply.sources[0].excerpt.startswith("recurrent_dropout: Float between 0 and 1.")
-    assert "recurrent_dropout: Float between 0 and 1." in reply.markdown
+    assert reply.sources[0].excerpt.startswith("`recurrent_dropout`: Float between 0 and 1.")
+    assert "`recurrent_dropout`: Float between 0 and 1." in reply.markdown
     # Without the page, the matched chunk's own line.
     alone = compose_reply(result([top], 0.2, query=question), threshold=0.5)
-    assert alone.sources[0].excerpt.startswith("inputs: A 3D tensor")
+    assert alone.sources[0].excerpt.startswith("`inputs`: A 3D tensor")

@@ -46,15 +46,15 @@ def test_an_argument_entry_is_one_passage_with_its_continuation_lines() -> None:
 
 def test_before_an_entry_is_never_glued_the_end_of_the_one_above() -> None:
     # The old sentence splitter read "Defaults to `None`. training: ..." as one sentence.
-    assert best_excerpt(CALL, "training mode").startswith("training: Python boolean")
+    assert best_excerpt(CALL, "training mode").startswith("`training`: Python boolean")
 
 
 @pytest.mark.parametrize(
     ("question", "expected"),
     [
-        ("LSTM(64, dropout=0.2) overfits, what else?", "dropout: Float"),
-        ("what does `recurrent_dropout` change?", "recurrent_dropout: Float"),
-        ("is recurrent_dropout slower on GPU?", "recurrent_dropout: Float"),
+        ("LSTM(64, dropout=0.2) overfits, what else?", "`dropout`: Float"),
+        ("what does `recurrent_dropout` change?", "`recurrent_dropout`: Float"),
+        ("is recurrent_dropout slower on GPU?", "`recurrent_dropout`: Float"),
     ],
 )
 def test_an_argument_written_as_code_comes_from_another_chunk_of_the_page(
@@ -65,7 +65,7 @@ def test_an_argument_written_as_code_comes_from_another_chunk_of_the_page(
 
 def test_plain_words_and_exception_names_do_not_name_an_argument() -> None:
     # "dropout" as a word is not the argument: the matched chunk keeps its best sentence.
-    assert best_excerpt(CALL, "how to add dropout", page=[ARGS, CALL]).startswith("training:")
+    assert best_excerpt(CALL, "how to add dropout", page=[ARGS, CALL]).startswith("`training`:")
     assert named_in_code("Precision and recall for a tensor x") == {}
     assert list(named_in_code("ValueError: `ValueError` raised by fit(x, y, epochs=3)")) == [
         "epochs"
@@ -78,8 +78,8 @@ def test_plain_words_and_exception_names_do_not_name_an_argument() -> None:
 
 def test_of_several_named_arguments_the_first_the_question_names_wins() -> None:
     question = "recurrent_dropout vs `dropout`: which one?"
-    assert best_excerpt(ARGS, question).startswith("recurrent_dropout:")
-    assert best_excerpt(ARGS, "`dropout` vs recurrent_dropout").startswith("dropout:")
+    assert best_excerpt(ARGS, question).startswith("`recurrent_dropout`:")
+    assert best_excerpt(ARGS, "`dropout` vs recurrent_dropout").startswith("`dropout`:")
 
 
 def test_a_chunk_of_code_only_falls_back_to_the_intro() -> None:
@@ -113,7 +113,7 @@ def test_an_entry_the_chunker_cut_is_read_whole_from_the_next_chunk() -> None:
     assert len(chunks) > 3
     question = "Why is restore_best_weights not the default?"
     shown = best_excerpt(chunks[0], question, page=chunks, limit=1000)
-    assert shown.startswith("restore_best_weights: Whether to restore model weights")
+    assert shown.startswith("`restore_best_weights`: Whether to restore model weights")
     assert "Defaults to `False`." in shown  # the entry's end, past the chunk boundary
     # Read chunk by chunk, that entry is cut at the chunk's end.
     alone = [p for c in chunks for p in passages(c) if p.argument == "restore_best_weights"]
@@ -128,7 +128,7 @@ def test_an_entry_the_chunker_cut_is_read_whole_from_the_next_chunk() -> None:
 
 def test_long_entries_are_cut_at_a_word_with_an_ellipsis() -> None:
     shown = best_excerpt(ARGS, "`recurrent_dropout`", limit=60)
-    assert shown.endswith("…") and len(shown) <= 60 and shown.startswith("recurrent_dropout:")
+    assert shown.endswith("…") and len(shown) <= 60 and shown.startswith("`recurrent_dropout`:")
 
 
 def test_a_returns_line_alone_gives_way_to_the_intro() -> None:
