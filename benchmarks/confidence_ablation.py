@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -179,13 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for v in variants():
         cols = [conf.ALL_SIGNALS.index(s) for s in v.signals]
         sub = [
-            ct.ConfidenceRow(
-                r.features[cols],
-                r.right or (v.named_right and r.names_answer),
-                r.rank,
-                r.fold,
-                r.removed,
-                r.origin,
+            replace(
+                r, features=r.features[cols], right=r.right or (v.named_right and r.names_answer)
             )
             for r in rows
             if r.origin in v.origins and (v.removed_weight > 0 or not r.removed)

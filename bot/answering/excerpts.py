@@ -130,8 +130,7 @@ def stitched_passages(page: Sequence[str], at: int) -> list[_Passage]:
     """The passages of ``page[at]`` (a page's chunks in order), an argument entry the chunk
     ends inside completed with the indented lines the next chunk of the same section (the
     same first line) starts with."""
-    lead, found = _parse(page[at])
-    found = [*_sentences(lead), *found]
+    found = passages(page[at])
     cut = [i for i, p in enumerate(found) if p.cut]
     after = page[at + 1] if at + 1 < len(page) else ""
     same_section = after.split("\n", 1)[0] == page[at].split("\n", 1)[0]
@@ -192,10 +191,11 @@ def best_excerpt(
         # max() keeps the first of equals: the earlier passage wins a tie.
         return max(found, key=score, default=None)
 
-    own, elsewhere = passages(chunk_text), []
-    if named and page:  # only then is the rest of the page worth reading
-        at = page.index(chunk_text) if chunk_text in page else -1
-        own = stitched_passages(page, at) if at >= 0 else own
+    # Only a question that names an argument makes the rest of the page worth reading.
+    at = page.index(chunk_text) if named and chunk_text in page else -1
+    own = stitched_passages(page, at) if at >= 0 else passages(chunk_text)
+    elsewhere: list[_Passage] = []
+    if named and page:
         # Only the chunks that hold a named argument's entry ("name:") are parsed.
         holding = [i for i, t in enumerate(page) if i != at and any(f"{n}:" in t for n in named)]
         elsewhere = [p for i in holding for p in stitched_passages(page, i) if is_named(p)]

@@ -322,24 +322,14 @@ def test_a_follow_up_is_the_askers_message_in_the_thread_or_edit(store: RoomStor
         ],
         None,
     )
-
-    def reply_to(qid: str, root: str) -> None:
-        store.claim_reply(
-            question_event_id=qid,
-            room_id=ROOM,
-            txn_id=f"txn{qid}",
-            body="B",
-            formatted_body="<p>B</p>",
-            thread_root=root,
-        )
-
-    reply_to("$root", "$root")
-    reply_to("$bob", "$root")
+    # Every reply in the thread of "$root" (``claim``'s thread root).
+    claim(store, "$root", "txn-root")
+    claim(store, "$bob", "txn-bob")
     assert not store.bot_followed_up("$root", alice)  # the question itself, Bob's question
-    reply_to("$bob-edit", "$root")
+    claim(store, "$bob-edit", "txn-bob-edit")
     assert store.bot_followed_up("$bob", bob)  # his edit of his in-thread question
     assert not store.bot_followed_up("$root", alice) and not store.bot_followed_up("$bob", alice)
-    reply_to("$alice", "$root")
+    claim(store, "$alice", "txn-alice")
     assert store.bot_followed_up("$root", alice)
     assert not store.bot_followed_up("$root", alice, besides="$alice")  # its own claim
 
