@@ -7,6 +7,11 @@ and section path, so it reads on its own and a search for the section name finds
 Windows break only between paragraphs and code blocks, so code is never cut in half
 unless one block alone is over the budget; consecutive windows repeat ~``overlap_words``
 of trailing context, so a sentence that straddles a boundary is retrievable from both.
+
+Each ``name: description`` entry of a docstring's argument section is, besides, a chunk of
+its own (``Page > Args > name``), after the section's windows: most questions about an API
+page are about one of its arguments, and in a window that entry shares one vector with four
+others (BENCHMARKS.md, "Argument entries as chunks").
 Words are whitespace-separated tokens (fence lines count), matching how budgets are judged.
 """
 
@@ -26,6 +31,11 @@ _FENCE_OPEN = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _RULE = re.compile(r"^\s{0,3}(?:-{3,}|\*{3,}|_{3,})\s*$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _SEP = " > "
+#: Docstring sections whose indented "name: description" entries also become chunks of their
+#: own (``_argument_entries``).
+ARGUMENT_SECTIONS = frozenset({"args", "arguments", "call arguments"})
+_ENTRY_HEAD = re.compile(r"^(?P<indent>[ \t]{2,})(?P<name>[A-Za-z_]\w*):[ \t]+\S")
+_ENTRY_MIN_WORDS = 4  # "name: Unused." says nothing a search could use
 
 
 @dataclass(frozen=True)
@@ -281,6 +291,56 @@ def _windows(blocks: list[_Block], max_words: int, overlap_words: int) -> list[l
     return windows
 
 
+def _depth(line: str) -> int:
+    return len(line.expandtabs()) - len(line.expandtabs().lstrip())
+
+
+def _argument_entries(body: list[str], max_words: int) -> list[tuple[str, str]]:
+    """(name, text) of each indented ``name: description`` entry of a docstring section.
+
+    A question is usually about one argument ("save only the best model" is
+    ``save_best_only``), while the section's windows hold several: in one vector the entry is
+    outvoted by its neighbours. As a chunk of its own its words are the chunk's words. Its
+    lines keep their indentation, so the reply's excerpt still reads it as an entry; blank
+    lines inside it (a bulleted list) are kept when deeper-indented text follows.
+    """
+    entries: list[tuple[str, str]] = []
+    i = 0
+    while i < len(body):
+        m = _ENTRY_HEAD.match(body[i])
+        if m is None:
+            i += 1
+            continue
+        depth = _depth(body[i])
+        lines = [body[i]]
+        i += 1
+        while i < len(body):
+            if body[i].strip():
+                if _depth(body[i]) <= depth:
+                    break
+                lines.append(body[i])
+                i += 1
+                continue
+            nxt = next((ln for ln in body[i:] if ln.strip()), "")
+            if not nxt or _depth(nxt) <= depth:
+                break
+            lines.append("")
+            i += 1
+        words = 0
+        kept: list[str] = []
+        for line in lines:
+            words += _count(line)
+            if words > max_words and kept:
+                break
+            kept.append(line)
+        fences = [k for k, line in enumerate(kept) if _FENCE_OPEN.match(line.strip())]
+        if len(fences) % 2:  # the budget cut a code example: end before it, not inside it
+            kept = kept[: fences[-1]]
+        if _count("\n".join(kept)) - 1 >= _ENTRY_MIN_WORDS:
+            entries.append((m.group("name"), "\n".join(kept).rstrip()))
+    return entries
+
+
 # -- public API ----------------------------------------------------------------------------
 
 
@@ -327,6 +387,16 @@ def chunk_document(doc: Document, *, max_words: int = 160, overlap_words: int = 
                     text=f"{header}\n\n{body_text}",
                 )
             )
+        if len(path) > 1 and path[-1].casefold() in ARGUMENT_SECTIONS:
+            for name, entry in _argument_entries(body, max_words):
+                chunks.append(
+                    Chunk(
+                        doc_id=doc.doc_id,
+                        ordinal=len(chunks),
+                        section=f"{section}{_SEP}{name}",
+                        text=f"{header}{_SEP}{name}\n\n{entry}",
+                    )
+                )
     return chunks
 
 

@@ -109,7 +109,13 @@ def test_an_entry_the_chunker_cut_is_read_whole_from_the_next_chunk() -> None:
         text=docstring_to_markdown(symbol.docstring),
         kind="api",
     )
-    chunks = [c.text for c in chunk_document(doc, max_words=60, overlap_words=12)]
+    # The section windows only: each entry also gets a chunk of its own (its section path
+    # ends with the argument's name), which is never cut.
+    chunks = [
+        c.text
+        for c in chunk_document(doc, max_words=60, overlap_words=12)
+        if c.section.count(" > ") < 2
+    ]
     assert len(chunks) > 3
     question = "Why is restore_best_weights not the default?"
     shown = best_excerpt(chunks[0], question, page=chunks, limit=1000)
@@ -181,3 +187,18 @@ def test_any_text_gives_a_line_no_longer_than_the_limit(
     assert isinstance(shown, str) and len(shown) <= limit and "\n" not in shown
     for i in range(len(chunks)):
         assert all(p.text for p in stitched_passages(chunks, i))
+
+
+def test_an_argument_entry_chunk_shows_its_entry() -> None:
+    """The chunker gives each argument entry a chunk of its own; a search that lands on it
+    shows that entry, named as code, even for a question that writes no code."""
+    entry = (
+        "keras.callbacks.EarlyStopping > Args > patience\n\n"
+        "    patience: Number of epochs with no improvement\n"
+        "        after which training will be stopped.\n"
+        "        Defaults to `0`."
+    )
+    assert best_excerpt(entry, "How long does it wait before stopping?") == (
+        "`patience`: Number of epochs with no improvement after which training will be "
+        "stopped. Defaults to `0`."
+    )

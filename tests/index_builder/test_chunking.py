@@ -306,3 +306,100 @@ def test_split_pieces_of_unclosed_long_fence_are_closed() -> None:
     for chunk in chunks:
         body = _split(chunk)[1]
         assert body.startswith("~~~~python\n") and body.endswith("\n~~~~")
+
+
+# -- argument entries ------------------------------------------------------------------------
+
+
+def _early_stopping() -> Document:
+    """The installed keras' ``EarlyStopping`` docstring, as the API source renders it."""
+    from index_builder.sources.python_api import (
+        docstring_to_markdown,
+        find_package_dir,
+        scan_package,
+    )
+
+    [symbol] = [
+        s
+        for s in scan_package(find_package_dir("keras") / "src" / "callbacks")
+        if s.name == "keras.callbacks.EarlyStopping"
+    ]
+    return Document(
+        doc_id=symbol.name,
+        title=symbol.name,
+        url="https://keras.io/api/callbacks/early_stopping/",
+        source="test",
+        source_version="0",
+        text=docstring_to_markdown(symbol.docstring),
+        kind="api",
+    )
+
+
+def test_each_argument_entry_is_also_a_chunk_of_its_own() -> None:
+    doc = _early_stopping()
+    chunks = chunk_document(doc)
+    prefix = f"{doc.title} > Args > "
+    entries = {c.section.removeprefix(prefix): c for c in chunks if c.section.startswith(prefix)}
+    assert {"monitor", "patience", "restore_best_weights", "start_from_epoch"} <= set(entries)
+    header, body = _split(entries["restore_best_weights"])
+    assert header == f"{prefix}restore_best_weights"
+    # The whole entry, indented as in the docstring (the excerpt reads it as an entry), and
+    # nothing of the next one.
+    assert body.startswith("    restore_best_weights: Whether to restore model weights")
+    assert body.rstrip().endswith("Defaults to `False`.")
+    assert "start_from_epoch" not in body
+    # The section's windows are still there, whole, before the entries.
+    windows = [c for c in chunks if c.section == f"{doc.title} > Args"]
+    assert windows and all(w.ordinal < entries["monitor"].ordinal for w in windows)
+    assert "restore_best_weights: Whether" in " ".join(w.text for w in windows)
+    assert [c.ordinal for c in chunks] == list(range(len(chunks)))
+
+
+def test_entries_keep_deeper_lines_after_a_blank_and_stop_at_the_next_entry() -> None:
+    text = (
+        "## Args\n\n"
+        "    monitor: Quantity to be monitored. Some notes on it:\n\n"
+        "        * a bulleted line about the monitor, indented deeper\n"
+        "    verbose: Verbosity mode, 0 or 1 (silent).\n"
+        "    x: Unused.\n"
+        "Not indented: prose after the list ends the last entry here.\n"
+    )
+    chunks = chunk_document(_doc(text, title="keras.callbacks.Thing", doc_id="keras.Thing"))
+    by_name = {
+        c.section.rsplit(" > ", 1)[-1]: _split(c)[1] for c in chunks if c.section.count(" > ") == 2
+    }
+    # "x: Unused." says too little to be searched for on its own.
+    assert set(by_name) == {"monitor", "verbose"}
+    assert by_name["monitor"] == (
+        "    monitor: Quantity to be monitored. Some notes on it:\n\n"
+        "        * a bulleted line about the monitor, indented deeper"
+    )
+    assert by_name["verbose"] == "    verbose: Verbosity mode, 0 or 1 (silent)."
+
+
+@pytest.mark.parametrize("section", ["Returns", "Raises", "Example"])
+def test_only_argument_sections_give_entry_chunks(section: str) -> None:
+    text = f"## {section}\n\n    value: A tensor of the same shape as the input, always.\n"
+    chunks = chunk_document(_doc(text, title="keras.ops.thing", doc_id="keras.ops.thing"))
+    assert [c.section for c in chunks] == [f"keras.ops.thing > {section}"]
+
+
+def test_a_long_entry_is_cut_at_a_line_within_the_budget() -> None:
+    lines = [f"        line {i} of the description, six words" for i in range(40)]
+    text = "## Call arguments\n\n    inputs: The input tensor.\n" + "\n".join(lines) + "\n"
+    chunks = chunk_document(_doc(text, title="keras.layers.L", doc_id="keras.layers.L"))
+    [entry] = [c for c in chunks if c.section == "keras.layers.L > Call arguments > inputs"]
+    body = _split(entry)[1]
+    assert len(_words(body)) <= 160 and body.endswith("six words")
+    assert body.startswith("    inputs: The input tensor.\n        line 0 ")
+
+
+def test_an_entry_cut_inside_its_code_example_ends_before_the_example() -> None:
+    code = "\n".join(f"        x{i} = keras.ops.ones(({i}, 2))  # line {i}" for i in range(60))
+    text = (
+        "## Args\n\n    fn: A callable applied to each batch, for example:\n"
+        f"        ```python\n{code}\n        ```\n"
+    )
+    chunks = chunk_document(_doc(text, title="keras.T", doc_id="keras.T"))
+    [entry] = [c for c in chunks if c.section == "keras.T > Args > fn"]
+    assert _split(entry)[1] == "    fn: A callable applied to each batch, for example:"
