@@ -163,6 +163,12 @@ def named_in_code(question: str) -> dict[str, int]:
     return first
 
 
+def _is_fragment(p: _Passage) -> bool:
+    """The tail of a sentence that began in the chunk before (a window starts mid-sentence:
+    "general implementation.", "email or instant message notifications ... - Etc.")."""
+    return p.argument is None and p.text[:1].islower()
+
+
 def best_excerpt(
     chunk_text: str,
     question: str,
@@ -182,10 +188,11 @@ def best_excerpt(
     def is_named(p: _Passage) -> bool:
         return p.argument is not None and p.argument in named
 
-    def score(p: _Passage) -> tuple[bool, int, int, bool]:
+    def score(p: _Passage) -> tuple[bool, int, bool, int, bool]:
         # Of several named arguments, the one the question names first: its title's.
         where = -named[p.argument] if p.argument in named else 0
-        return is_named(p), where, len(wanted & set(lexical_tokens(p.text))), not p.cut
+        shared = len(wanted & set(lexical_tokens(p.text)))
+        return is_named(p), where, not _is_fragment(p), shared, not p.cut
 
     def best_of(found: Iterable[_Passage]) -> _Passage | None:
         # max() keeps the first of equals: the earlier passage wins a tie.

@@ -202,3 +202,18 @@ def test_an_argument_entry_chunk_shows_its_entry() -> None:
         "`patience`: Number of epochs with no improvement after which training will be "
         "stopped. Defaults to `0`."
     )
+
+
+def test_the_tail_of_a_sentence_cut_by_the_window_gives_way_to_a_whole_one() -> None:
+    # A window starts where the chunker's overlap did: mid-sentence, in lower case.
+    chunk = (
+        "Training guide > Using callbacks\n\n"
+        "email or instant message notifications when training ends - Etc.\n\n"
+        "Callbacks can be passed as a list to your call to `fit()`:"
+    )
+    assert best_excerpt(chunk, "How do I stop training early?") == (
+        "Callbacks can be passed as a list to your call to `fit()`:"
+    )
+    # Alone, the tail is still better than nothing; an argument entry is never a tail.
+    assert best_excerpt(chunk.rsplit("\n\n", 1)[0], "training").startswith("email or")
+    assert best_excerpt(ARGS, "dimensionality").startswith("`units`: Positive integer")
