@@ -151,13 +151,19 @@ def compose_reply(
     lines = [lead, ""]
     if version_answer:  # the note is the answer: it comes first, the pages after it
         lines += [*note_lines, "", "These pages may help too:", ""]
+    shown: dict[str, int] = {}  # excerpt -> the number of the source that shows it
     for n, s in enumerate(sources, start=1):
         line = f"{n}. [{_title(s)}]({link_target(s.url)})"
         if s.kind == "thread" and s.answered_by:
             line += f" — answered by {escape_markdown(s.answered_by)}"
             line += f": {inline_markdown(s.excerpt)}" if s.excerpt else ""
+        elif s.excerpt in shown:
+            # Sibling APIs share docstrings (`text_` / `image_dataset_from_directory`'s
+            # `directory`): the page stays, as it may be the one, but its line is not repeated.
+            line += f" — the same text as {shown[s.excerpt]}."
         elif s.excerpt:
             line += f" — {inline_markdown(s.excerpt)}"
+            shown[s.excerpt] = n
         lines.append(line)
         if s.snippet:  # fenced inside the list item, under the link it comes from
             lines.append(fenced(s.snippet, indent=" " * len(f"{n}. ")))

@@ -580,3 +580,22 @@ def test_the_reply_shows_the_entry_of_the_argument_the_question_writes_as_code()
     # Without the page, the matched chunk's own line.
     alone = compose_reply(result([top], 0.2, query=question), threshold=0.5)
     assert alone.sources[0].excerpt.startswith("`inputs`: A 3D tensor")
+
+
+def test_a_sibling_page_with_the_same_line_points_at_it_instead_of_repeating_it() -> None:
+    entry = "keras.utils.x_from_directory > Args > directory\n\n    directory: Where the data is."
+    hits = [
+        hit("keras.utils.image_dataset_from_directory", 1.0, kind="api", excerpt=entry),
+        hit("api/data_loading", 0.9, excerpt="Data loading > Intro\n\nLoad files from disk."),
+        hit("keras.utils.text_dataset_from_directory", 0.8, kind="api", excerpt=entry),
+    ]
+    reply = compose_reply(result(hits, 0.2, query="directory layout?"), threshold=0.5)
+    items = [line for line in reply.markdown.splitlines() if line[:2] in {"1.", "2.", "3."}]
+    assert items[0].endswith("— `directory`: Where the data is.")
+    assert items[1].endswith("— Load files from disk.")
+    # The page stays (it may be the one the asker needs); its line says where the text is.
+    assert "text_dataset_from_directory" in items[2]
+    assert items[2].endswith("— the same text as 1.")
+    assert reply.markdown.count("Where the data is.") == 1
+    # The structured reply keeps each source's own excerpt (the dashboard's try page).
+    assert reply.sources[2].excerpt == reply.sources[0].excerpt
