@@ -163,10 +163,16 @@ def named_in_code(question: str) -> dict[str, int]:
     return first
 
 
+# A passage whose first word is a plain lower-case word: the sentence splitter only splits
+# before a capital, a backtick or a bracket, so this is a paragraph that begins mid-sentence.
+# A lower-case identifier ("tf.data pipelines ...", "x_train is ...") starts sentences too.
+_TAIL = re.compile(r"[a-z]+[\s,;:)]")
+
+
 def _is_fragment(p: _Passage) -> bool:
     """The tail of a sentence that began in the chunk before (a window starts mid-sentence:
     "general implementation.", "email or instant message notifications ... - Etc.")."""
-    return p.argument is None and p.text[:1].islower()
+    return p.argument is None and _TAIL.match(p.text) is not None
 
 
 def best_excerpt(

@@ -217,3 +217,6 @@ def test_the_tail_of_a_sentence_cut_by_the_window_gives_way_to_a_whole_one() -> 
     # Alone, the tail is still better than nothing; an argument entry is never a tail.
     assert best_excerpt(chunk.rsplit("\n\n", 1)[0], "training").startswith("email or")
     assert best_excerpt(ARGS, "dimensionality").startswith("`units`: Positive integer")
+    # A sentence may start with a lower-case name: that is not a tail.
+    named = "P > S\n\ntf.data pipelines feed `fit()` directly.\n\nSee the guide for more."
+    assert best_excerpt(named, "tf.data").startswith("tf.data pipelines")
