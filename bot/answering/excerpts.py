@@ -64,7 +64,8 @@ def _arguments(lines: list[str]) -> tuple[list[_Passage], list[str]]:
             body.append(lines[i].strip())
             i += 1
         cut = not any(line.strip() for line in lines[i:])
-        entries.append(_Passage(" ".join(body), m.group("name"), cut=cut))
+        # One line each, so a list inside the entry still reads as one (``_flat``).
+        entries.append(_Passage("\n".join(body), m.group("name"), cut=cut))
     return entries, rest
 
 
@@ -86,10 +87,32 @@ def _carried_over(paragraphs: list[str]) -> tuple[_Passage | None, list[str]]:
     return entry, [first, "\n".join(lines), *paragraphs[2:]]
 
 
+_CODE = re.compile(r"`[^`\n]*`")
+# **bold**, *italic*, ***both***: the markers go, the words stay. Not "**kwargs" (no closing
+# marker) nor "2 * x" (spaces inside the markers).
+_EMPHASIS = re.compile(r"(?<![\w*])(\*{1,3})(?=[^\s*])(.+?)(?<=[^\s*])\1(?![\w*])")
+_BULLET = re.compile(r"^[ \t]*\*[ \t]+(?=\S)", re.M)  # a list item's "* ", at a line's start
+
+
+def _plain(text: str) -> str:
+    """Markdown emphasis as a reader sees it: the excerpt is one line of text in which only
+    code spans are markup (the reply escapes the rest, so "**Note**" would show its
+    asterisks). Code spans are left as they are."""
+    spans: list[str] = []
+
+    def hide(m: re.Match[str]) -> str:
+        spans.append(m.group())
+        return f"\x00{len(spans) - 1}\x00"
+
+    text = _EMPHASIS.sub(r"\2", _CODE.sub(hide, text))
+    return re.sub("\x00(\\d+)\x00", lambda m: spans[int(m.group(1))], text)
+
+
 def _flat(text: str) -> str:
     text = _MD_LINK.sub(r"\1", text)
     text = re.sub(r"^#+\s*", "", text, flags=re.M)
-    return re.sub(r"\s+", " ", text).strip()
+    text = _BULLET.sub("• ", text)  # before the lines are joined: "2 * x" is no list
+    return _plain(re.sub(r"\s+", " ", text).strip())
 
 
 def _sentences(text: str) -> list[_Passage]:
@@ -116,7 +139,7 @@ def _parse(chunk_text: str) -> tuple[str, list[_Passage]]:
     found = [_Passage(_flat(e.text), e.argument, e.cut) for e in entries]
     # A chunk with no sentence of its own (a returns line: "A model instance.") has no
     # passage, so the page's intro speaks for it.
-    return " ".join(lead), [*found, *_sentences("\n".join(rest))]
+    return "\n".join(lead), [*found, *_sentences("\n".join(rest))]
 
 
 def passages(chunk_text: str) -> list[_Passage]:

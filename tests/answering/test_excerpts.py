@@ -220,3 +220,35 @@ def test_the_tail_of_a_sentence_cut_by_the_window_gives_way_to_a_whole_one() -> 
     # A sentence may start with a lower-case name: that is not a tail.
     named = "P > S\n\ntf.data pipelines feed `fit()` directly.\n\nSee the guide for more."
     assert best_excerpt(named, "tf.data").startswith("tf.data pipelines")
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        # The reply escapes everything but code spans, so markers would show as asterisks.
+        (
+            "There are two ways: **data parallelism** and **device parallelism**.",
+            "There are two ways: data parallelism and device parallelism.",
+        ),
+        (
+            "The validation data used will be the *last 10%* of the data, always.",
+            "The validation data used will be the last 10% of the data, always.",
+        ),
+        (
+            "***Special case of the `BatchNormalization` layer*** explained here.",
+            "Special case of the `BatchNormalization` layer explained here.",
+        ),
+        # A flattened list keeps its items apart.
+        (
+            "This callback logs, including:\n* Metrics summary plots\n* Weight histograms",
+            "This callback logs, including: • Metrics summary plots • Weight histograms",
+        ),
+        # Code, "**kwargs" and arithmetic keep their asterisks.
+        (
+            "Pass `*args` and `**kwargs` through; **kwargs: go to `fit()` as 2 * x.",
+            "Pass `*args` and `**kwargs` through; **kwargs: go to `fit()` as 2 * x.",
+        ),
+    ],
+)
+def test_emphasis_and_list_markers_are_read_not_shown(text: str, shown: str) -> None:
+    assert best_excerpt(f"Page > Section\n\n{text}", "anything", limit=1000) == shown
