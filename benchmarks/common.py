@@ -48,6 +48,13 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def add_corpus_args(parser: argparse.ArgumentParser) -> None:
+    """``--docs-dir`` (the corpus an index was built from) and ``--questions`` (the labelled
+    questions scored), both defaulting to the sibling ``../shared`` folder."""
+    parser.add_argument("--docs-dir", type=Path, default=SHARED / "keras-io-docs")
+    parser.add_argument("--questions", type=Path, default=SHARED / "eval" / "questions-dev.jsonl")
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",

@@ -31,9 +31,9 @@ if str(REPO) not in sys.path:
 import numpy as np  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
-    SHARED,
     HelpFormatter,
     add_common_args,
+    add_corpus_args,
     corpus_documents,
     machine_info,
     machine_markdown,
@@ -98,8 +98,7 @@ def variants() -> list[Variant]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--data-dir", type=Path, required=True, help="a built full-corpus index")
-    parser.add_argument("--docs-dir", type=Path, default=SHARED / "keras-io-docs")
-    parser.add_argument("--questions", type=Path, default=SHARED / "eval" / "questions-dev.jsonl")
+    add_corpus_args(parser)
     parser.add_argument("--seed", type=int, default=0)
     add_common_args(parser)
     args = parser.parse_args(argv)

@@ -40,9 +40,9 @@ if str(REPO) not in sys.path:
 import numpy as np  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
-    SHARED,
     HelpFormatter,
     add_common_args,
+    add_corpus_args,
     corpus_documents,
     machine_info,
     machine_markdown,
@@ -187,8 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--base-data-dir", type=Path, required=True, help="a full-corpus index of the base model"
     )
     parser.add_argument("--work-dir", type=Path, required=True, help="tuned models and indexes")
-    parser.add_argument("--docs-dir", type=Path, default=SHARED / "keras-io-docs")
-    parser.add_argument("--questions", type=Path, default=SHARED / "eval" / "questions-dev.jsonl")
+    add_corpus_args(parser)
     parser.add_argument("--epochs", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--seed", type=int, default=0)
     add_common_args(parser)

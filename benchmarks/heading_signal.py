@@ -34,9 +34,9 @@ if str(REPO) not in sys.path:
 import numpy as np  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
-    SHARED,
     HelpFormatter,
     add_common_args,
+    add_corpus_args,
     corpus_documents,
     machine_info,
     machine_markdown,
@@ -60,8 +60,7 @@ def heading(section: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--data-dir", type=Path, required=True, help="a built full-corpus index")
-    parser.add_argument("--docs-dir", type=Path, default=SHARED / "keras-io-docs")
-    parser.add_argument("--questions", type=Path, default=SHARED / "eval" / "questions-dev.jsonl")
+    add_corpus_args(parser)
     add_common_args(parser)
     args = parser.parse_args(argv)
     setup(args)
