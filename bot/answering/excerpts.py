@@ -92,6 +92,9 @@ _CODE = re.compile(r"`[^`\n]*`")
 # marker) nor "2 * x" (spaces inside the markers).
 _EMPHASIS = re.compile(r"(?<![\w*])(\*{1,3})(?=[^\s*])(.+?)(?<=[^\s*])\1(?![\w*])")
 _BULLET = re.compile(r"^[ \t]*\*[ \t]+(?=\S)", re.M)  # a list item's "* ", at a line's start
+# ... or after a sentence, where the chunker's overlap flattened a list onto one line ("... if
+# the layer need them. * `get_config(self)`: ..."); arithmetic never follows a full stop.
+_FLAT_BULLET = re.compile(r"(?<=[.:;!?]) \* (?=[`A-Z])")
 
 
 def _plain(text: str) -> str:
@@ -112,7 +115,7 @@ def _flat(text: str) -> str:
     text = _MD_LINK.sub(r"\1", text)
     text = re.sub(r"^#+\s*", "", text, flags=re.M)
     text = _BULLET.sub("• ", text)  # before the lines are joined: "2 * x" is no list
-    return _plain(re.sub(r"\s+", " ", text).strip())
+    return _plain(_FLAT_BULLET.sub(" • ", re.sub(r"\s+", " ", text).strip()))
 
 
 def _sentences(text: str) -> list[_Passage]:

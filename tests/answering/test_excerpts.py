@@ -243,6 +243,11 @@ def test_the_tail_of_a_sentence_cut_by_the_window_gives_way_to_a_whole_one() -> 
             "This callback logs, including:\n* Metrics summary plots\n* Weight histograms",
             "This callback logs, including: • Metrics summary plots • Weight histograms",
         ),
+        # ... also where the chunker's overlap flattened the list onto one line.
+        (
+            "user could add `mask` if the layer need them. * `get_config(self)`: Returns it.",
+            "user could add `mask` if the layer need them. • `get_config(self)`: Returns it.",
+        ),
         # Code, "**kwargs" and arithmetic keep their asterisks.
         (
             "Pass `*args` and `**kwargs` through; **kwargs: go to `fit()` as 2 * x.",
