@@ -7,12 +7,12 @@ and section path, so it reads on its own and a search for the section name finds
 Windows break only between paragraphs and code blocks, so code is never cut in half
 unless one block alone is over the budget; consecutive windows repeat ~``overlap_words``
 of trailing context, so a sentence that straddles a boundary is retrievable from both.
+Words are whitespace-separated tokens (fence lines count), matching how budgets are judged.
 
 Each ``name: description`` entry of a docstring's argument section is, besides, a chunk of
 its own (``Page > Args > name``), after the section's windows: most questions about an API
 page are about one of its arguments, and in a window that entry shares one vector with four
 others (BENCHMARKS.md, "Argument entries as chunks").
-Words are whitespace-separated tokens (fence lines count), matching how budgets are judged.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from bot.corpus.docstrings import ARGUMENT_HEAD, ARGUMENT_SECTIONS, indent_depth
 from bot.corpus.documents import Chunk, Document
 
 #: Headings deeper than this stay in the body: splitting on them makes tiny chunks.
@@ -31,10 +32,6 @@ _FENCE_OPEN = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _RULE = re.compile(r"^\s{0,3}(?:-{3,}|\*{3,}|_{3,})\s*$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _SEP = " > "
-#: Docstring sections whose indented "name: description" entries also become chunks of their
-#: own (``_argument_entries``).
-ARGUMENT_SECTIONS = frozenset({"args", "arguments", "call arguments"})
-_ENTRY_HEAD = re.compile(r"^(?P<indent>[ \t]{2,})(?P<name>[A-Za-z_]\w*):[ \t]+\S")
 _ENTRY_MIN_WORDS = 4  # "name: Unused." says nothing a search could use
 
 
@@ -291,10 +288,6 @@ def _windows(blocks: list[_Block], max_words: int, overlap_words: int) -> list[l
     return windows
 
 
-def _depth(line: str) -> int:
-    return len(line.expandtabs()) - len(line.expandtabs().lstrip())
-
-
 def _argument_entries(body: list[str], max_words: int) -> list[tuple[str, str]]:
     """(name, text) of each indented ``name: description`` entry of a docstring section.
 
@@ -307,22 +300,22 @@ def _argument_entries(body: list[str], max_words: int) -> list[tuple[str, str]]:
     entries: list[tuple[str, str]] = []
     i = 0
     while i < len(body):
-        m = _ENTRY_HEAD.match(body[i])
+        m = ARGUMENT_HEAD.match(body[i])
         if m is None:
             i += 1
             continue
-        depth = _depth(body[i])
+        depth = indent_depth(body[i])
         lines = [body[i]]
         i += 1
         while i < len(body):
             if body[i].strip():
-                if _depth(body[i]) <= depth:
+                if indent_depth(body[i]) <= depth:
                     break
                 lines.append(body[i])
                 i += 1
                 continue
             nxt = next((ln for ln in body[i:] if ln.strip()), "")
-            if not nxt or _depth(nxt) <= depth:
+            if not nxt or indent_depth(nxt) <= depth:
                 break
             lines.append("")
             i += 1

@@ -16,15 +16,13 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from bot.corpus.docstrings import ARGUMENT_HEAD, indent_depth
 from bot.retrieval.text import lexical_tokens
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z`\[(])")
 _FENCE_BLOCK = re.compile(r"```.*?(?:```|\Z)", re.S)
 # Link targets may hold one level of parentheses (Wikipedia-style URLs).
 _MD_LINK = re.compile(r"\[([^\]]*)\]\((?:[^()]|\([^()]*\))*\)")
-# A docstring argument entry: an indented "name: text" line; its description goes on in
-# the lines indented deeper than the name.
-_ARGUMENT = re.compile(r"^(?P<indent>[ \t]{2,})(?P<name>[A-Za-z_]\w*):[ \t]+\S")
 EXCERPT_CHARS = 200
 _MIN_SENTENCE = 20  # shorter fragments ("Default: 0.") say nothing alone
 
@@ -34,10 +32,6 @@ class _Passage:
     text: str
     argument: str | None = None  # the documented argument's name, for an argument entry
     cut: bool = False  # an argument entry the chunk ends inside (the next chunk goes on)
-
-
-def _depth(line: str) -> int:
-    return len(line.expandtabs()) - len(line.expandtabs().lstrip())
 
 
 # The end of a chunk's first paragraph when the chunker carried an argument entry's head over
@@ -52,15 +46,15 @@ def _arguments(lines: list[str]) -> tuple[list[_Passage], list[str]]:
     rest: list[str] = []
     i = 0
     while i < len(lines):
-        m = _ARGUMENT.match(lines[i])
+        m = ARGUMENT_HEAD.match(lines[i])
         if m is None:
             rest.append(lines[i])
             i += 1
             continue
-        depth = _depth(lines[i])
+        depth = indent_depth(lines[i])
         body = [lines[i].strip()]
         i += 1
-        while i < len(lines) and lines[i].strip() and _depth(lines[i]) > depth:
+        while i < len(lines) and lines[i].strip() and indent_depth(lines[i]) > depth:
             body.append(lines[i].strip())
             i += 1
         cut = not any(line.strip() for line in lines[i:])
@@ -79,8 +73,8 @@ def _carried_over(paragraphs: list[str]) -> tuple[_Passage | None, list[str]]:
         return None, paragraphs
     tail: list[str] = []
     lines = paragraphs[1].split("\n")
-    depth = _depth(lines[0])
-    while lines and (not lines[0].strip() or _depth(lines[0]) >= depth):
+    depth = indent_depth(lines[0])
+    while lines and (not lines[0].strip() or indent_depth(lines[0]) >= depth):
         tail.append(lines.pop(0).strip())
     entry = _Passage(" ".join([m.group(0).strip(), *tail]).strip(), m.group("name"))
     first = paragraphs[0].strip()[: m.start()]
@@ -132,9 +126,9 @@ def _parse(chunk_text: str) -> tuple[str, list[_Passage]]:
     carried, paragraphs = _carried_over(re.split(r"\n[ \t]*\n", body.strip("\n")))
     lead: list[str] = []
     lines = "\n\n".join(paragraphs).split("\n")
-    if carried is None and lines and lines[0][:1].isspace() and not _ARGUMENT.match(lines[0]):
-        depth = _depth(lines[0])
-        while lines and lines[0].strip() and _depth(lines[0]) >= depth:
+    if carried is None and lines and lines[0][:1].isspace() and not ARGUMENT_HEAD.match(lines[0]):
+        depth = indent_depth(lines[0])
+        while lines and lines[0].strip() and indent_depth(lines[0]) >= depth:
             lead.append(lines.pop(0).strip())
     entries, rest = _arguments(lines)
     if carried is not None:
