@@ -7,13 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.answering.excerpts import best_excerpt, named_in_code, passages, stitched_passages
-from bot.corpus.documents import Document
 from index_builder.chunking import chunk_document
-from index_builder.sources.python_api import (
-    docstring_to_markdown,
-    find_package_dir,
-    scan_package,
-)
+from tests.api_docs import early_stopping
 
 ARGS = """keras.layers.LSTM > Args
 
@@ -95,20 +90,7 @@ def test_an_entry_the_chunker_cut_is_read_whole_from_the_next_chunk() -> None:
     """The installed keras' docstring of ``keras.callbacks.EarlyStopping``, chunked as the
     index does: small chunks cut its argument list, and a chunk starts with the carried-over
     head of an entry flattened onto one line, its rest indented below."""
-    [symbol] = [
-        s
-        for s in scan_package(find_package_dir("keras") / "src" / "callbacks")
-        if s.name == "keras.callbacks.EarlyStopping"
-    ]
-    doc = Document(
-        doc_id="keras.callbacks.EarlyStopping",
-        title="keras.callbacks.EarlyStopping",
-        url="https://keras.io/api/callbacks/early_stopping/",
-        source="test",
-        source_version="0",
-        text=docstring_to_markdown(symbol.docstring),
-        kind="api",
-    )
+    doc = early_stopping()
     # The section windows only: each entry also gets a chunk of its own (its section path
     # ends with the argument's name), which is never cut.
     chunks = [

@@ -10,6 +10,7 @@ import pytest
 
 from bot.corpus.documents import Chunk, Document, content_hash
 from index_builder.chunking import chunk_document, chunk_documents
+from tests.api_docs import early_stopping
 
 FENCE_LINE = re.compile(r"^ {0,3}(```|~~~)")
 
@@ -311,32 +312,8 @@ def test_split_pieces_of_unclosed_long_fence_are_closed() -> None:
 # -- argument entries ------------------------------------------------------------------------
 
 
-def _early_stopping() -> Document:
-    """The installed keras' ``EarlyStopping`` docstring, as the API source renders it."""
-    from index_builder.sources.python_api import (
-        docstring_to_markdown,
-        find_package_dir,
-        scan_package,
-    )
-
-    [symbol] = [
-        s
-        for s in scan_package(find_package_dir("keras") / "src" / "callbacks")
-        if s.name == "keras.callbacks.EarlyStopping"
-    ]
-    return Document(
-        doc_id=symbol.name,
-        title=symbol.name,
-        url="https://keras.io/api/callbacks/early_stopping/",
-        source="test",
-        source_version="0",
-        text=docstring_to_markdown(symbol.docstring),
-        kind="api",
-    )
-
-
 def test_each_argument_entry_is_also_a_chunk_of_its_own() -> None:
-    doc = _early_stopping()
+    doc = early_stopping()
     chunks = chunk_document(doc)
     prefix = f"{doc.title} > Args > "
     entries = {c.section.removeprefix(prefix): c for c in chunks if c.section.startswith(prefix)}
