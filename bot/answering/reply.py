@@ -144,6 +144,12 @@ def compose_reply(
         lead = "I couldn't find anything in the docs about this; a maintainer will take a look."
     elif confident and sources[0].kind == "thread":
         lead = "This was answered here before:"
+    elif confident and result.matched_question and chosen[0] is result.hits[0]:
+        # The docs ask this very question: name it, so the asker sees where the answer is.
+        lead = (
+            f"This looks covered by **{_title(sources[0])}** "
+            f"(“{escape_markdown(result.matched_question)}”):"
+        )
     elif confident:
         lead = f"This looks covered by **{_title(sources[0])}**:"
     else:

@@ -18,6 +18,7 @@ from bot.retrieval.confidence import ConfidenceModel, default_confidence_model
 from bot.retrieval.encoder import Encoder
 from bot.retrieval.fusion import DocScore, aggregate_chunks, order_by_score, top_k, weighted_rrf
 from bot.retrieval.index import LoadedIndex
+from bot.retrieval.question_match import apply_question_match, best_question_match
 from bot.retrieval.rerank import CandidateEvidence, candidate_features, kind_features
 from bot.retrieval.symbols import SymbolMatch, match_symbols
 from bot.retrieval.text import clean_query, lexical_tokens
@@ -53,6 +54,10 @@ class SearchParams:
     # How sure a reranked answer is (None: the index's learnt one, else the shipped
     # ``confidence_model.json``; see ``confidence``).
     confidence_model: ConfidenceModel | None = None
+    # A question that paraphrases a docs question heading this closely gets that section
+    # first and at least this confidence (``question_match``; above 1 turns it off). Why
+    # 0.80: BENCHMARKS.md, "A question the docs already ask".
+    question_match_cosine: float = 0.80
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ class SearchResult:
     hits: list[Hit]
     confidence: float
     symbols: list[SymbolMatch]
+    matched_question: str | None = None  # the docs question the query paraphrases, if any
 
 
 def dense_query_text(prose: str, code: str, *, max_words: int = 120) -> str:
@@ -473,7 +479,14 @@ def confidence(hits: list[Hit], p: SearchParams) -> float:
 class Retriever:
     """An encoder plus a loaded index: text in, ranked documents out (synchronous)."""
 
-    def __init__(self, index: LoadedIndex, encoder: Encoder, params: SearchParams | None = None):
+    def __init__(
+        self,
+        index: LoadedIndex,
+        encoder: Encoder,
+        params: SearchParams | None = None,
+        *,
+        _headings: dict[str, np.ndarray] | None = None,
+    ):
         if encoder.name != index.model:
             from bot.errors import IndexCorruptError
 
@@ -484,12 +497,20 @@ class Retriever:
         self.index = index
         self.encoder = encoder
         self.params = params or SearchParams()
+        # Question headings' vectors, encoded on first use (the docs have a few dozen).
+        self._headings: dict[str, np.ndarray] = {} if _headings is None else _headings
 
     def with_index(self, index: LoadedIndex) -> Retriever:
-        return Retriever(index, self.encoder, self.params)
+        return Retriever(index, self.encoder, self.params, _headings=self._headings)
 
     def with_params(self, **changes: object) -> Retriever:
-        return Retriever(self.index, self.encoder, replace(self.params, **changes))  # type: ignore[arg-type]
+        params = replace(self.params, **changes)  # type: ignore[arg-type]
+        return Retriever(self.index, self.encoder, params, _headings=self._headings)
+
+    def heading_vector(self, heading: str) -> np.ndarray:
+        if heading not in self._headings:
+            self._headings[heading] = self.encoder.encode([heading])[0]
+        return self._headings[heading]
 
     def search(self, query: str, *, mode: Mode = "hybrid", k: int = 10) -> SearchResult:
         vector = None
@@ -497,4 +518,14 @@ class Retriever:
             prose, code = clean_query(query)
             text = dense_query_text(prose, code, max_words=self.params.dense_query_words)
             vector = self.encoder.encode([text or query[:500]])[0]
-        return search(self.index, query, vector, mode=mode, k=k, params=self.params)
+        result = search(self.index, query, vector, mode=mode, k=k, params=self.params)
+        if vector is None or not result.hits:
+            return result
+        match = best_question_match(
+            [h.section for h in result.hits],
+            [h.kind for h in result.hits],
+            vector,
+            self.heading_vector,
+            min_cosine=self.params.question_match_cosine,
+        )
+        return apply_question_match(result, match)

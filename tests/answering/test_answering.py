@@ -78,6 +78,39 @@ def test_lead_depends_on_confidence_vs_threshold(confidence: float, confident: b
     assert reply.markdown.splitlines()[-1] == f"Confidence: {confidence:.0%}"
 
 
+def test_a_question_the_docs_ask_is_named_in_the_lead() -> None:
+    faq = hit("getting_started/faq", 0.03, title="Keras FAQ")
+    asked = "How can I interrupt training when the validation loss isn't *decreasing*?"
+    matched = SearchResult(
+        query="how do I stop training early?",
+        mode="hybrid",
+        hits=[faq, hit("guides/a", 0.04)],
+        confidence=0.87,
+        symbols=[],
+        matched_question=asked,
+    )
+    lead = compose_reply(matched, threshold=0.5).markdown.splitlines()[0]
+    assert lead == (
+        "This looks covered by **Keras FAQ** (“How can I interrupt training when the validation "
+        "loss isn't \\*decreasing\\*?”):"
+    )
+    # Unsure (an operator's threshold over the match) or a past thread first: the usual lead.
+    assert compose_reply(matched, threshold=0.9).markdown.startswith("I'm not sure")
+    thread = hit("thread-1", 0.05, title="Stop early?", kind="thread")
+    first_thread = compose_reply(
+        SearchResult(
+            query=matched.query,
+            mode="hybrid",
+            hits=[faq, thread],
+            confidence=0.87,
+            symbols=[],
+            matched_question=asked,
+        ),
+        threshold=0.5,
+    )
+    assert first_thread.markdown.startswith("This was answered here before:")
+
+
 def test_empty_hit_list() -> None:
     reply = compose_reply(result([], 0.99), threshold=0.1)
     assert reply.sources == []

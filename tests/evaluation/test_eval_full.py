@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 DOCS = SHARED / "keras-io-docs"
 QUESTIONS = SHARED / "eval" / "questions-dev.jsonl"
 REQUIRE_DATA_ENV = "SUPPORTBOT_TEST_REQUIRE_EVAL_DATA"
+README_EXAMPLE = "How do I stop training when the validation loss stops improving?"
 
 
 def _require_data() -> None:
@@ -90,3 +91,15 @@ def test_dev_questions_meet_the_bars(encoder: object) -> None:
     # and a confident reply's top page is right at least 90 % of the time (issue 10's bar).
     assert index.confidence is not None
     assert hybrid.replied > 0 and (hybrid.reply_precision or 0.0) >= 0.9
+
+    # The README's example asks what the FAQ asks in other words ("How can I interrupt training
+    # when the validation loss isn't decreasing anymore?"): a confident reply, that entry first,
+    # with its code.
+    from bot.answering.reply import compose_reply
+
+    example = retriever.search(README_EXAMPLE, k=10)
+    reply = compose_reply(example, threshold=settings.reply_threshold, chunks=index.chunk_texts)
+    assert example.matched_question is not None and "validation loss" in example.matched_question
+    assert reply.would_reply and reply.sources[0].doc_id == "getting_started/faq"
+    assert "EarlyStopping(" in (reply.sources[0].snippet or "")
+    assert "keras.callbacks.EarlyStopping" in [s.doc_id for s in reply.sources]
