@@ -20,8 +20,8 @@ from bot.retrieval.fusion import DocScore, aggregate_chunks, order_by_score, top
 from bot.retrieval.index import LoadedIndex
 from bot.retrieval.question_match import apply_question_match, best_question_match
 from bot.retrieval.rerank import CandidateEvidence, candidate_features, kind_features
-from bot.retrieval.symbols import SymbolMatch, match_symbols
-from bot.retrieval.text import clean_query, lexical_tokens
+from bot.retrieval.symbols import SymbolMatch, match_symbols, subject_symbols
+from bot.retrieval.text import clean_query, lexical_tokens, title_line
 
 Mode = Literal["hybrid", "dense", "lexical"]
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
@@ -152,7 +152,11 @@ def first_stage(
             lexical_docs = _aggregate(index, rows_l, scores[rows_l], p)
             lexical_max = float(scores[rows_l[0]]) if len(rows_l) else 0.0
 
-    symbol_matches = match_symbols(f"{prose}\n{code}", index.symbols) if mode == "hybrid" else []
+    symbol_matches: list[SymbolMatch] = []
+    if mode == "hybrid":
+        symbol_matches = subject_symbols(
+            match_symbols(f"{prose}\n{code}", index.symbols), title_line(prose, code), index.symbols
+        )
     symbol_docs = [
         (index.doc_rows[m.doc_id], m) for m in symbol_matches if m.doc_id in index.doc_rows
     ]

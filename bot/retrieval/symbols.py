@@ -242,3 +242,30 @@ def match_symbols(text: str, table: SymbolTable, *, max_per_mention: int = 3) ->
         offer(table.by_lower_last.get(lower, ()), 0.3, raw)
 
     return sorted(found.values(), key=lambda m: -m.strength)
+
+
+#: How much a symbol named only below a question's first line counts, when that line names
+#: symbols of its own (``subject_symbols``). Measured in BENCHMARKS.md, "The title's API is
+#: the subject".
+BODY_ONLY_WEIGHT = 0.5
+
+
+def subject_symbols(
+    matches: Sequence[SymbolMatch], title: str, table: SymbolTable
+) -> list[SymbolMatch]:
+    """``matches`` (of the whole question) with the title's symbols in front.
+
+    A question's first line says what it is about; when it names an API, the others named
+    only in the body are usually context: "Fine-tuning the pre-trained ResNet50" over "I get
+    a high accuracy with VGG16, however with ResNet50 …" asks about ResNet50. Those count at
+    ``BODY_ONLY_WEIGHT``. A title that names no API (e.g. "Error in my model") changes
+    nothing, and neither does a one-line question (``title`` empty).
+    """
+    named = {m.doc_id for m in match_symbols(title, table)} if title else set()
+    if not named:
+        return list(matches)
+    weighted = [
+        m if m.doc_id in named else SymbolMatch(m.doc_id, m.strength * BODY_ONLY_WEIGHT, m.mention)
+        for m in matches
+    ]
+    return sorted(weighted, key=lambda m: -m.strength)

@@ -212,3 +212,11 @@ def clean_query(text: str) -> tuple[str, str]:
     prose = re.sub(r"\n{2,}", "\n", prose).strip()
     code = "\n".join(code_parts).strip()
     return prose[:_MAX_QUERY_CHARS], code[:_MAX_QUERY_CHARS]
+
+
+def title_line(prose: str, code: str) -> str:
+    """The first line of a question that has more below it (an issue's title, a message's
+    opening line over its details or code), from ``clean_query``'s parts; empty when the
+    question is that one line."""
+    first, _, rest = prose.strip().partition("\n")
+    return first.strip() if rest.strip() or code else ""

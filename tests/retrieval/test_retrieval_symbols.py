@@ -226,3 +226,52 @@ def test_max_per_mention_parameter(table: SymbolTable) -> None:
     assert one == []  # four candidates > 2 * 1: too ambiguous
     two = match_symbols("Hashing", table, max_per_mention=2)
     assert [m.doc_id for m in two] == ["keras.layers.Hashing", "keras.ns1.Hashing"]
+
+
+# --- the title's symbols are the subject -------------------------------------------------------
+
+
+def test_symbols_named_only_below_a_naming_title_count_half(table: SymbolTable) -> None:
+    from bot.retrieval.symbols import BODY_ONLY_WEIGHT, subject_symbols
+    from bot.retrieval.text import clean_query, title_line
+
+    question = (
+        "Fine-tuning an LSTM never improves\n"
+        "With Dense layers it trains; with LSTM and Dropout the loss stays flat."
+    )
+    prose, code = clean_query(question)
+    whole = match_symbols(question, table)
+    found = subject_symbols(whole, title_line(prose, code), table)
+    strength = {m.doc_id: m.strength for m in found}
+    before = {m.doc_id: m.strength for m in whole}
+    assert strength["keras.layers.LSTM"] == before["keras.layers.LSTM"]  # in the title too
+    for body_only in ("keras.layers.Dense", "keras.layers.Dropout"):
+        assert strength[body_only] == pytest.approx(before[body_only] * BODY_ONLY_WEIGHT)
+    assert found[0].doc_id == "keras.layers.LSTM"  # strongest first, as match_symbols sorts
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "My training never improves\nWith Dense layers it trains; with LSTM it stays flat.",
+        "Why does LSTM train slower than Dense?",  # one line: nothing is "below"
+    ],
+)
+def test_a_title_naming_no_symbol_or_a_one_line_question_changes_nothing(
+    question: str, table: SymbolTable
+) -> None:
+    from bot.retrieval.symbols import subject_symbols
+    from bot.retrieval.text import clean_query, title_line
+
+    prose, code = clean_query(question)
+    whole = match_symbols(question, table)
+    assert subject_symbols(whole, title_line(prose, code), table) == whole
+
+
+def test_title_line_is_the_first_line_of_a_question_with_more_below() -> None:
+    from bot.retrieval.text import title_line
+
+    assert title_line("Title here\nand the body", "") == "Title here"
+    assert title_line("Only a line", "") == ""
+    assert title_line("How do I use it?", "model.fit(x)") == "How do I use it?"  # code below
+    assert title_line("", "model.fit(x)") == ""
