@@ -24,6 +24,10 @@ _FENCE_BLOCK = re.compile(r"```.*?(?:```|\Z)", re.S)
 # Link targets may hold one level of parentheses (Wikipedia-style URLs).
 _MD_LINK = re.compile(r"\[([^\]]*)\]\((?:[^()]|\([^()]*\))*\)")
 EXCERPT_CHARS = 200
+_CODE_GAP = "\x02"  # where ``_parse`` took a code block out: a sentence ends there
+# ... and a heading: a Markdown one, or a line that is bold from end to end (the guides'
+# "**Example: setting `trainable` to `False`**" over a code cell).
+_BREAKS = re.compile(rf"{_CODE_GAP}|^ {{0,3}}#+ .*$|^ {{0,3}}\*\*[^*\n]+\*\*[ \t]*$", re.M)
 _MIN_SENTENCE = 20  # shorter fragments ("Default: 0.") say nothing alone
 
 
@@ -106,23 +110,32 @@ def _plain(text: str) -> str:
 
 
 def _flat(text: str) -> str:
-    text = _MD_LINK.sub(r"\1", text)
+    text = _MD_LINK.sub(r"\1", text.replace(_CODE_GAP, " "))
     text = re.sub(r"^#+\s*", "", text, flags=re.M)
     text = _BULLET.sub("• ", text)  # before the lines are joined: "2 * x" is no list
     return _plain(_FLAT_BULLET.sub(" • ", re.sub(r"\s+", " ", text).strip()))
 
 
 def _sentences(text: str) -> list[_Passage]:
-    prose = _flat(text)
-    found = [s.strip() for s in _SENTENCE.split(prose) if len(s.strip()) > _MIN_SENTENCE]
-    return [_Passage(s) for s in found]
+    # Where a code block stood, a sentence ends: "You can use an `EarlyStopping` callback:"
+    # introduced the code, and the text after it is another thought ("Find out more in ...").
+    # A heading ends one too, and is no sentence itself: it titles what follows.
+    found = [
+        s.strip()
+        for part in _BREAKS.split(text)
+        for s in _SENTENCE.split(_flat(part))
+        if len(s.strip()) > _MIN_SENTENCE
+    ]
+    if not found:  # nothing but headings (and code): a heading speaks for the chunk
+        found = [_flat(m.group()) for m in _BREAKS.finditer(text) if m.group() != _CODE_GAP]
+    return [_Passage(s) for s in found if s]
 
 
 def _parse(chunk_text: str) -> tuple[str, list[_Passage]]:
     """(the indented lines the chunk starts with: the rest of an entry the chunk before may
     have cut; the chunk's passages after them)."""
     body = chunk_text.split("\n", 1)[1] if "\n" in chunk_text else chunk_text
-    body = _FENCE_BLOCK.sub("\n", body)
+    body = _FENCE_BLOCK.sub(f"\n{_CODE_GAP}\n", body)
     carried, paragraphs = _carried_over(re.split(r"\n[ \t]*\n", body.strip("\n")))
     lead: list[str] = []
     lines = "\n\n".join(paragraphs).split("\n")

@@ -239,3 +239,34 @@ def test_the_tail_of_a_sentence_cut_by_the_window_gives_way_to_a_whole_one() -> 
 )
 def test_emphasis_and_list_markers_are_read_not_shown(text: str, shown: str) -> None:
     assert best_excerpt(f"Page > Section\n\n{text}", "anything", limit=1000) == shown
+
+
+def test_a_code_block_ends_the_sentence_before_it() -> None:
+    """The FAQ's answer: a sentence introduces the code, another thought follows it. Glued
+    together they read "... callback: Find out more in the callbacks documentation."."""
+    chunk = (
+        "Keras FAQ > How can I interrupt training when the validation loss isn't decreasing?\n\n"
+        "You can use an `EarlyStopping` callback:\n\n"
+        "```python\nearly_stopping = EarlyStopping(monitor='val_loss', patience=2)\n```\n\n"
+        "Find out more in the [callbacks documentation](/api/callbacks/)."
+    )
+    assert best_excerpt(chunk, "How do I stop training early with a callback?") == (
+        "You can use an `EarlyStopping` callback:"
+    )
+    assert best_excerpt(chunk, "where is the callbacks documentation?") == (
+        "Find out more in the callbacks documentation."
+    )
+
+
+def test_a_heading_is_no_sentence_unless_the_chunk_has_nothing_else() -> None:
+    chunk = (
+        "Transfer learning > Freezing layers\n\n"
+        "**Example: setting `trainable` to `False`**\n\n"
+        "```python\nlayer.trainable = False  # Freeze the layer\n```\n\n"
+        "When a trainable weight becomes non-trainable, its value is no longer updated."
+    )
+    assert best_excerpt(chunk, "setting trainable to False to freeze a layer") == (
+        "When a trainable weight becomes non-trainable, its value is no longer updated."
+    )
+    only = "Transfer learning > Freezing layers\n\n**Example: setting `trainable` to `False`**"
+    assert best_excerpt(only, "trainable") == "Example: setting `trainable` to `False`"
