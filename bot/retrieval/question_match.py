@@ -14,20 +14,17 @@ reaches ``SearchParams.question_match_cosine`` goes first, and the confidence be
 that cosine. Past-answer threads are left to their own near-duplicate rule
 (``thread_bonus_cosine``).
 
-Pure given the vectors: the caller (``Retriever``) encodes the headings, once each.
+Pure given the vectors: the caller (``Retriever``) encodes the headings, once each, and
+moves the page (``search.with_question_match``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from bot.retrieval.search import SearchResult
 
 QUESTION_DEPTH = 5  # how far down the results a paraphrased question heading may lift a page
 _LABEL = re.compile(r"^(?:Q|Question)\s*[:.]\s*", re.I)  # "Q: Is Keras 3 compatible ...?"
@@ -70,17 +67,3 @@ def best_question_match(
         if cosine >= min_cosine and (best is None or cosine > best.cosine):
             best = QuestionMatch(rank, heading, cosine)
     return best
-
-
-def apply_question_match(result: SearchResult, match: QuestionMatch | None) -> SearchResult:
-    """``result`` with the matched page first and a confidence of at least the match's cosine."""
-    if match is None:
-        return result
-    hits = list(result.hits)
-    hits.insert(0, hits.pop(match.rank))
-    return replace(
-        result,
-        hits=hits,
-        confidence=max(result.confidence, match.cosine),
-        matched_question=match.heading,
-    )

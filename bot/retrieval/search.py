@@ -18,7 +18,7 @@ from bot.retrieval.confidence import ConfidenceModel, default_confidence_model
 from bot.retrieval.encoder import Encoder
 from bot.retrieval.fusion import DocScore, aggregate_chunks, order_by_score, top_k, weighted_rrf
 from bot.retrieval.index import LoadedIndex
-from bot.retrieval.question_match import apply_question_match, best_question_match
+from bot.retrieval.question_match import QuestionMatch, best_question_match
 from bot.retrieval.rerank import CandidateEvidence, candidate_features, kind_features
 from bot.retrieval.symbols import SymbolMatch, match_symbols, subject_symbols
 from bot.retrieval.text import clean_query, lexical_tokens, title_line
@@ -480,6 +480,21 @@ def confidence(hits: list[Hit], p: SearchParams) -> float:
     return sigmoid(z)
 
 
+def with_question_match(result: SearchResult, match: QuestionMatch | None) -> SearchResult:
+    """``result`` with the matched page first and a confidence of at least the match's cosine
+    (``question_match``)."""
+    if match is None:
+        return result
+    hits = list(result.hits)
+    hits.insert(0, hits.pop(match.rank))
+    return replace(
+        result,
+        hits=hits,
+        confidence=max(result.confidence, match.cosine),
+        matched_question=match.heading,
+    )
+
+
 class Retriever:
     """An encoder plus a loaded index: text in, ranked documents out (synchronous)."""
 
@@ -532,4 +547,4 @@ class Retriever:
             self.heading_vector,
             min_cosine=self.params.question_match_cosine,
         )
-        return apply_question_match(result, match)
+        return with_question_match(result, match)

@@ -14,11 +14,10 @@ import pytest
 from bot.retrieval.question_match import (
     QUESTION_DEPTH,
     QuestionMatch,
-    apply_question_match,
     best_question_match,
     question_heading,
 )
-from bot.retrieval.search import SearchResult
+from bot.retrieval.search import SearchResult, with_question_match
 from tests.answering.test_answering import hit
 
 
@@ -96,16 +95,16 @@ def test_no_match_under_the_bar_for_threads_or_past_the_depth() -> None:
     assert found is None and asked == []
 
 
-def test_apply_moves_the_page_first_and_raises_the_confidence_never_lowers_it() -> None:
+def test_the_match_moves_the_page_first_and_raises_the_confidence_never_lowers_it() -> None:
     hits = [hit("guides/a", 0.04), hit("faq", 0.03), hit("guides/b", 0.02)]
     base = SearchResult(query="q", mode="hybrid", hits=hits, confidence=0.3, symbols=[])
-    assert apply_question_match(base, None) is base
-    moved = apply_question_match(base, QuestionMatch(1, "How can I stop training early?", 0.87))
+    assert with_question_match(base, None) is base
+    moved = with_question_match(base, QuestionMatch(1, "How can I stop training early?", 0.87))
     assert [h.doc_id for h in moved.hits] == ["faq", "guides/a", "guides/b"]
     assert moved.confidence == pytest.approx(0.87)
     assert moved.matched_question == "How can I stop training early?"
     sure = SearchResult(query="q", mode="hybrid", hits=hits, confidence=0.95, symbols=[])
-    kept = apply_question_match(sure, QuestionMatch(0, "How can I stop training early?", 0.87))
+    kept = with_question_match(sure, QuestionMatch(0, "How can I stop training early?", 0.87))
     assert kept.confidence == 0.95 and [h.doc_id for h in kept.hits] == [
         "guides/a",
         "faq",
