@@ -253,7 +253,7 @@ BODY_ONLY_WEIGHT = 0.5
 def subject_symbols(
     matches: Sequence[SymbolMatch], title: str, table: SymbolTable
 ) -> list[SymbolMatch]:
-    """``matches`` (of the whole question) with the title's symbols in front.
+    """``matches`` (of the whole question) re-weighted by where they are named, strongest first.
 
     A question's first line says what it is about; when it names an API, the others named
     only in the body are usually context: "Fine-tuning the pre-trained ResNet50" over "I get
