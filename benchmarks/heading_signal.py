@@ -76,13 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bot.retrieval import search as S
     from bot.retrieval.encoder import Encoder
     from bot.retrieval.index import load_index
-    from bot.retrieval.text import clean_query
     from index_builder import confidence_training as ct
     from index_builder.reranker_training import mine_queries
 
     index = load_index(args.data_dir / "indexes")
     encoder = Encoder(index.model, device=args.device)
     params = S.SearchParams()
+    retriever = S.Retriever(index, encoder, params)  # only for its query vector
     heading_vectors: dict[str, np.ndarray] = {}
     current: dict[str, np.ndarray] = {}  # the query vector of the search in progress
 
@@ -115,10 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev: list[tuple[np.ndarray, int | None, bool, str]] = []
     for q in [*load_questions(args.questions), None]:
         text = README_EXAMPLE if q is None else q.question
-        prose, code = clean_query(text)
-        qv = encoder.encode([S.dense_query_text(prose, code, max_words=params.dense_query_words)])
-        current["qv"] = qv[0]
-        result = S.search(index, text, qv[0], k=10, params=params)
+        qv = retriever.query_vector(text)
+        current["qv"] = qv
+        result = S.search(index, text, qv, k=10, params=params)
         x = signals(result.hits, ct.LEARNT_SIGNALS, ct._query_terms(text))
         if q is None:
             example = x

@@ -78,9 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bot.evaluation.questions import evaluate, load_questions
     from bot.retrieval.encoder import Encoder
     from bot.retrieval.index import load_index
-    from bot.retrieval.question_match import question_heading
-    from bot.retrieval.search import Retriever, dense_query_text
-    from bot.retrieval.text import clean_query
+    from bot.retrieval.question_match import best_question_match, question_heading
+    from bot.retrieval.search import Retriever
     from bot.settings import load_settings
     from index_builder.query_families import intro_queries, section_queries, summary_queries
     from index_builder.reranker_training import mine_queries
@@ -90,7 +89,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     on = Retriever(index, encoder)
     off = on.with_params(question_match_cosine=1.01)
     bar = on.params.question_match_cosine
-    words = on.params.dense_query_words
     threshold = load_settings().reply_threshold
 
     progress(args, "question headings and the corpus' own questions")
@@ -146,16 +144,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     best: list[tuple[float, bool | None]] = []  # per question: best heading cosine, top-1 right
     for q in questions:
         found = off.search(q.question, k=10)
-        prose, code = clean_query(q.question)
-        vector = encoder.encode([dense_query_text(prose, code, max_words=words)])[0]
-        top5 = [question_heading(h.section) for h in found.hits[:5] if h.kind != "thread"]
-        cosines = [float(on.heading_vector(h) @ vector) for h in top5 if h]
+        # The rule's own matcher with no bar: the closest question heading it would consider.
+        closest = best_question_match(
+            [h.section for h in found.hits],
+            [h.kind for h in found.hits],
+            on.query_vector(q.question),
+            on.heading_vector,
+            min_cosine=-1.0,
+        )
         right = (
             index.canonical_id(found.hits[0].doc_id) in {index.canonical_id(r) for r in q.relevant}
             if q.answerable and q.relevant
             else None
         )
-        best.append((max(cosines, default=0.0), right))
+        best.append((closest.cosine if closest else 0.0, right))
     dev_rows = [
         [
             f"{c:.2f}",

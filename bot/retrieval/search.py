@@ -531,12 +531,14 @@ class Retriever:
             self._headings[heading] = self.encoder.encode([heading])[0]
         return self._headings[heading]
 
+    def query_vector(self, query: str) -> np.ndarray:
+        """The vector a question is searched with: its prose, then as much code as fits."""
+        prose, code = clean_query(query)
+        text = dense_query_text(prose, code, max_words=self.params.dense_query_words)
+        return self.encoder.encode([text or query[:500]])[0]
+
     def search(self, query: str, *, mode: Mode = "hybrid", k: int = 10) -> SearchResult:
-        vector = None
-        if mode != "lexical":
-            prose, code = clean_query(query)
-            text = dense_query_text(prose, code, max_words=self.params.dense_query_words)
-            vector = self.encoder.encode([text or query[:500]])[0]
+        vector = self.query_vector(query) if mode != "lexical" else None
         result = search(self.index, query, vector, mode=mode, k=k, params=self.params)
         if vector is None or not result.hits:
             return result
